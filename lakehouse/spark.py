@@ -1,0 +1,139 @@
+"""The one Spark session factory.
+
+* On a cluster (Databricks, EMR) a session already exists or `spark-submit` configured one: it is used unchanged,
+  with native Delta.
+* Locally (the embedded default) a `local[*]` session is built: UTC, bound to 127.0.0.1, small shuffle, Hive
+  metastore and warehouse under $LAKEHOUSE_HOME, workers on this venv's python. When the Delta Lake jars are not
+  on the classpath, the JVM catalog shim (format `delta` backed by delta-rs) is loaded instead, and the Python
+  Kafka source is registered under the name `kafka` when Spark's Kafka connector is absent.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakehouse.config import Settings, get_settings
+from lakehouse.errors import LakehouseError
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+
+
+def _local_delta_jars() -> list[str]:
+    """Delta Lake jars already on this machine (pyspark's jars dir or the Ivy cache), if any."""
+    import pyspark
+
+    roots = [Path(pyspark.__file__).parent / "jars", Path.home() / ".ivy2.5.2" / "jars", Path.home() / ".ivy2" / "jars"]
+    found: list[str] = []
+    for root in roots:
+        found += glob.glob(str(root / "*delta-spark_*.jar")) + glob.glob(str(root / "*delta-storage-*.jar"))
+    return found
+
+
+def _jvm_has_class(spark: SparkSession, class_name: str) -> bool:
+    try:
+        spark._jvm.java.lang.Class.forName(class_name, False, spark._jvm.Thread.currentThread().getContextClassLoader())
+        return True
+    except Exception:  # noqa: BLE001 - Py4J raises a generic error for ClassNotFoundException
+        return False
+
+
+def _wants_native_delta(settings: Settings) -> bool:
+    if settings.delta_backend == "native":
+        return True
+    if settings.delta_backend == "deltars":
+        return False
+    return bool(_local_delta_jars())
+
+
+def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
+    settings.ensure_dirs()
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
+    os.environ["PYSPARK_PYTHON"] = python
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python)
+    metastore_url = f"jdbc:derby:;databaseName={settings.metastore};create=true"
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", os.environ.get("LAKEHOUSE_SPARK_UI", "false"))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
+        .config("spark.sql.warehouse.dir", str(settings.warehouse))
+        .config("spark.hadoop.javax.jdo.option.ConnectionURL", metastore_url)
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.home} -Duser.timezone=UTC")
+        .config("spark.executorEnv.PYSPARK_PYTHON", python)
+        .config("spark.sql.python.filterPushdown.enabled", "true")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        .config("spark.driver.memory", os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "4g"))
+        .enableHiveSupport()
+    )
+    if _wants_native_delta(settings):
+        jars = _local_delta_jars()
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
+            "spark.sql.catalog.spark_catalog", DELTA_CATALOG
+        )
+    else:
+        from lakehouse.tables.shim import ensure_shim_jar
+
+        shim = ensure_shim_jar(settings)
+        if shim is not None:
+            builder = builder.config("spark.jars", str(shim))
+    return builder
+
+
+
+
+def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> SparkSession:
+    """Return the process's Spark session, building the embedded default when no session exists."""
+    settings = settings or get_settings()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        spark = active
+    elif os.environ.get("DATABRICKS_RUNTIME_VERSION") or os.environ.get("SPARK_ENV_LOADED"):
+        spark = SparkSession.builder.appName(app_name).getOrCreate()  # configured by the cluster / spark-submit
+    else:
+        spark = _local_builder(app_name, settings).getOrCreate()
+        spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
+    _register_python_sources(spark)
+    return spark
+
+
+def has_native_delta(spark: SparkSession) -> bool:
+    """True when Delta Lake's own classes are loaded in this session's JVM."""
+    return _jvm_has_class(spark, DELTA_EXTENSION) and "delta" in (
+        spark.conf.get("spark.sql.extensions", "") or ""
+    ).lower() or _jvm_has_class(spark, "com.databricks.sql.transaction.tahoe.DeltaLog")
+
+
+def has_native_kafka(spark: SparkSession) -> bool:
+    return _jvm_has_class(spark, KAFKA_PROVIDER_CLASS)
+
+
+_registered: set[int] = set()
+
+
+def _register_python_sources(spark: SparkSession) -> None:
+    """Register the Python Kafka source as `kafka` when Spark's own connector is absent (once per session)."""
+    key = id(spark)
+    if key in _registered:
+        return
+    if not has_native_kafka(spark):
+        from lakehouse.sources.kafka_source import KafkaPythonSource
+
+        spark.dataSource.register(KafkaPythonSource)
+    _registered.add(key)
