@@ -1,0 +1,156 @@
+"""The one Delta table API every job uses; two backends implement it (native Delta, delta-rs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from lakehouse.config import Settings, split_table_name
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What `lakehouse tables` shows for one table."""
+
+    name: str
+    layer: str
+    location: str
+    rows: int
+    version: int
+    last_update: str  # ISO-8601 UTC
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """A MERGE of a source DataFrame (alias `s`) into a table (alias `t`).
+
+    Clauses are applied in Delta's order: matched-delete (if `delete_when`), matched-update (if `update`,
+    optionally only `update_when`), not-matched-insert (if `insert`, optionally `insert_when`). Updates and
+    inserts set every target column the source also has; extra source columns (op codes, log positions) may
+    be used in the conditions and are not written.
+    """
+
+    on: str
+    update: bool = True
+    update_when: str | None = None
+    delete_when: str | None = None
+    insert: bool = True
+    insert_when: str | None = None
+
+
+def millis_to_iso(millis: int | None) -> str:
+    if millis is None:
+        return ""
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+class DeltaTables(ABC):
+    """Create, write (append / overwrite / idempotent batch / merge), read, time-travel and maintain tables.
+
+    Tables are named `layer.table`; their location comes from settings (`$LAKEHOUSE_HOME/tables/...` locally,
+    `LAKEHOUSE_TABLES_ROOT` on a cluster).
+    """
+
+    backend: str = ""
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self.spark = spark
+        self.settings = settings
+
+    def location(self, name: str) -> str:
+        return self.settings.table_location(name)
+
+    # --- writes ---------------------------------------------------------------------------------
+    @abstractmethod
+    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+        """Create an empty table if it does not exist (no-op when it does)."""
+
+    @abstractmethod
+    def append(self, df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:
+        """Append rows in one commit (creates the table on first write)."""
+
+    @abstractmethod
+    def overwrite(self, df: DataFrame, name: str, partition_by: list[str] | None = None) -> None:
+        """Replace the table's contents in one commit (older versions stay readable by time travel)."""
+
+    @abstractmethod
+    def write_batch(
+        self, df: DataFrame, name: str, app_id: str, batch_id: int, mode: str = "append",
+        partition_by: list[str] | None = None,
+    ) -> bool:
+        """Idempotent write for streaming micro-batches: a (app_id, batch_id) already committed is skipped.
+
+        Returns False when skipped."""
+
+    @abstractmethod
+    def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
+              batch_id: int | None = None) -> bool:
+        """MERGE `df` into the table; idempotent when (app_id, batch_id) are given. Returns False when skipped."""
+
+    # --- reads and maintenance ------------------------------------------------------------------
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        """The table (current, or as of `version`)."""
+
+    @abstractmethod
+    def version(self, name: str) -> int: ...
+
+    @abstractmethod
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first: version, timestamp (ISO), operation, parameters, metrics."""
+
+    @abstractmethod
+    def vacuum(self, name: str, retention_hours: int = 168) -> list[str]:
+        """Delete files no longer referenced by versions within the retention; returns what was removed."""
+
+    @abstractmethod
+    def optimize(self, name: str) -> dict[str, Any]:
+        """Compact small files; returns metrics."""
+
+    @abstractmethod
+    def row_count(self, name: str) -> int: ...
+
+    def committed_batch(self, name: str, app_id: str) -> int | None:
+        """Latest batch id committed by `app_id` (None if never)."""
+        return None
+
+    # --- catalog ---------------------------------------------------------------------------------
+    def register(self, name: str) -> None:
+        """Make `layer.table` selectable by name in the session catalog (and so by dbt and the SQL endpoint)."""
+        from lakehouse.tables.catalog import register_table
+
+        register_table(self.spark, name, self.location(name))
+
+    def info(self, name: str) -> TableInfo:
+        layer, _ = split_table_name(name)
+        newest = self.history(name, limit=1)
+        return TableInfo(
+            name=name,
+            layer=layer,
+            location=self.location(name),
+            rows=self.row_count(name),
+            version=self.version(name),
+            last_update=newest[0]["timestamp"] if newest else "",
+        )
+
+    def list_names(self) -> list[str]:
+        """Every table under the tables root (local roots only), as `layer.table`."""
+        from pathlib import Path
+
+        root = Path(self.settings.tables_root)
+        if "://" in self.settings.tables_root or not root.exists():
+            return []
+        return sorted(
+            f"{p.parent.parent.name}.{p.parent.name}" for p in root.glob("*/*/_delta_log") if p.is_dir()
+        )

@@ -1,0 +1,129 @@
+"""Native Delta Lake backend (Databricks, EMR, or any session with the Delta jars)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql.types import StructType
+
+from lakehouse.errors import TableNotFound
+from lakehouse.tables.base import DeltaTables, MergeSpec
+
+
+class NativeDeltaTables(DeltaTables):
+    backend = "native"
+
+    def _delta(self, name: str):
+        from delta.tables import DeltaTable
+
+        if not self.exists(name):
+            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        return DeltaTable.forPath(self.spark, self.location(name))
+
+    def exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.isDeltaTable(self.spark, self.location(name))
+
+    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+        from delta.tables import DeltaTable
+
+        builder = DeltaTable.createIfNotExists(self.spark).location(self.location(name)).addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        builder.execute()
+
+    def _writer(self, df: DataFrame, mode: str, partition_by: list[str] | None):
+        writer = df.write.format("delta").mode(mode)
+        return writer.partitionBy(*partition_by) if partition_by else writer
+
+    def append(self, df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:
+        self._writer(df, "append", partition_by).option("mergeSchema", str(merge_schema).lower()).save(
+            self.location(name)
+        )
+
+    def overwrite(self, df: DataFrame, name: str, partition_by: list[str] | None = None) -> None:
+        self._writer(df, "overwrite", partition_by).option("overwriteSchema", "true").save(self.location(name))
+
+    def committed_batch(self, name: str, app_id: str) -> int | None:
+        if not self.exists(name):
+            return None
+        rows = (
+            self.spark.sql(f"DESCRIBE HISTORY delta.`{self.location(name)}`")
+            .where(f"operationParameters['txnAppId'] = '{app_id}'")
+            .selectExpr("max(cast(operationParameters['txnVersion'] as bigint)) v")
+            .collect()
+        )
+        return rows[0]["v"] if rows else None
+
+    def write_batch(
+        self, df: DataFrame, name: str, app_id: str, batch_id: int, mode: str = "append",
+        partition_by: list[str] | None = None,
+    ) -> bool:
+        # Delta skips the write itself when (txnAppId, txnVersion) is already in the log.
+        self._writer(df, mode, partition_by).option("txnAppId", app_id).option("txnVersion", batch_id).save(
+            self.location(name)
+        )
+        return True
+
+    def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
+              batch_id: int | None = None) -> bool:
+        if not self.exists(name):
+            self.create(name, df.schema)
+        target = self._delta(name)
+        columns = [c for c in target.toDF().columns if c in df.columns]
+        assignments = {f"`{c}`": f"s.`{c}`" for c in columns}
+        builder = target.alias("t").merge(df.alias("s"), spec.on)
+        if spec.delete_when:
+            builder = builder.whenMatchedDelete(condition=spec.delete_when)
+        if spec.update:
+            builder = builder.whenMatchedUpdate(condition=spec.update_when, set=assignments)
+        if spec.insert:
+            builder = builder.whenNotMatchedInsert(condition=spec.insert_when, values=assignments)
+        conf = self.spark.conf
+        if app_id is not None and batch_id is not None:
+            conf.set("spark.databricks.delta.write.txnAppId", app_id)
+            conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+        try:
+            builder.execute()
+        finally:
+            if app_id is not None and batch_id is not None:
+                conf.unset("spark.databricks.delta.write.txnAppId")
+                conf.unset("spark.databricks.delta.write.txnVersion")
+        return True
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        if not self.exists(name):
+            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.location(name))
+
+    def version(self, name: str) -> int:
+        return int(self._delta(name).history(1).collect()[0]["version"])
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        frame = self._delta(name).history(limit) if limit else self._delta(name).history()
+        return [
+            {
+                "version": r["version"],
+                "timestamp": r["timestamp"].isoformat(timespec="seconds") if r["timestamp"] else "",
+                "operation": r["operation"],
+                "parameters": dict(r["operationParameters"] or {}),
+                "metrics": dict(r["operationMetrics"] or {}),
+            }
+            for r in frame.collect()
+        ]
+
+    def vacuum(self, name: str, retention_hours: int = 168) -> list[str]:
+        self._delta(name).vacuum(retention_hours)
+        return []
+
+    def optimize(self, name: str) -> dict[str, Any]:
+        rows = self._delta(name).optimize().executeCompaction().collect()
+        return rows[0].asDict(recursive=True) if rows else {}
+
+    def row_count(self, name: str) -> int:
+        return self.read(name).count()

@@ -1,0 +1,149 @@
+"""The Delta table API, run against whichever backend this session has (native Delta or delta-rs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType, TimestampType
+
+from lakehouse.errors import TableNotFound
+from lakehouse.tables import MergeSpec
+
+SCHEMA = StructType(
+    [
+        StructField("id", LongType()),
+        StructField("sku", StringType()),
+        StructField("amount", DecimalType(18, 2)),
+        StructField("ts", TimestampType()),
+        StructField("channel", StringType()),
+    ]
+)
+T0 = dt.datetime(2026, 11, 1, 12, 0, 0, 123456)
+
+
+def rows(n: int, start: int = 0, channel: str = "web") -> list[tuple]:
+    return [
+        (i, f"SKU-{i:05d}", Decimal(f"{i}.25"), T0 + dt.timedelta(minutes=i), channel)
+        for i in range(start, start + n)
+    ]
+
+
+def by_id(df) -> dict[int, Row]:
+    return {r["id"]: r for r in df.collect()}
+
+
+def test_append_creates_then_appends_and_reads_back_exact_values(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(3), SCHEMA), table_name)
+    tables.append(spark.createDataFrame(rows(2, start=3), SCHEMA), table_name)
+    got = by_id(tables.read(table_name))
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert got[4]["amount"] == Decimal("4.25")
+    assert got[4]["ts"] == T0 + dt.timedelta(minutes=4)  # microseconds survive, UTC session
+    assert tables.version(table_name) == 1
+    assert tables.row_count(table_name) == 5
+
+
+def test_overwrite_replaces_and_time_travel_reads_old_version(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(3), SCHEMA), table_name)
+    tables.overwrite(spark.createDataFrame(rows(1, start=10), SCHEMA), table_name)
+    assert sorted(by_id(tables.read(table_name))) == [10]
+    assert sorted(by_id(tables.read(table_name, version=0))) == [0, 1, 2]
+    operations = [h["operation"] for h in tables.history(table_name)]
+    assert len(operations) == 2
+
+
+def test_partitioned_table_reads_partition_columns(spark, tables, table_name):
+    data = rows(2, channel="web") + rows(2, start=2, channel="amazon") + [(9, "SKU-9", Decimal("1.00"), T0, None)]
+    tables.append(spark.createDataFrame(data, SCHEMA), table_name, partition_by=["channel"])
+    got = by_id(tables.read(table_name))
+    assert {i: r["channel"] for i, r in got.items()} == {0: "web", 1: "web", 2: "amazon", 3: "amazon", 9: None}
+    location = Path(tables.location(table_name))
+    assert (location / "channel=web").is_dir() and (location / "channel=amazon").is_dir()
+
+
+def test_write_batch_is_idempotent_per_app_and_batch(spark, tables, table_name):
+    df = spark.createDataFrame(rows(4), SCHEMA)
+    assert tables.write_batch(df, table_name, app_id="bronze-orders", batch_id=0)
+    assert tables.write_batch(df, table_name, app_id="bronze-orders", batch_id=1)
+    tables.write_batch(df, table_name, app_id="bronze-orders", batch_id=1)  # replay of a committed batch
+    tables.write_batch(df, table_name, app_id="bronze-orders", batch_id=0)  # older batch: also skipped
+    assert tables.row_count(table_name) == 8
+    assert tables.committed_batch(table_name, "bronze-orders") == 1
+    assert tables.write_batch(df, table_name, app_id="other-app", batch_id=0)
+    assert tables.row_count(table_name) == 12
+
+
+def test_merge_updates_deletes_and_inserts(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(4), SCHEMA), table_name)
+    changes = spark.createDataFrame(
+        [
+            (0, "SKU-NEW", Decimal("99.99"), T0, "web", "upsert"),
+            (1, None, None, None, None, "delete"),
+            (7, "SKU-00007", Decimal("7.00"), T0, "ebay", "upsert"),
+        ],
+        StructType([*SCHEMA.fields, StructField("op", StringType())]),
+    )
+    spec = MergeSpec(on="t.id = s.id", delete_when="s.op = 'delete'", insert_when="s.op = 'upsert'")
+    assert tables.merge(changes, table_name, spec, app_id="cdc", batch_id=5)
+    got = by_id(tables.read(table_name))
+    assert sorted(got) == [0, 2, 3, 7]
+    assert got[0]["sku"] == "SKU-NEW" and got[0]["amount"] == Decimal("99.99")
+    assert got[7]["channel"] == "ebay"
+    # the same batch again is skipped
+    version = tables.version(table_name)
+    assert tables.merge(changes, table_name, spec, app_id="cdc", batch_id=5) is False
+    assert tables.version(table_name) == version
+
+
+def test_create_empty_table_then_read_has_schema(tables, table_name):
+    tables.create(table_name, SCHEMA, partition_by=["channel"])
+    tables.create(table_name, SCHEMA)  # idempotent
+    df = tables.read(table_name)
+    assert df.count() == 0
+    assert [f.name for f in df.schema] == [f.name for f in SCHEMA]
+
+
+def test_missing_table_is_a_clear_error(tables):
+    with pytest.raises(TableNotFound, match="silver.does_not_exist"):
+        tables.read("silver.does_not_exist")
+
+
+def test_optimize_compacts_and_vacuum_keeps_current_data(spark, tables, table_name):
+    for start in range(0, 15, 5):
+        tables.append(spark.createDataFrame(rows(5, start=start), SCHEMA).coalesce(1), table_name)
+    tables.optimize(table_name)
+    assert tables.row_count(table_name) == 15
+    tables.vacuum(table_name, retention_hours=0)
+    assert sorted(by_id(tables.read(table_name))) == list(range(15))
+
+
+def test_tables_are_valid_delta_for_another_reader(spark, tables, table_name):
+    """delta-rs (a different Delta implementation than Spark's writer path) reads what we wrote."""
+    tables.append(spark.createDataFrame(rows(3), SCHEMA), table_name, partition_by=["channel"])
+    tables.append(spark.createDataFrame(rows(2, start=3, channel="ebay"), SCHEMA), table_name)
+    other = DeltaTable(tables.location(table_name)).to_pyarrow_table()
+    assert sorted(other.column("id").to_pylist()) == [0, 1, 2, 3, 4]
+    assert other.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    log_dir = Path(tables.location(table_name)) / "_delta_log"
+    first = [json.loads(line) for line in (log_dir / "00000000000000000000.json").read_text().splitlines()]
+    assert any("protocol" in a for a in first) and any("metaData" in a for a in first)
+    adds = [a["add"] for a in first if "add" in a]
+    assert adds and all(json.loads(a["stats"])["numRecords"] > 0 for a in adds)
+
+
+def test_append_with_new_column_needs_merge_schema(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(1), SCHEMA), table_name)
+    wider = spark.createDataFrame(rows(1, start=1), SCHEMA).withColumn("region", F.lit("EU"))
+    with pytest.raises(Exception, match="mergeSchema"):
+        tables.append(wider, table_name)
+    tables.append(wider, table_name, merge_schema=True)
+    got = by_id(tables.read(table_name))
+    assert got[0]["region"] is None and got[1]["region"] == "EU"
