@@ -104,6 +104,13 @@ class DeltaTables(ABC):
         """The table (current, or as of `version`)."""
 
     @abstractmethod
+    def read_appends(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        """Rows added to an append-only table in versions (after_version, up_to_version] (all when None).
+
+        Incremental jobs use this with their own committed batch id (= the last source version processed),
+        which gives exactly-once processing without a streaming Delta source."""
+
+    @abstractmethod
     def version(self, name: str) -> int: ...
 
     @abstractmethod

@@ -103,11 +103,19 @@ class DeltaRsTables(DeltaTables):
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """Fast path: Spark's native Parquet reader over exactly the snapshot's files."""
         table = self._table(name, version)
+        return self._read_files(table, [f.path for f in data_files(table)])
+
+    def read_appends(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        table = self._table(name, up_to_version)
+        seen = set() if after_version is None else {f.path for f in data_files(self._table(name, after_version))}
+        return self._read_files(table, [f.path for f in data_files(table) if f.path not in seen])
+
+    def _read_files(self, table: DeltaTable, relative_paths: list[str]) -> DataFrame:
         schema = spark_schema(table)
         root = table.table_uri.rstrip("/")
         if root.startswith("file://"):
             root = root[len("file://") :]
-        paths = [f"{root}/{f.path}" for f in data_files(table)]
+        paths = [f"{root}/{p}" for p in relative_paths]
         if not paths:
             return self.spark.createDataFrame([], schema)
         reader = self.spark.read.schema(schema)

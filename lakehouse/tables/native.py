@@ -14,6 +14,11 @@ from lakehouse.tables.base import DeltaTables, MergeSpec
 class NativeDeltaTables(DeltaTables):
     backend = "native"
 
+    def __init__(self, spark, settings) -> None:  # noqa: ANN001
+        super().__init__(spark, settings)
+        # read_appends uses the change data feed: on for every table this platform creates
+        spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
+
     def _delta(self, name: str):
         from delta.tables import DeltaTable
 
@@ -29,7 +34,12 @@ class NativeDeltaTables(DeltaTables):
     def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
         from delta.tables import DeltaTable
 
-        builder = DeltaTable.createIfNotExists(self.spark).location(self.location(name)).addColumns(schema)
+        builder = (
+            DeltaTable.createIfNotExists(self.spark)
+            .location(self.location(name))
+            .addColumns(schema)
+            .property("delta.enableChangeDataFeed", "true")
+        )
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
         builder.execute()
@@ -100,6 +110,21 @@ class NativeDeltaTables(DeltaTables):
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.location(name))
+
+    def read_appends(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        if after_version is None:
+            return self.read(name, version=up_to_version)
+        if after_version >= up_to_version:
+            return self.read(name, version=up_to_version).limit(0)
+        # Change data feed (tables are created with delta.enableChangeDataFeed=true)
+        changes = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", up_to_version)
+            .load(self.location(name))
+        )
+        return changes.where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp")
 
     def version(self, name: str) -> int:
         return int(self._delta(name).history(1).collect()[0]["version"])

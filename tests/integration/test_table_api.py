@@ -147,3 +147,13 @@ def test_append_with_new_column_needs_merge_schema(spark, tables, table_name):
     tables.append(wider, table_name, merge_schema=True)
     got = by_id(tables.read(table_name))
     assert got[0]["region"] is None and got[1]["region"] == "EU"
+
+
+def test_read_appends_returns_only_rows_of_later_versions(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(2), SCHEMA), table_name)  # v0
+    tables.append(spark.createDataFrame(rows(3, start=2), SCHEMA), table_name)  # v1
+    tables.append(spark.createDataFrame(rows(1, start=5), SCHEMA), table_name)  # v2
+    assert sorted(by_id(tables.read_appends(table_name, None, 0))) == [0, 1]
+    assert sorted(by_id(tables.read_appends(table_name, 0, 2))) == [2, 3, 4, 5]
+    assert sorted(by_id(tables.read_appends(table_name, 1, 2))) == [5]
+    assert tables.read_appends(table_name, 2, 2).count() == 0

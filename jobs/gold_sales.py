@@ -1,0 +1,46 @@
+"""Gold sales: silver.orders -> gold.sales_daily (day x channel x currency), gated by its suite.
+
+Thin on purpose: recomputed in full on every run (a full overwrite is one Delta commit, so readers never see
+a partial table)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
+
+from lakehouse.errors import LakehouseError
+from lakehouse.job import job_context, parser, run_main
+from lakehouse.quality.gate import results_dataframe, run_gate
+from transformations.gold.sales import sales_daily
+
+SOURCE = "silver.orders"
+TABLE = "gold.sales_daily"
+RESULTS = "ops.quality_results"
+APP_ID = "gold_sales"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser(__doc__).parse_args(argv)
+    ctx = job_context(APP_ID)
+    if not ctx.tables.exists(SOURCE):
+        raise LakehouseError(f"{SOURCE} does not exist yet: run the silver_orders job first")
+    source_version = ctx.tables.version(SOURCE)
+    if ctx.tables.committed_batch(TABLE, APP_ID) == source_version:
+        print(f"{TABLE} is up to date with {SOURCE} v{source_version}")
+        return
+    sales = sales_daily(ctx.tables.read(SOURCE, version=source_version))
+    gate = run_gate(sales, TABLE, TABLE, ctx.run_id, table_version=source_version,
+                    docs_dir=ctx.settings.quality_docs)
+    ctx.tables.write_batch(results_dataframe(ctx.spark, gate), RESULTS, f"{APP_ID}:results", source_version)
+    if gate.blocked:
+        raise LakehouseError(f"{TABLE} not updated: {gate.message}")
+    ctx.tables.write_batch(gate.valid, TABLE, APP_ID, source_version, mode="overwrite")
+    gate.release()
+    ctx.tables.register(TABLE)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

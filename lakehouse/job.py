@@ -1,0 +1,52 @@
+"""What every job shares: its context (session, tables, settings, run id) and a main wrapper that turns
+configuration problems into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from lakehouse.config import Settings, get_settings
+from lakehouse.errors import LakehouseError
+from lakehouse.tables import DeltaTables, get_tables
+
+log = logging.getLogger("lakehouse.job")
+
+
+@dataclass
+class JobContext:
+    spark: SparkSession
+    tables: DeltaTables
+    settings: Settings
+    run_id: str
+
+
+def job_context(app_name: str) -> JobContext:
+    from lakehouse.spark import get_spark
+
+    settings = get_settings()
+    spark = get_spark(app_name, settings)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return JobContext(spark, get_tables(spark, settings), settings, f"{app_name}-{stamp}-{uuid.uuid4().hex[:6]}")
+
+
+def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """Run a job's main; a LakehouseError ends with one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main(argv)
+    except LakehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
