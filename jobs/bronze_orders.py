@@ -12,7 +12,9 @@ from collections.abc import Sequence
 if __package__ in (None, ""):  # spark-submit jobs/bronze_orders.py
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
+from lakehouse.config import get_settings
 from lakehouse.job import job_context, parser, run_main
+from lakehouse.services.broker import require_broker
 from lakehouse.sources.kafka import read_kafka_stream
 from transformations.bronze.kafka_records import kafka_to_bronze
 
@@ -31,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     args = p.parse_args(argv)
 
+    require_broker(get_settings().kafka_bootstrap)  # fail fast, before a Spark session starts
     ctx = job_context(APP_ID)
     options = {"failOnDataLoss": "true"}
     if args.max_offsets_per_trigger:

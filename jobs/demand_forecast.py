@@ -12,8 +12,7 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from lakehouse.errors import LakehouseError
-from lakehouse.job import job_context, parser, run_main
+from lakehouse.job import job_context, parser, require_tables, run_main
 from lakehouse.ml.demand import forecast_frame, score_forecast, train_demand_model
 
 SOURCE = "gold.sales_daily"
@@ -25,9 +24,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--horizon-days", type=int, default=7)
     args = p.parse_args(argv)
+    require_tables(SOURCE, hint="run the gold_sales job first")
     ctx = job_context(APP_ID)
-    if not ctx.tables.exists(SOURCE):
-        raise LakehouseError(f"{SOURCE} does not exist yet: run the gold_sales job first")
     source_version = ctx.tables.version(SOURCE)
     if ctx.tables.committed_batch(TABLE, APP_ID) == source_version:
         print(f"{TABLE} is up to date with {SOURCE} v{source_version}")

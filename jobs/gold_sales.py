@@ -12,7 +12,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from lakehouse.errors import LakehouseError
-from lakehouse.job import job_context, parser, run_main
+from lakehouse.job import job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import results_dataframe, run_gate
 from transformations.gold.sales import sales_daily
 
@@ -24,9 +24,8 @@ APP_ID = "gold_sales"
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser(__doc__).parse_args(argv)
+    require_tables(SOURCE, hint="run the silver_orders job first")
     ctx = job_context(APP_ID)
-    if not ctx.tables.exists(SOURCE):
-        raise LakehouseError(f"{SOURCE} does not exist yet: run the silver_orders job first")
     source_version = ctx.tables.version(SOURCE)
     if ctx.tables.committed_batch(TABLE, APP_ID) == source_version:
         print(f"{TABLE} is up to date with {SOURCE} v{source_version}")

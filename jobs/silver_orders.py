@@ -15,7 +15,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from lakehouse.errors import LakehouseError
-from lakehouse.job import job_context, parser, run_main
+from lakehouse.job import job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import results_dataframe, run_gate
 from lakehouse.tables import MergeSpec
 from transformations.silver.orders import (
@@ -37,10 +37,9 @@ log = logging.getLogger(APP_ID)
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser(__doc__).parse_args(argv)
+    require_tables(SOURCE, hint="run the bronze_orders job first")
     ctx = job_context(APP_ID)
     tables = ctx.tables
-    if not tables.exists(SOURCE):
-        raise LakehouseError(f"{SOURCE} does not exist yet: run the bronze_orders job first")
     done = tables.committed_batch(TABLE, APP_ID)
     current = tables.version(SOURCE)
     if done is not None and done >= current:

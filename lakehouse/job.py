@@ -37,6 +37,18 @@ def job_context(app_name: str) -> JobContext:
     return JobContext(spark, get_tables(spark, settings), settings, f"{app_name}-{stamp}-{uuid.uuid4().hex[:6]}")
 
 
+def require_tables(*names: str, hint: str = "") -> None:
+    """Fail fast (before a Spark session starts) when an input table is missing from a local tables root."""
+    from pathlib import Path
+
+    settings = get_settings()
+    if "://" in settings.tables_root:
+        return  # remote roots are checked by the job itself
+    for name in names:
+        if not (Path(settings.table_location(name)) / "_delta_log").is_dir():
+            raise LakehouseError(f"{name} does not exist yet" + (f": {hint}" if hint else ""))
+
+
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Run a job's main; a LakehouseError ends with one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

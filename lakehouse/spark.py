@@ -19,7 +19,6 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Settings, get_settings
-from lakehouse.errors import LakehouseError
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,16 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 
 
-def _local_delta_jars() -> list[str]:
-    """Delta Lake jars already on this machine (pyspark's jars dir or the Ivy cache), if any."""
+def _local_jars(pattern: str) -> list[str]:
+    """Jars matching `pattern` already on this machine (pyspark's jars dir or the Ivy cache)."""
     import pyspark
 
     roots = [Path(pyspark.__file__).parent / "jars", Path.home() / ".ivy2.5.2" / "jars", Path.home() / ".ivy2" / "jars"]
-    found: list[str] = []
-    for root in roots:
-        found += glob.glob(str(root / "*delta-spark_*.jar")) + glob.glob(str(root / "*delta-storage-*.jar"))
-    return found
+    return [jar for root in roots for jar in glob.glob(str(root / pattern))]
+
+
+def _local_delta_jars() -> list[str]:
+    return _local_jars("*delta-spark_*.jar") + _local_jars("*delta-storage-*.jar")
 
 
 def _jvm_has_class(spark: SparkSession, class_name: str) -> bool:
@@ -82,10 +82,13 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
         .config("spark.driver.memory", os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "4g"))
         .enableHiveSupport()
     )
+    jars = []
+    if not _local_jars("*spark-sql-kafka-0-10_*.jar"):
+        from lakehouse.sources.kafka_source import ensure_kafka_provider_jar
+
+        jars.append(str(ensure_kafka_provider_jar(settings)))
     if _wants_native_delta(settings):
-        jars = _local_delta_jars()
-        if jars:
-            builder = builder.config("spark.jars", ",".join(jars))
+        jars += _local_delta_jars()
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
             "spark.sql.catalog.spark_catalog", DELTA_CATALOG
         )
@@ -94,7 +97,9 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
 
         shim = ensure_shim_jar(settings)
         if shim is not None:
-            builder = builder.config("spark.jars", str(shim))
+            jars.append(str(shim))
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
     return builder
 
 
@@ -131,18 +136,12 @@ _registered: set[int] = set()
 
 
 def _register_python_sources(spark: SparkSession) -> None:
-    """Register the Python Kafka source as `kafka` when Spark's own connector is absent (once per session)."""
+    """Serve format `kafka` with the Python Kafka source when Spark's own connector is absent (once per session)."""
     key = id(spark)
     if key in _registered:
         return
     if not has_native_kafka(spark):
-        try:  # TODO(lead): make strict once the Kafka source lands
-            from lakehouse.sources.kafka_source import KafkaPythonSource
-        except ModuleNotFoundError:
-            KafkaPythonSource = None  # noqa: N806
-        if KafkaPythonSource is not None:
-            try:
-                spark.dataSource.register(KafkaPythonSource)
-            except Exception as exc:  # noqa: BLE001 - TODO(lead): settle the Python Kafka source's name
-                log.warning("could not register the Python Kafka source: %s", exc)
+        from lakehouse.sources.kafka_source import register_kafka_source
+
+        register_kafka_source(spark)
     _registered.add(key)

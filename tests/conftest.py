@@ -53,3 +53,57 @@ def tables(spark, settings):
 def table_name() -> str:
     """A fresh table name per test (tables share one home)."""
     return f"silver.t_{uuid.uuid4().hex[:10]}"
+
+
+# --- Kafka-protocol broker (Tansu) ---------------------------------------------------------------------------
+
+
+class KafkaTestBroker:
+    """A real local broker on a free port with its own $LAKEHOUSE_HOME; `restart()` loses all data."""
+
+    def __init__(self, home: Path) -> None:
+        import dataclasses
+
+        from lakehouse.services.process import free_port
+
+        port = free_port()
+        self.settings = dataclasses.replace(
+            config.Settings.from_env(), home=home, broker_port=port, kafka_bootstrap=f"127.0.0.1:{port}"
+        )
+        self.bootstrap = self.settings.kafka_bootstrap
+
+    def start(self) -> KafkaTestBroker:
+        from lakehouse.services.broker import start_broker
+
+        start_broker(self.settings)
+        return self
+
+    def stop(self) -> None:
+        from lakehouse.services.broker import stop_broker
+
+        stop_broker(self.settings)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTestBroker]:
+    """One Tansu broker for the test session (data in memory). Tests use their own topic names."""
+    b = KafkaTestBroker(tmp_path_factory.mktemp("kafka_home")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture()
+def fresh_broker(tmp_path: Path, broker: KafkaTestBroker) -> Iterator[KafkaTestBroker]:
+    """A broker of this test only (for restarts / data loss); starts in well under a second."""
+    from lakehouse.services.broker import binary_path
+
+    b = KafkaTestBroker(tmp_path / "kafka_home")
+    b.settings.bin_dir.mkdir(parents=True, exist_ok=True)
+    binary_path(b.settings).symlink_to(binary_path(broker.settings))  # no second download
+    b.start()
+    yield b
+    b.stop()

@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine (Debian 12, Python 3.11): `make demo` and `make test`.
+# Both are idempotent: system packages, the venv and the JVM shims are only (re)built when missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
+export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
+export SPARK_LOCAL_IP := 127.0.0.1
+
+.PHONY: demo test lint system venv clean-state help
+
+help:
+	@echo "make demo   - install what is needed, start local services, run the whole pipeline, print a summary"
+	@echo "make test   - install what is needed and run the test suite (starts and stops its own services)"
+	@echo "make lint   - ruff"
+
+# JDK 17 (Spark, javac for the catalog shim). Only installs when java/javac are missing.
+system:
+	@if ! command -v javac >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then \
+	  echo "installing openjdk-17-jdk-headless"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless) \
+	  || { echo "error: could not install a JDK 17 (apt-get as root)"; exit 1; }; fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@touch $@
+
+venv: system $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/lakehouse demo
+
+test: venv
+	$(PY) -m pytest -p no:cacheprovider
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+clean-state:
+	-$(VENV)/bin/lakehouse sql-endpoint stop
+	-$(VENV)/bin/lakehouse services stop
+	rm -rf $(LAKEHOUSE_HOME)

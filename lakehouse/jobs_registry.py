@@ -1,0 +1,23 @@
+"""Jobs by name: every module in the top-level `jobs/` package with a `main(argv)`."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Sequence
+
+from lakehouse.errors import LakehouseError
+
+
+def job_names() -> list[str]:
+    import jobs
+
+    return sorted(m.name for m in pkgutil.iter_modules(jobs.__path__) if not m.name.startswith("_"))
+
+
+def run_job(name: str, argv: Sequence[str]) -> None:
+    names = job_names()
+    if name not in names:
+        raise LakehouseError(f"unknown job {name!r}; jobs are: {', '.join(names)}")
+    module = importlib.import_module(f"jobs.{name}")
+    module.main(list(argv))

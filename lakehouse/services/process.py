@@ -1,0 +1,271 @@
+"""Managed background processes: start once, find again by PID file, stop by PID.
+
+Each service `name` owns two files under `settings.run_dir`:
+
+* `<name>.pid`  - the PID of the process we started,
+* `<name>.json` - metadata (argv, log file, port, start time) so `status` can report where it listens.
+
+`start` is idempotent: when the PID file names a live process whose ready check passes, nothing is started.
+Stale PID files (process gone, or PID reused by an unrelated program) are removed. Used for the Kafka-protocol
+broker and reusable for PostgreSQL, Debezium, S3 and the SQL endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lakehouse.config import Settings, get_settings
+from lakehouse.errors import LakehouseError, ServiceNotRunning
+
+ReadyCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What `status(name)` knows about a managed process."""
+
+    name: str
+    running: bool
+    pid: int | None = None
+    port: int | None = None
+    log_file: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _run_dir(settings: Settings | None) -> Path:
+    run_dir = (settings or get_settings()).run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def pid_file(name: str, settings: Settings | None = None) -> Path:
+    return _run_dir(settings) / f"{name}.pid"
+
+
+def meta_file(name: str, settings: Settings | None = None) -> Path:
+    return _run_dir(settings) / f"{name}.json"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when `pid` is a live (non-zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def _read_pid(name: str, settings: Settings | None) -> int | None:
+    path = pid_file(name, settings)
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_meta(name: str, settings: Settings | None) -> dict:
+    try:
+        return json.loads(meta_file(name, settings).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _owned_pid(name: str, settings: Settings | None) -> int | None:
+    """PID from the PID file if that process is alive and still runs the program we started; else None
+    (and the stale files are removed)."""
+    pid = _read_pid(name, settings)
+    if pid is None:
+        _clear(name, settings)
+        return None
+    meta = _read_meta(name, settings)
+    argv0 = (meta.get("argv") or [""])[0]
+    cmd = _cmdline(pid)
+    if not pid_alive(pid) or (argv0 and cmd and Path(cmd[0]).name != Path(argv0).name):
+        _clear(name, settings)
+        return None
+    return pid
+
+
+def _clear(name: str, settings: Settings | None) -> None:
+    for path in (pid_file(name, settings), meta_file(name, settings)):
+        path.unlink(missing_ok=True)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(log_file: Path, lines: int = 5) -> str:
+    try:
+        text = log_file.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def status(name: str, settings: Settings | None = None) -> ProcessStatus:
+    """Whether the managed process `name` runs, with its PID, port and log file."""
+    pid = _owned_pid(name, settings)
+    if pid is None:
+        return ProcessStatus(name=name, running=False)
+    meta = _read_meta(name, settings)
+    return ProcessStatus(
+        name=name, running=True, pid=pid, port=meta.get("port"), log_file=meta.get("log_file"), info=meta
+    )
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    log_file: str | Path,
+    ready_check: ReadyCheck | None = None,
+    timeout: float = 30.0,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    settings: Settings | None = None,
+    extra: dict | None = None,
+) -> ProcessStatus:
+    """Start `argv` in the background as service `name` and wait until `ready_check()` is true.
+
+    Idempotent: if the service already runs and is ready, its status is returned. If `port` is given and
+    another program already listens there, a LakehouseError says so. On timeout or early exit the process
+    is stopped and the error names the log file.
+    """
+    current = status(name, settings)
+    if current.running:
+        if ready_check is None or _wait_ready(ready_check, min(timeout, 5.0), current.pid):
+            return current
+        raise ServiceNotRunning(
+            f"{name} (pid {current.pid}) is running but not ready; see {current.log_file} "
+            f"or restart it with `lakehouse services stop` then `start`"
+        )
+    if port is not None and port_in_use(port):
+        raise LakehouseError(
+            f"cannot start {name}: port 127.0.0.1:{port} is already in use by another program"
+        )
+    log_path = Path(log_file)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=str(cwd) if cwd else None,
+                start_new_session=True,  # not killed by the terminal's Ctrl-C; we stop it by PID
+            )
+        except OSError as exc:
+            raise LakehouseError(f"cannot start {name}: {argv[0]}: {exc.strerror or exc}") from None
+    pid_file(name, settings).write_text(str(proc.pid))
+    meta = {
+        "argv": list(argv),
+        "log_file": str(log_path),
+        "port": port,
+        "started_at": time.time(),
+        **(extra or {}),
+    }
+    meta_file(name, settings).write_text(json.dumps(meta))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _clear(name, settings)
+            raise LakehouseError(
+                f"{name} exited with code {proc.returncode} right after start; log {log_path}: {_tail(log_path)}"
+            )
+        if ready_check is None or _safe_check(ready_check):
+            return status(name, settings)
+        time.sleep(0.1)
+    stop(name, settings=settings)
+    raise LakehouseError(
+        f"{name} did not become ready within {timeout:.0f}s; see {log_path}: {_tail(log_path)}"
+    )
+
+
+def _safe_check(check: ReadyCheck) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        return False
+
+
+def _wait_ready(check: ReadyCheck, timeout: float, pid: int | None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _safe_check(check):
+            return True
+        if pid is not None and not pid_alive(pid):
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def stop(name: str, timeout: float = 10.0, settings: Settings | None = None) -> bool:
+    """Stop service `name` by its PID: SIGTERM, then SIGKILL after `timeout` seconds.
+
+    Returns True if a process was stopped, False if none was running. PID files are removed either way.
+    """
+    pid = _owned_pid(name, settings)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        _clear(name, settings)
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            _reap(pid)
+            if not pid_alive(pid):
+                break
+            time.sleep(0.05)
+    _clear(name, settings)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our child (avoids zombies when this process started it)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,275 @@
+"""Small confluent-kafka helpers: create topics, produce fast, and read offsets that are correct on Tansu.
+
+Tansu's ListOffsets("latest") answers "first offset of the most recent batch + 1", which is too small when
+that batch held several records. The high watermark carried in Fetch responses is right, so `end_offsets`
+fetches from just before the (possibly wrong) ListOffsets answer and takes the watermark librdkafka cached
+from that fetch response (`get_watermark_offsets(tp, cached=True)`). On a real Kafka broker the result is
+the same as ListOffsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lakehouse.errors import LakehouseError, ServiceNotRunning
+
+Header = tuple[str, bytes | None]
+Record = tuple[bytes | None, bytes, Sequence[Header] | None]
+
+PRODUCER_DEFAULTS: dict[str, object] = {
+    "linger.ms": 20,
+    "batch.num.messages": 10000,
+    "batch.size": 1 << 20,
+    "queue.buffering.max.messages": 500000,
+    "queue.buffering.max.kbytes": 1 << 20,
+    "compression.type": "none",
+    "acks": "all",
+    "enable.idempotence": False,
+}
+
+
+def _unreachable(bootstrap: str) -> ServiceNotRunning:
+    return ServiceNotRunning(
+        f"Kafka broker at {bootstrap} is not reachable; start it with `lakehouse services start`"
+    )
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+
+
+def list_topics(bootstrap: str, timeout: float = 5.0) -> dict[str, int]:
+    """{topic: number of partitions} for every topic on the broker."""
+    try:
+        md = admin_client(bootstrap).list_topics(timeout=timeout)
+    except KafkaException:
+        raise _unreachable(bootstrap) from None
+    return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
+
+
+def create_topics(
+    bootstrap: str, names: Iterable[str], partitions: int = 1, timeout: float = 10.0
+) -> list[str]:
+    """Create the topics that do not exist yet (with `partitions` each); returns the names created."""
+    existing = list_topics(bootstrap, timeout)
+    wanted = [n for n in dict.fromkeys(names) if n not in existing]
+    if not wanted:
+        return []
+    admin = admin_client(bootstrap)  # keep a reference until the futures resolve
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise LakehouseError(f"cannot create topic {name!r}: {exc.args[0].str()}") from None
+    _wait_for_topics(bootstrap, wanted, timeout)
+    return created
+
+
+def _wait_for_topics(bootstrap: str, names: Sequence[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(n in list_topics(bootstrap) for n in names):
+            return
+        time.sleep(0.1)
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 10.0) -> None:
+    """Delete topics (missing ones are ignored)."""
+    existing = list_topics(bootstrap, timeout)
+    names = [n for n in names if n in existing]
+    if names:
+        admin = admin_client(bootstrap)
+        for fut in admin.delete_topics(names, operation_timeout=timeout).values():
+            fut.result(timeout)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[Record | tuple[bytes | None, bytes]],
+    partition: int | None = None,
+    config: dict | None = None,
+    timeout: float = 60.0,
+) -> int:
+    """Produce `(key, value[, headers])` records with client-side batching, then flush.
+
+    Keys choose the partition (murmur2, like the Java client) unless `partition` is given. Returns the number
+    of records delivered; raises LakehouseError if any delivery failed.
+    """
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            **PRODUCER_DEFAULTS,
+            **(config or {}),
+        }
+    )
+    errors: list[str] = []
+    delivered = 0
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        nonlocal delivered
+        if err is not None:
+            errors.append(err.str())
+        else:
+            delivered += 1
+
+    extra = {} if partition is None else {"partition": partition}
+    for rec in records:
+        key, value = rec[0], rec[1]
+        headers = rec[2] if len(rec) > 2 else None  # type: ignore[misc]
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery, **extra
+                )
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.05)
+        producer.poll(0)
+    remaining = producer.flush(timeout)
+    if remaining:
+        raise (
+            _unreachable(bootstrap)
+            if delivered == 0
+            else LakehouseError(f"{remaining} records to {topic!r} were not delivered within {timeout:.0f}s")
+        )
+    if errors:
+        raise LakehouseError(f"{len(errors)} records to {topic!r} failed: {errors[0]}")
+    return delivered
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout: float = 5.0) -> list[int]:
+    """Partition ids of `topic`; LakehouseError if the topic does not exist."""
+    try:
+        md = admin_client(bootstrap).list_topics(topic, timeout=timeout)
+    except KafkaException:
+        raise _unreachable(bootstrap) from None
+    tmd = md.topics.get(topic)
+    if tmd is None or tmd.error is not None or not tmd.partitions:
+        raise LakehouseError(f"Kafka topic {topic!r} does not exist on {bootstrap}")
+    return sorted(tmd.partitions)
+
+
+def offsets_consumer(bootstrap: str, extra: dict | None = None) -> Consumer:
+    """A group-less consumer for explicit `assign` reads (never commits offsets)."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "lakehouse-offsets",  # required by librdkafka; never joined (assign only)
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,
+            "socket.timeout.ms": 10000,
+            **(extra or {}),
+        }
+    )
+
+
+def watermarks(
+    bootstrap: str,
+    partitions: Iterable[tuple[str, int]],
+    consumer: Consumer | None = None,
+    timeout: float = 10.0,
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (earliest, end)} where `end` is the true high watermark (next offset to write).
+
+    Uses ListOffsets for "earliest" and a candidate end, then fetches from candidate-1 and reads the high
+    watermark librdkafka cached from the fetch response (correct on Tansu; see module docstring).
+    """
+    tps = list(partitions)
+    own = consumer is None
+    consumer = consumer or offsets_consumer(bootstrap)
+    try:
+        result: dict[tuple[str, int], tuple[int, int]] = {}
+        to_fetch: list[TopicPartition] = []
+        for topic, part in tps:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
+            except KafkaException:
+                raise _unreachable(bootstrap) from None
+            result[(topic, part)] = (low, high)
+            if high > low:
+                to_fetch.append(TopicPartition(topic, part, max(low, high - 1)))
+        if to_fetch:
+            consumer.assign(to_fetch)
+            pending = {(tp.topic, tp.partition) for tp in to_fetch}
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                    key = (msg.topic(), msg.partition())
+                    err = msg.error()
+                    if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                        continue
+                    if key in pending:
+                        pending.discard(key)
+                        consumer.pause([TopicPartition(*key)])
+            if pending:
+                raise LakehouseError(
+                    f"no fetch response from {bootstrap} for {sorted(pending)} within {timeout}s"
+                )
+            for tp in to_fetch:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), cached=True
+                )
+                key = (tp.topic, tp.partition)
+                result[key] = (result[key][0], max(high, result[key][1]))
+            # a pause outlives unassign: resume, or the next call on this consumer never gets a fetch response
+            consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in to_fetch])
+            consumer.unassign()
+        return result
+    finally:
+        if own:
+            consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """{partition: high watermark} of `topic`, correct on Tansu (the offset the next record will get)."""
+    parts = topic_partitions(bootstrap, topic, timeout)
+    return {
+        p: hw
+        for (_, p), (_, hw) in watermarks(bootstrap, [(topic, p) for p in parts], timeout=timeout).items()
+    }
+
+
+def start_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """{partition: earliest available offset} of `topic`."""
+    parts = topic_partitions(bootstrap, topic, timeout)
+    consumer = offsets_consumer(bootstrap)
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[0] for p in parts
+        }
+    finally:
+        consumer.close()
+
+
+def count_records(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    """Read the whole topic (for tests/diagnostics) and return how many records it holds."""
+    ends = end_offsets(bootstrap, topic)
+    consumer = offsets_consumer(bootstrap)
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, e in ends.items() if e > 0])
+        seen: dict[int, int] = {}
+        n = 0
+        deadline = time.monotonic() + timeout
+        while any(seen.get(p, -1) < e - 1 for p, e in ends.items() if e > 0) and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=10000, timeout=0.2):
+                if msg.error() is None:
+                    n += 1
+                    seen[msg.partition()] = msg.offset()
+        return n
+    finally:
+        consumer.close()

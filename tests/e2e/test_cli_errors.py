@@ -1,0 +1,55 @@
+"""Bad configuration ends with one clear line on stderr and a non-zero exit, not a stack trace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lakehouse.config import REPO_ROOT
+from lakehouse.services.process import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=300,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_job_name(tmp_path):
+    assert_one_line_error(lakehouse("run", "no_such_job", LAKEHOUSE_HOME=str(tmp_path)), "unknown job 'no_such_job'")
+
+
+def test_missing_broker(tmp_path):
+    port = str(free_port())
+    result = lakehouse("run", "bronze_orders", LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_BROKER_PORT=port)
+    assert_one_line_error(result, f"Kafka broker at 127.0.0.1:{port} is not reachable")
+
+
+def test_home_that_is_a_file(tmp_path):
+    home = tmp_path / "file"
+    home.write_text("not a directory")
+    assert_one_line_error(lakehouse("tables", LAKEHOUSE_HOME=str(home)), "is not a directory")
+
+
+def test_silver_before_bronze_names_the_missing_table(tmp_path):
+    result = lakehouse("run", "silver_orders", LAKEHOUSE_HOME=str(tmp_path))
+    assert_one_line_error(result, "bronze.orders_raw does not exist yet")
+
+
+def test_bad_setting_value(tmp_path):
+    result = lakehouse("tables", LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_BROKER_PORT="ninety")
+    assert_one_line_error(result, "LAKEHOUSE_BROKER_PORT must be an integer")
