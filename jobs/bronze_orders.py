@@ -16,6 +16,7 @@ from lakehouse.config import get_settings
 from lakehouse.job import job_context, parser, run_main
 from lakehouse.services.broker import require_broker
 from lakehouse.sources.kafka import read_kafka_stream
+from lakehouse.streaming import run_until_caught_up
 from transformations.bronze.kafka_records import kafka_to_bronze
 
 TABLE = "bronze.orders_raw"
@@ -44,20 +45,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         written = ctx.tables.write_batch(kafka_to_bronze(batch), TABLE, APP_ID, batch_id, partition_by=["ingest_date"])
         log.info("batch %s %s", batch_id, "committed" if written else "already committed: skipped")
 
-    writer = (
-        records.writeStream.queryName(APP_ID)
-        .foreachBatch(write)
-        .option("checkpointLocation", ctx.settings.checkpoint(APP_ID))
-    )
-    writer = writer.trigger(availableNow=True) if args.trigger == "available-now" else writer.trigger(
-        processingTime=args.interval
-    )
-    query = writer.start()
-    if args.timeout is not None and args.trigger == "continuous":
-        query.awaitTermination(args.timeout)
-        query.stop()
+    def start(trigger: dict[str, object]):
+        writer = (
+            records.writeStream.queryName(APP_ID)
+            .foreachBatch(write)
+            .option("checkpointLocation", ctx.settings.checkpoint(APP_ID))
+        )
+        return writer.trigger(**trigger).start()
+
+    if args.trigger == "available-now":
+        run_until_caught_up(lambda: start({"availableNow": True}))
     else:
-        query.awaitTermination()
+        query = start({"processingTime": args.interval})
+        if args.timeout is not None:
+            query.awaitTermination(args.timeout)
+            query.stop()
+        else:
+            query.awaitTermination()
     if ctx.tables.exists(TABLE):
         ctx.tables.register(TABLE)
 
