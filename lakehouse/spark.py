@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 KAFKA_PROVIDER_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "infra" / "log4j2.properties"
 
 
 def _local_jars(pattern: str) -> list[str]:
@@ -74,7 +75,10 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
         .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
         .config("spark.sql.warehouse.dir", str(settings.warehouse))
         .config("spark.hadoop.javax.jdo.option.ConnectionURL", metastore_url)
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.home} -Duser.timezone=UTC")
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Dderby.system.home={settings.home} -Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG}",
+        )
         .config("spark.executorEnv.PYSPARK_PYTHON", python)
         .config("spark.sql.python.filterPushdown.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
