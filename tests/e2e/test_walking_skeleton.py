@@ -100,3 +100,13 @@ def test_rerunning_the_pipeline_duplicates_nothing(run, tables):
     run_pipeline(PIPELINE)
     after = {n: (tables.version(n), tables.row_count(n)) for n in names}
     assert after == before
+
+
+def test_analyst_notebook_runs_headless(run, spark):
+    import runpy
+
+    from lakehouse.config import REPO_ROOT
+
+    namespace = runpy.run_path(str(REPO_ROOT / "notebooks" / "sales_overview.py"))
+    assert namespace["summary"]["orders"] == run.valid_events
+    assert namespace["summary"]["forecast_rows"] == 7 * namespace["summary"]["channels"]

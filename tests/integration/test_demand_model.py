@@ -3,58 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from lakehouse.config import get_settings, reset_settings
+from lakehouse.config import get_settings
 from lakehouse.ml import forecast_frame, score_forecast, train_demand_model
 
 SALES_SCHEMA = (
     "order_date date, channel string, currency string, orders long, units long, revenue decimal(18,2)"
 )
 START = dt.date(2024, 1, 1)  # a Monday
-
-
-@pytest.fixture(scope="module")
-def lakehouse_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An isolated LAKEHOUSE_HOME (so its own sqlite MLflow store) shared by this module's tests.
-
-    Module-scoped because creating a fresh MLflow sqlite schema costs several seconds; the tests use
-    different model names.
-    """
-    home = tmp_path_factory.mktemp("lh-ml")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKEHOUSE_HOME", str(home))
-        mp.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or sys.executable)
-        reset_settings()
-        yield home
-    reset_settings()
-
-
-@pytest.fixture(scope="module")
-def spark(lakehouse_home: Path) -> SparkSession:
-    """The platform session (falls back to a plain local session if `get_spark` cannot start)."""
-    try:
-        from lakehouse.spark import get_spark
-
-        return get_spark("test-demand-model")
-    except Exception:  # noqa: BLE001 - the shared factory depends on modules built elsewhere
-        return (
-            SparkSession.builder.master("local[2]")
-            .appName("test-demand-model")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", "2")
-            .config("spark.ui.enabled", "false")
-            .config("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
-            .getOrCreate()
-        )
+MODEL = "demand_small"  # its own name: the test session shares one MLflow registry
 
 
 def _sales(spark: SparkSession, days: int, levels: dict[str, int], weekend_boost: int = 0) -> DataFrame:
@@ -74,21 +37,21 @@ def test_train_register_and_score_small_data(spark: SparkSession, lakehouse_home
     sales = _sales(spark, days=4, levels={"web": 60, "store": 12, "amazon": 30})
 
     t0 = time.perf_counter()
-    trained = train_demand_model(sales)
+    trained = train_demand_model(sales, model_name=MODEL)
     train_s = time.perf_counter() - t0
 
     settings = get_settings()
     assert Path(settings.mlflow_uri.removeprefix("sqlite:///")).is_file()
     assert str(settings.mlflow_uri).startswith(f"sqlite:///{lakehouse_home}")
     assert trained.version == "1"
-    assert trained.model_uri == "models:/demand_forecast/1"
+    assert trained.model_uri == f"models:/{MODEL}/1"
     assert "holdout_mae" not in trained.metrics  # too few days: training MAE only
     assert trained.metrics["mae"] == trained.metrics["train_mae"] >= 0
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    champion = client.get_model_version_by_alias("demand_forecast", "champion")
+    champion = client.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == "1" and champion.run_id == trained.run_id
     experiment = client.get_experiment_by_name("demand_forecast")
     assert experiment is not None
@@ -99,7 +62,7 @@ def test_train_register_and_score_small_data(spark: SparkSession, lakehouse_home
 
     future = forecast_frame(spark, sales, horizon_days=3)
     t0 = time.perf_counter()
-    scored = score_forecast(spark, future, "models:/demand_forecast@champion")
+    scored = score_forecast(spark, future, f"models:/{MODEL}@champion")
     rows = scored.collect()
     score_s = time.perf_counter() - t0
     print(f"\nsmall data: train {train_s:.1f}s, score {score_s:.1f}s")
@@ -117,7 +80,7 @@ def test_train_register_and_score_small_data(spark: SparkSession, lakehouse_home
         (START + dt.timedelta(days=d), ch) for d in (4, 5, 6) for ch in ("web", "store", "amazon")
     }
     assert all(r.predicted_units >= 0 for r in rows)
-    assert {(r.model_name, r.model_version) for r in rows} == {("demand_forecast", "1")}
+    assert {(r.model_name, r.model_version) for r in rows} == {(MODEL, "1")}
     assert len({r.scored_at for r in rows}) == 1
     by_channel = {
         ch: [r.predicted_units for r in rows if r.channel == ch] for ch in ("web", "store", "amazon")
@@ -126,9 +89,9 @@ def test_train_register_and_score_small_data(spark: SparkSession, lakehouse_home
     assert min(by_channel["amazon"]) > max(by_channel["store"])
 
     # deterministic: retraining on the same data gives version 2 with identical metrics, champion moves
-    again = train_demand_model(sales)
+    again = train_demand_model(sales, model_name=MODEL)
     assert again.version == "2" and again.metrics == trained.metrics
-    assert str(client.get_model_version_by_alias("demand_forecast", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
 
 
 def test_learns_weekly_and_linear_pattern(spark: SparkSession, lakehouse_home: Path) -> None:
