@@ -13,7 +13,7 @@ from pathlib import Path
 from lakehouse.errors import LakehouseError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("bronze", "silver", "gold", "ops")
+LAYERS = ("bronze", "silver", "gold", "marts", "ops")
 
 
 def _env_int(name: str, default: int) -> int:

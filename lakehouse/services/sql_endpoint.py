@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,7 +164,9 @@ def beeline_query(
         sql,
     ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError:
         raise LakehouseError("java is not on PATH (needed for the BeeLine client)") from None
     except subprocess.TimeoutExpired:
@@ -172,7 +175,21 @@ def beeline_query(
     if proc.returncode != 0 or errors:
         detail = "\n".join(errors) or proc.stderr.strip()[-2000:]
         raise LakehouseError(f"beeline failed (exit {proc.returncode}): {detail}")
-    return proc.stdout
+    return _strip_prompts(proc.stdout)
+
+
+_PROMPT = re.compile(r"^\d+: jdbc:hive2://[^>]*> ?")
+
+
+def _strip_prompts(output: str) -> str:
+    """Remove the `0: jdbc:hive2://...> ` prompts BeeLine echoes even with --silent and `-e`."""
+    lines: list[str] = []
+    for line in output.splitlines():
+        stripped = _PROMPT.sub("", line)
+        if stripped == "" and line != "":
+            continue  # a prompt alone on its line
+        lines.append(stripped)
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def main(argv: list[str] | None = None) -> int:

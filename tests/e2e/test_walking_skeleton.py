@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 ORDERS = 1500
 SEED = 7
-PIPELINE = ["bronze_orders", "silver_orders", "gold_sales", "demand_forecast"]
+PIPELINE = ["bronze_orders", "silver_orders", "gold_sales", "demand_forecast", "dbt_marts"]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,16 @@ def test_forecast_is_scored_for_every_channel_and_day(run, tables):
     assert {r["model_name"] for r in forecast} == {"demand_forecast"}
 
 
+def test_dbt_mart_totals_match_gold(run, tables):
+    mart = tables.read("marts.mart_channel_sales").collect()
+    per_key: dict[tuple[str, str], list] = {}
+    for (_, channel, currency), v in run.expected_sales.items():
+        per_key.setdefault((channel, currency), []).append(v)
+    assert {(r["channel"], r["currency"]): (r["total_orders"], r["total_revenue"]) for r in mart} == {
+        k: (sum(v["orders"] for v in vs), sum((v["revenue"] for v in vs), Decimal("0"))) for k, vs in per_key.items()
+    }
+
+
 def test_quality_results_kept_and_data_docs_built(run, tables, settings):
     results = tables.read("ops.quality_results").collect()
     assert {r["table_name"] for r in results} == {"silver.orders", "gold.sales_daily"}
@@ -95,7 +105,7 @@ def test_rerunning_the_pipeline_duplicates_nothing(run, tables):
     from lakehouse.demo import run_pipeline
 
     names = ["bronze.orders_raw", "silver.orders", "silver.orders_quarantine", "gold.sales_daily",
-             "gold.demand_forecast", "ops.quality_results"]
+             "gold.demand_forecast", "ops.quality_results"]  # marts are rebuilt by dbt on every run
     before = {n: (tables.version(n), tables.row_count(n)) for n in names}
     run_pipeline(PIPELINE)
     after = {n: (tables.version(n), tables.row_count(n)) for n in names}
