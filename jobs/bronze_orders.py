@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return writer.trigger(**trigger).start()
 
     if args.trigger == "available-now":
-        run_until_caught_up(lambda: start({"availableNow": True}))
+        run_until_caught_up(lambda: start({"availableNow": True}), ctx.settings.checkpoint(APP_ID))
     else:
         query = start({"processingTime": args.interval})
         if args.timeout is not None:

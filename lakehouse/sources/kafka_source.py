@@ -584,22 +584,6 @@ class KafkaPythonSource(DataSource):
 #  2. registering the Python class with the session's DataSourceManager directly (skipping register's name check).
 
 KAFKA_PROVIDER_CLASS = "lakehouse.kafka.KafkaPythonProvider"
-_PROVIDER_JAVA = """package lakehouse.kafka;
-
-import org.apache.spark.sql.execution.datasources.v2.python.PythonDataSourceV2;
-import org.apache.spark.sql.sources.DataSourceRegister;
-
-/** Format `kafka` backed by the Python data source registered under that name (lakehouse.sources.kafka_source). */
-public class KafkaPythonProvider extends PythonDataSourceV2 implements DataSourceRegister {
-  // Spark's lookup sees a PythonDataSourceV2 and calls setShortName("kafka") itself (it may be set only once).
-  @Override
-  public String shortName() {
-    return "kafka";
-  }
-}
-"""
-
-
 def provider_jar_path(settings: Any = None) -> Any:
     from lakehouse.config import get_settings
 
@@ -608,61 +592,12 @@ def provider_jar_path(settings: Any = None) -> Any:
 
 
 def ensure_kafka_provider_jar(settings: Any = None) -> Any:
-    """Build (once) and return the jar with the JVM `kafka` provider; put it on the driver classpath
-    (`spark.jars` or `spark.driver.extraClassPath`) when Spark's own Kafka connector is absent."""
-    import hashlib
-    import os
-    import subprocess
-    import tempfile
-    import zipfile
-    from pathlib import Path
+    """Build (when missing or stale) and return the jar with the JVM `kafka` provider (infra/kafka-provider);
+    it goes on the driver classpath only when Spark's own Kafka connector is absent."""
+    from lakehouse.config import REPO_ROOT
+    from lakehouse.jvm import ensure_jar
 
-    from lakehouse.tables.shim import _javac, pyspark_jars_dir
-
-    jar = Path(provider_jar_path(settings))
-    digest = hashlib.sha256(_PROVIDER_JAVA.encode()).hexdigest()[:16]
-    stamp = jar.with_suffix(".sha")
-    if jar.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return jar
-    javac = _javac()
-    if javac is None:
-        raise LakehouseError(
-            "javac (JDK 17+) is needed to build the `kafka` format provider; install openjdk-17-jdk-headless"
-        )
-    jar.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kafka-provider-", dir=jar.parent) as tmp:
-        src = Path(tmp) / "src" / "lakehouse" / "kafka" / "KafkaPythonProvider.java"
-        src.parent.mkdir(parents=True)
-        src.write_text(_PROVIDER_JAVA)
-        classes = Path(tmp) / "classes"
-        cmd = [
-            javac,
-            "--release",
-            "17",
-            "-nowarn",
-            "-cp",
-            str(pyspark_jars_dir() / "*"),
-            "-d",
-            str(classes),
-            str(src),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise LakehouseError(
-                f"building the kafka provider failed: {(proc.stderr or proc.stdout).strip()[-2000:]}"
-            )
-        partial = Path(tmp) / jar.name
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: lakehouse\n\n")
-            for path in sorted(classes.rglob("*.class")):
-                zf.write(path, path.relative_to(classes).as_posix())
-            zf.writestr(
-                "META-INF/services/org.apache.spark.sql.sources.DataSourceRegister",
-                KAFKA_PROVIDER_CLASS + "\n",
-            )
-        os.replace(partial, jar)
-    stamp.write_text(digest)
-    return jar
+    return ensure_jar(REPO_ROOT / "infra" / "kafka-provider", provider_jar_path(settings), "Kafka format provider")
 
 
 def _jvm_class_visible(spark: Any, name: str) -> bool:

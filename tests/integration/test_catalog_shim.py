@@ -50,11 +50,12 @@ def test_shim_jar_is_built_once(settings) -> None:
 
 
 def test_shim_build_without_javac_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lakehouse.tables import shim
+    from lakehouse import jvm
+    from lakehouse.tables.shim import SHIM_ROOT
 
-    monkeypatch.setattr(shim, "_javac", lambda: None)
+    monkeypatch.setattr(jvm, "javac", lambda: None)
     with pytest.raises(LakehouseError, match="javac"):
-        shim.build_shim_jar(tmp_path / "build" / "shim.jar")
+        jvm.build_jar(SHIM_ROOT, tmp_path / "build" / "shim.jar", "Delta catalog shim")
     assert not (tmp_path / "build" / "shim.jar").exists()
 
 
