@@ -43,6 +43,58 @@ def _sql_endpoint(args: argparse.Namespace) -> None:
         print(f"SQL endpoint: {sql_endpoint.sql_endpoint_status(settings)}")
 
 
+def _cdc(args: argparse.Namespace) -> None:
+    from lakehouse.cdc import capture, workload
+    from lakehouse.services import broker, postgres
+
+    settings = get_settings()
+    cfg = postgres.pg_config(settings)
+    if args.action == "start":
+        settings.ensure_dirs()
+        broker.start_broker(settings)
+        pid = postgres.start(cfg)
+        with postgres.connect(cfg) as conn:
+            workload.seed(conn, seed=args.seed)
+        st = capture.start_capture(settings, cfg)
+        print(f"postgres: running (pid {pid}) on 127.0.0.1:{cfg.port}, database {cfg.dbname}")
+        print(f"cdc capture: running (pid {st.pid}) -> {settings.kafka_bootstrap} topics erp.public.*")
+    elif args.action == "stop":
+        print("cdc capture: stopped" if capture.stop_capture(settings) else "cdc capture: was not running")
+        print("postgres: stopped" if postgres.stop(cfg) else "postgres: was not running")
+    elif args.action == "workload":
+        postgres.require(cfg)
+        with postgres.connect(cfg) as conn:
+            report = workload.Workload(conn, seed=args.seed).run(args.transactions)
+        print(f"workload: {report.transactions} transactions, {report.changes} row changes {report.kinds}")
+    else:
+        st = capture.capture_status(settings)
+        print(f"postgres: {postgres.status(cfg)}")
+        print(f"cdc capture: running={st.running} pid={st.pid} log={st.log_file}")
+
+
+def _landing(args: argparse.Namespace) -> None:
+    from lakehouse.services import s3
+
+    settings = get_settings()
+    cfg = s3.S3Config.from_env()
+    if args.action == "start":
+        settings.ensure_dirs()
+        st = s3.start_s3(settings, cfg)
+        print(f"s3 (moto): running (pid {st.pid}) on {cfg.endpoint}, landing bucket {cfg.bucket}")
+    elif args.action == "stop":
+        print("s3 (moto): stopped" if s3.stop_s3(settings) else "s3 (moto): was not running")
+    elif args.action == "generate":
+        from lakehouse.landing_generator import generate_landing_files, upload
+
+        s3.require_s3(cfg)
+        s3.ensure_bucket(cfg)
+        files, report = generate_landing_files(args.seed, args.manifests, args.settlements, args.rows, args.start)
+        upload(s3.s3_client(cfg), cfg.bucket, files)
+        print(f"uploaded {len(files)} files to s3://{cfg.bucket}: {report.summary()}")
+    else:
+        print(f"s3 (moto): {s3.s3_status(settings, cfg)}")
+
+
 def _run(args: argparse.Namespace) -> None:
     from lakehouse.jobs_registry import run_job
 
@@ -55,12 +107,75 @@ def _jobs(_: argparse.Namespace) -> None:
     print("\n".join(job_names()))
 
 
+def _weights(spec: str, what: str) -> dict[str, float]:
+    """`a=3,b=1` or `a,b` (equal weights) -> {a: 3.0, b: 1.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, weight = part.partition("=")
+        try:
+            out[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise LakehouseError(f"{what} must look like name=weight,name=weight; got {spec!r}") from None
+    return out
+
+
+def _generate_events(args: argparse.Namespace, bootstrap: str) -> None:
+    import json
+
+    from lakehouse.events.generator import (
+        DEFAULT_CHANNEL_MIX,
+        DEFAULT_FAMILY_MIX,
+        DEFAULT_FAULT_RATES,
+        FlashSale,
+        StreamConfig,
+        generate_stream,
+        produce_stream,
+    )
+
+    families = DEFAULT_FAMILY_MIX if args.families == "all" else _weights(args.families, "--families")
+    faults = dict(DEFAULT_FAULT_RATES)
+    if args.fault_rate is not None:
+        faults = dict.fromkeys(faults, args.fault_rate)
+    faults.update(_weights(",".join(args.fault), "--fault") if args.fault else {})
+    config = StreamConfig(
+        seed=args.seed, rate=args.rate, duration_s=args.duration,
+        families={f: w for f, w in DEFAULT_FAMILY_MIX.items() if f in families} if args.families == "all"
+        else families,
+        channels=_weights(args.channel_mix, "--channel-mix") if args.channel_mix else dict(DEFAULT_CHANNEL_MIX),
+        faults=faults,
+        flash_sale=FlashSale(args.flash_sale_start, args.flash_sale_duration, args.flash_sale)
+        if args.flash_sale else None,
+        schema_v2_at=None if args.schema_v2_at < 0 else args.schema_v2_at,
+        max_bytes=args.max_bytes, topic_prefix=args.topic_prefix,
+    )
+    try:
+        stream = generate_stream(config)
+    except ValueError as exc:
+        raise LakehouseError(str(exc)) from None
+    produce_stream(bootstrap, stream, partitions=args.partitions, pace=args.pace)
+    r = stream.report
+    print(f"produced {r.produced} records in {r.produce_seconds:.1f} s "
+          f"({r.produced / max(r.produce_seconds or 0, 1e-9):,.0f} records/s); "
+          f"peak {r.peak_orders_per_minute:,} orders/minute")
+    for fam in r.families.values():
+        faults_txt = ", ".join(f"{k} {v}" for k, v in fam.faults.items() if v)
+        print(f"  {fam.topic}: {fam.produced} records ({fam.events} events, {fam.clean} clean); "
+              f"bronze {fam.bronze}, dead letter {sum(fam.dead_letter.values())}; {faults_txt}")
+    if args.report:
+        with open(args.report, "w") as fh:
+            json.dump(r.as_dict(), fh, indent=2, default=str)
+        print(f"report: {args.report}")
+
+
 def _generate(args: argparse.Namespace) -> None:
     from lakehouse.generator import generate_orders, produce_orders
     from lakehouse.services.broker import require_broker
 
     settings = get_settings()
     require_broker(settings.kafka_bootstrap)
+    if args.families:
+        _generate_events(args, settings.kafka_bootstrap)
+        return
     batch = generate_orders(args.orders, args.seed, bad_rate=args.bad_rate, duplicate_rate=args.duplicate_rate)
     produced = produce_orders(settings.kafka_bootstrap, args.topic, batch, args.partitions)
     r = batch.report
@@ -108,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", nargs="?", help="for `query`: SQL run through beeline")
     p.set_defaults(func=_sql_endpoint)
 
+    p = sub.add_parser("cdc", help="ERP source database (PostgreSQL) + Debezium capture; seeded workload")
+    p.add_argument("action", choices=["start", "stop", "status", "workload"])
+    p.add_argument("--transactions", type=int, default=500, help="workload: transactions to commit")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_cdc)
+
+    p = sub.add_parser("landing", help="local S3 landing zone (moto): start/stop/status; generate landing files")
+    p.add_argument("action", choices=["start", "stop", "status", "generate"])
+    p.add_argument("--manifests", type=int, default=7, help="generate: shipment manifest files")
+    p.add_argument("--settlements", type=int, default=6, help="generate: settlement report files")
+    p.add_argument("--rows", type=int, default=20, help="generate: rows per file")
+    p.add_argument("--start", type=int, default=0, help="generate: first file number (later calls add new files)")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_landing)
+
     p = sub.add_parser("run", help="run a job by name (see `lakehouse jobs`); extra args go to the job")
     p.add_argument("job")
     p.add_argument("job_args", nargs=argparse.REMAINDER)
@@ -123,6 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--bad-rate", type=float, default=0.02)
     p.add_argument("--duplicate-rate", type=float, default=0.01)
+    g = p.add_argument_group("event families (multi-topic stream; used when --families is given)")
+    g.add_argument("--families", help="all, or a mix like orders=2,payments=1,clickstream=4 (one topic each)")
+    g.add_argument("--rate", type=float, default=1000.0, help="events per second of event time")
+    g.add_argument("--duration", type=float, default=60.0, help="seconds of event time")
+    g.add_argument("--channel-mix", help="e.g. web=3,mobile_app=2,amazon=1 (default: built-in mix)")
+    g.add_argument("--fault-rate", type=float, help="one rate for every fault (default: built-in rates)")
+    g.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                   help="rate of one fault: malformed_json, not_utf8, oversized, wrong_type, missing_field, "
+                        "negative_price, unknown_sku, late, duplicate, out_of_order")
+    g.add_argument("--flash-sale", type=int, default=0, metavar="ORDERS_PER_MINUTE",
+                   help="add a flash-sale burst at this rate (e.g. 12000)")
+    g.add_argument("--flash-sale-start", type=float, default=10.0)
+    g.add_argument("--flash-sale-duration", type=float, default=60.0)
+    g.add_argument("--schema-v2-at", type=float, default=0.5, help="orders switch to schema v2 after this "
+                   "fraction of the stream (negative: never)")
+    g.add_argument("--max-bytes", type=int, default=65536, help="oversized payloads exceed this")
+    g.add_argument("--topic-prefix", default="")
+    g.add_argument("--pace", action="store_true", help="produce in real time (rate events/s) instead of at once")
+    g.add_argument("--report", help="write the exact injection report (JSON) here")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("tables", help="every table: layer, row count, Delta version, last update")
