@@ -22,6 +22,12 @@ system:
 	  echo "installing openjdk-17-jdk-headless"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless) \
 	  || { echo "error: could not install a JDK 17 (apt-get as root)"; exit 1; }; fi
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
+	  echo "installing postgresql-15 (CDC source database)"; \
+	  mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/lakehouse.conf && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15) \
+	  || { echo "error: could not install postgresql-15 (apt-get as root)"; exit 1; }; fi
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,5 +48,7 @@ lint: venv
 
 clean-state:
 	-$(VENV)/bin/lakehouse sql-endpoint stop
+	-$(VENV)/bin/lakehouse cdc stop
+	-$(VENV)/bin/lakehouse landing stop
 	-$(VENV)/bin/lakehouse services stop
 	rm -rf $(LAKEHOUSE_HOME)

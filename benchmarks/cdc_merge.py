@@ -1,0 +1,86 @@
+"""Benchmark (not a test): Debezium capture rate vs changes/s merged into silver (target >= 20,000 changes/s).
+
+Uses the stack of $LAKEHOUSE_HOME (`lakehouse cdc start` is run for you): commits a burst-heavy workload,
+times the capture (workload start -> Kafka quiet), ingests bronze, then times one silver MERGE run over all new
+envelopes and checks silver against PostgreSQL.
+
+    LAKEHOUSE_HOME=/tmp/lh-bench .venv/bin/python benchmarks/cdc_merge.py --transactions 400 --burst-size 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lakehouse.cdc import all_topics, capture, workload  # noqa: E402
+from lakehouse.config import get_settings  # noqa: E402
+from lakehouse.services import broker, postgres  # noqa: E402
+from lakehouse.sources.kafka_admin import end_offsets  # noqa: E402
+
+
+def kafka_total(bootstrap: str) -> int:
+    return sum(sum(end_offsets(bootstrap, t).values()) for t in all_topics())
+
+
+def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("silver_cdc").setLevel(logging.INFO)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--transactions", type=int, default=400)
+    p.add_argument("--burst-size", type=int, default=500)
+    p.add_argument("--burst-every", type=int, default=2)
+    p.add_argument("--seed", type=int, default=99)
+    args = p.parse_args()
+    settings = get_settings()
+    settings.ensure_dirs()
+    broker.start_broker(settings)
+    cfg = postgres.pg_config(settings)
+    postgres.start(cfg)
+    with postgres.connect(cfg) as conn:
+        workload.seed(conn, products=2000, customers=3000)
+    capture.start_capture(settings, cfg)
+
+    before = kafka_total(settings.kafka_bootstrap)
+    started = time.perf_counter()
+    with postgres.connect(cfg) as conn:
+        report = workload.Workload(conn, seed=args.seed, burst_every=args.burst_every,
+                                   burst_size=args.burst_size).run(args.transactions)
+    committed = time.perf_counter() - started
+    last, last_change = -1, time.perf_counter()
+    while time.perf_counter() - last_change < 3:
+        total = kafka_total(settings.kafka_bootstrap)
+        if total != last:
+            last, last_change = total, time.perf_counter()
+        time.sleep(0.2)
+    captured = last - before
+    capture_s = last_change - started
+    print(f"workload: {report.changes} row changes in {report.transactions} transactions, committed in {committed:.1f} s")
+    print(f"capture:  {captured} records (incl. tombstones) in {capture_s:.1f} s = {captured / capture_s:,.0f} records/s")
+
+    import jobs.bronze_cdc as bronze
+    import jobs.silver_cdc as silver
+    from lakehouse.cdc.verify import differences
+    from lakehouse.job import job_context
+
+    ctx = job_context("cdc-merge-benchmark")
+    t = time.perf_counter()
+    bronze.ingest(ctx)
+    print(f"bronze:   {time.perf_counter() - t:.1f} s")
+    stats = silver.apply_changes(ctx)
+    if stats:
+        rate = stats["envelopes"] / stats["seconds"]
+        print(f"silver:   {stats['envelopes']} envelopes merged in {stats['seconds']} s = {rate:,.0f} changes/s "
+              f"(target 20,000; capture {captured / capture_s:,.0f}/s)")
+    with postgres.connect(cfg) as conn:
+        diff = differences(conn, ctx.tables)
+    print("equal to PostgreSQL:", all(d[1] == d[2] == 0 for d in diff.values()), diff)
+
+
+if __name__ == "__main__":
+    main()

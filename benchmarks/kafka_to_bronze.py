@@ -1,0 +1,188 @@
+"""Benchmark: sustained Kafka -> bronze events/s vs Spark's native file sources on the same events (baseline).
+
+    LAKEHOUSE_HOME=/tmp/lh-bench LAKEHOUSE_BROKER_PORT=19692 .venv/bin/python benchmarks/kafka_to_bronze.py \
+        --events 200000
+
+One run, one Spark session:
+ 1. generate the multi-family stream (default faults) and produce it to Kafka (producer rate);
+ 2. Kafka -> bronze with the real bronze_events writer (`--family all`: classify, 5 family tables + dead letter,
+    exactly-once commits), availableNow in micro-batches of `--batch` records;
+ 3. the same payloads as JSON-lines files -> the same writer via Spark's native `text` source (raw payload kept,
+    same classification and tables: the apples-to-apples baseline);
+ 4. the same files through Spark's native `json` source (parsed envelope + corrupt-record column) into one
+    bronze-style table (the "native JSON file source" figure).
+Prints events/s of each, the ratios, and per-batch seconds. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType  # noqa: E402
+
+from jobs.bronze_events import IngestSpec, ingest, make_batch_writer  # noqa: E402
+from lakehouse.config import get_settings  # noqa: E402
+from lakehouse.events import FAMILIES  # noqa: E402
+from lakehouse.events.generator import StreamConfig, generate_stream, produce_stream  # noqa: E402
+from lakehouse.services.broker import require_broker, start_broker  # noqa: E402
+
+ENVELOPE = StructType([
+    StructField("event_id", StringType()), StructField("event_type", StringType()),
+    StructField("schema_version", IntegerType()), StructField("event_time", StringType()),
+    StructField("_corrupt_record", StringType()),
+])
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=100_000, help="maxOffsetsPerTrigger / records per file batch")
+    ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--skip-json", action="store_true", help="skip the json-source figure")
+    args = ap.parse_args()
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    try:
+        require_broker(settings.kafka_bootstrap, timeout=1)
+    except Exception:  # noqa: BLE001 - start our own
+        start_broker(settings)
+    run = uuid.uuid4().hex[:6]
+    prefix = f"bench_{run}_"
+    work = settings.home / "bench" / run
+    tables_for = {f: f"bronze.bench_{run}_{f}" for f in FAMILIES}
+
+    t = time.perf_counter()
+    stream = generate_stream(StreamConfig(seed=args.seed, rate=args.events / 60, duration_s=60,
+                                          topic_prefix=prefix))
+    gen_s = time.perf_counter() - t
+    n = stream.report.produced
+    produce_stream(settings.kafka_bootstrap, stream, partitions=args.partitions)
+    prod_s = stream.report.produce_seconds or 0.0
+    print(f"generated {n:,} records in {gen_s:.1f} s ({_rate(n, gen_s):,.0f}/s); "
+          f"produced in {prod_s:.1f} s ({_rate(n, prod_s):,.0f}/s)", flush=True)
+
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
+    t = time.perf_counter()
+    spark = get_spark("bench-kafka-to-bronze", settings)
+    tables = get_tables(spark, settings)
+    print(f"spark session {time.perf_counter() - t:.1f} s ({tables.backend})", flush=True)
+
+    # --- where Kafka time goes: the source alone (read + Arrow to the JVM, no classification, no writes) ----------
+    from lakehouse.sources.kafka import read_kafka_batch
+
+    t = time.perf_counter()
+    read_only = read_kafka_batch(spark, settings, ",".join(prefix + f for f in FAMILIES), {"includeHeaders": "true"})
+    read_only.select(F.sum(F.length("value"))).collect()
+    read_s = time.perf_counter() - t
+    print(f"kafka source alone (batch read of everything): {read_s:.1f} s = {_rate(n, read_s):,.0f} records/s",
+          flush=True)
+
+    # --- Kafka -> bronze --------------------------------------------------------------------------------------
+    spec = IngestSpec(family="all", topic_prefix=prefix, tables=tables_for,
+                      dead_letter_table=f"bronze.bench_{run}_dead_letter", checkpoint=str(work / "ck_kafka"),
+                      max_offsets_per_trigger=args.batch)
+    t = time.perf_counter()
+    stats = ingest(spark, tables, settings, spec)
+    kafka_s = time.perf_counter() - t
+    rows = sum(s.rows for s in stats)
+    assert rows == n, f"kafka path ingested {rows} of {n}"
+    batch_s = [round(s.read_write_s, 1) for s in stats]
+    print(f"kafka -> bronze: {rows:,} records in {kafka_s:.1f} s = {_rate(rows, kafka_s):,.0f} events/s; "
+          f"batches (s): {batch_s}; outside batches (query start/plan/offsets): {kafka_s - sum(batch_s):.1f} s",
+          flush=True)
+
+    # --- the same payloads as files ---------------------------------------------------------------------------
+    files = work / "files"
+    per_file = max(1, args.batch // 4)
+    for family, records in stream.records.items():
+        d = files / family
+        d.mkdir(parents=True)
+        for i in range(0, len(records), per_file):
+            (d / f"part-{i // per_file:05d}.jsonl").write_bytes(b"\n".join(v for _, v, _ in records[i:i + per_file]))
+    spec_files = dataclasses.replace(spec, tables={f: f"bronze.bench_{run}_file_{f}" for f in FAMILIES},
+                                     dead_letter_table=f"bronze.bench_{run}_file_dead_letter")
+    file_stats: list = []
+    writer = make_batch_writer(tables, spec_files, file_stats)
+    n_files = sum(1 for _ in files.rglob("*.jsonl"))
+    per_trigger = max(1, n_files * args.batch // max(n, 1))
+    raw = (
+        spark.readStream.format("text").option("wholetext", "false").option("maxFilesPerTrigger", per_trigger)
+        .option("recursiveFileLookup", "true").load(str(files))
+    )
+    path = F.input_file_name()
+    as_kafka = raw.select(
+        F.lit(None).cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
+        F.concat(F.lit(prefix), F.element_at(F.split(path, "/"), -2)).alias("topic"),
+        F.lit(0).alias("partition"), F.lit(-1).cast("long").alias("offset"),  # files have no offsets
+        F.current_timestamp().alias("timestamp"), F.lit(0).alias("timestampType"),
+        F.lit(None).cast("array<struct<key:string,value:binary>>").alias("headers"),
+    )
+    t = time.perf_counter()
+    q = (as_kafka.writeStream.foreachBatch(writer).option("checkpointLocation", str(work / "ck_text"))
+         .trigger(availableNow=True).start())
+    q.awaitTermination()
+    text_s = time.perf_counter() - t
+    text_rows = sum(s.rows for s in file_stats)
+    print(f"files (native text source) -> same bronze writer: {text_rows:,} records in {text_s:.1f} s = "
+          f"{_rate(text_rows, text_s):,.0f} events/s; batches (s): {[round(s.read_write_s, 1) for s in file_stats]}",
+          flush=True)
+
+    json_s = json_rows = 0
+    if not args.skip_json:
+        parsed = (
+            spark.readStream.format("json").schema(ENVELOPE).option("mode", "PERMISSIVE")
+            .option("maxFilesPerTrigger", per_trigger).option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", "*.jsonl").load(str(files))
+            .withColumn("corrupt", F.col("_corrupt_record").isNotNull()).drop("_corrupt_record")
+            .withColumn("source_file", F.input_file_name()).withColumn("ingested_at", F.current_timestamp())
+            .withColumn("ingest_date", F.to_date("ingested_at"))
+        )
+        json_table = f"bronze.bench_{run}_json"
+        counted: list[int] = []
+
+        def write_json(df, batch_id: int) -> None:
+            df = df.persist()
+            counted.append(df.count())
+            tables.write_batch(df, json_table, "bench_json", batch_id, partition_by=["ingest_date"])
+            df.unpersist()
+
+        t = time.perf_counter()
+        q = (parsed.writeStream.foreachBatch(write_json).option("checkpointLocation", str(work / "ck_json"))
+             .trigger(availableNow=True).start())
+        q.awaitTermination()
+        json_s, json_rows = time.perf_counter() - t, sum(counted)
+        print(f"files (native json source, parsed envelope) -> one bronze table: {json_rows:,} records in "
+              f"{json_s:.1f} s = {_rate(json_rows, json_s):,.0f} events/s", flush=True)
+
+    k = _rate(rows, kafka_s)
+    print("\n== summary ==")
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; producer {_rate(n, prod_s):,.0f} rec/s")
+    print(f"kafka -> bronze        {k:>10,.0f} events/s")
+    print(f"text files -> bronze   {_rate(text_rows, text_s):>10,.0f} events/s   ratio kafka/text {k / _rate(text_rows, text_s):.2f}")
+    if json_rows:
+        print(f"json files -> bronze   {_rate(json_rows, json_s):>10,.0f} events/s   ratio kafka/json "
+              f"{k / _rate(json_rows, json_s):.2f}")
+    shutil.rmtree(files, ignore_errors=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Bronze CDC: the ERP topics (erp.public.*) -> bronze.erp_cdc_raw, raw Debezium envelopes, exactly once.
+
+Same shape and guarantees as bronze_orders: Kafka offsets in this query's checkpoint, every micro-batch
+committed with the Delta transaction id (app id, batch id); tombstones are kept as rows with a null value."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+if __package__ in (None, ""):  # spark-submit jobs/bronze_cdc.py
+    sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
+
+from lakehouse.cdc import all_topics
+from lakehouse.config import get_settings
+from lakehouse.job import JobContext, job_context, parser, run_main
+from lakehouse.services.broker import require_broker
+from lakehouse.sources.kafka import read_kafka_stream
+from lakehouse.sources.kafka_admin import create_topics
+from lakehouse.streaming import run_until_caught_up
+from transformations.bronze.kafka_records import kafka_to_bronze
+
+TABLE = "bronze.erp_cdc_raw"
+APP_ID = "bronze_cdc"
+log = logging.getLogger(APP_ID)
+
+
+def ingest(ctx: JobContext, continuous: bool = False, interval: str = "5 seconds",
+           max_offsets: int | None = None, timeout: float | None = None, checkpoint: str | None = None) -> None:
+    """Ingest every ERP topic into bronze (available-now by default, or micro-batches every `interval`)."""
+    create_topics(ctx.settings.kafka_bootstrap, all_topics(), partitions=2)  # the source needs them to exist
+    options = {"failOnDataLoss": "true"}
+    if max_offsets:
+        options["maxOffsetsPerTrigger"] = str(max_offsets)
+    records = read_kafka_stream(ctx.spark, ctx.settings, ",".join(all_topics()), options)
+
+    def write(batch, batch_id: int) -> None:
+        written = ctx.tables.write_batch(kafka_to_bronze(batch), TABLE, APP_ID, batch_id, partition_by=["ingest_date"])
+        log.info("batch %s %s", batch_id, "committed" if written else "already committed: skipped")
+
+    def start(trigger: dict[str, object]):
+        writer = (
+            records.writeStream.queryName(APP_ID)
+            .foreachBatch(write)
+            .option("checkpointLocation", checkpoint or ctx.settings.checkpoint(APP_ID))
+        )
+        return writer.trigger(**trigger).start()
+
+    if not continuous:
+        run_until_caught_up(lambda: start({"availableNow": True}), checkpoint or ctx.settings.checkpoint(APP_ID))
+    else:
+        query = start({"processingTime": interval})
+        query.awaitTermination(timeout) if timeout is not None else query.awaitTermination()
+        query.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
+    p.add_argument("--interval", default="5 seconds")
+    p.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
+    args = p.parse_args(argv)
+    require_broker(get_settings().kafka_bootstrap)
+    ctx = job_context(APP_ID)
+    ingest(ctx, args.trigger == "continuous", args.interval, args.max_offsets_per_trigger, args.timeout)
+    if ctx.tables.exists(TABLE):
+        ctx.tables.register(TABLE)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
