@@ -201,13 +201,15 @@ def _demo(args: argparse.Namespace) -> None:
     report = demo.seed_orders(settings, args.orders, args.seed)
     print(f"demo input: {report.produced} records on topic {demo.DEMO_TOPIC} ({report.valid_events} valid events, "
           f"{report.duplicates} re-deliveries, {report.bad_events} bad records)")
-    timings = demo.run_pipeline()
+    print(f"demo landing zone: {demo.seed_landing_files(settings, args.seed)}")
+    timings = demo.run_pipeline(with_args=demo.LANDING_JOBS)
     elapsed = time.perf_counter() - started
     print("\n== tables ==")
     print(render(all_tables(settings)))
     print("\n== job seconds ==\n  " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print(f"\n== where things are ==\n{demo.where_things_are(settings)}")
-    print(f"\ndemo finished in {elapsed:.0f} s; the broker keeps running (`lakehouse services stop` stops it)")
+    print(f"\ndemo finished in {elapsed:.0f} s; the broker and S3 keep running "
+          "(`lakehouse services stop`, `lakehouse landing stop`)")
 
 
 def build_parser() -> argparse.ArgumentParser:

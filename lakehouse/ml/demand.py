@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_absolute_error
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+# jobs log; they do not draw progress bars
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
