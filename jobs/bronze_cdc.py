@@ -5,7 +5,6 @@ committed with the Delta transaction id (app id, batch id); tombstones are kept 
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -16,43 +15,22 @@ from lakehouse.cdc import all_topics
 from lakehouse.config import get_settings
 from lakehouse.job import JobContext, job_context, parser, run_main
 from lakehouse.services.broker import require_broker
-from lakehouse.sources.kafka import read_kafka_stream
 from lakehouse.sources.kafka_admin import create_topics
-from lakehouse.streaming import run_until_caught_up
+from lakehouse.streaming import run_kafka_to_table
 from transformations.bronze.kafka_records import kafka_to_bronze
 
 TABLE = "bronze.erp_cdc_raw"
 APP_ID = "bronze_cdc"
-log = logging.getLogger(APP_ID)
 
 
 def ingest(ctx: JobContext, continuous: bool = False, interval: str = "5 seconds",
            max_offsets: int | None = None, timeout: float | None = None, checkpoint: str | None = None) -> None:
     """Ingest every ERP topic into bronze (available-now by default, or micro-batches every `interval`)."""
     create_topics(ctx.settings.kafka_bootstrap, all_topics(), partitions=2)  # the source needs them to exist
-    options = {"failOnDataLoss": "true"}
-    if max_offsets:
-        options["maxOffsetsPerTrigger"] = str(max_offsets)
-    records = read_kafka_stream(ctx.spark, ctx.settings, ",".join(all_topics()), options)
-
-    def write(batch, batch_id: int) -> None:
-        written = ctx.tables.write_batch(kafka_to_bronze(batch), TABLE, APP_ID, batch_id, partition_by=["ingest_date"])
-        log.info("batch %s %s", batch_id, "committed" if written else "already committed: skipped")
-
-    def start(trigger: dict[str, object]):
-        writer = (
-            records.writeStream.queryName(APP_ID)
-            .foreachBatch(write)
-            .option("checkpointLocation", checkpoint or ctx.settings.checkpoint(APP_ID))
-        )
-        return writer.trigger(**trigger).start()
-
-    if not continuous:
-        run_until_caught_up(lambda: start({"availableNow": True}), checkpoint or ctx.settings.checkpoint(APP_ID))
-    else:
-        query = start({"processingTime": interval})
-        query.awaitTermination(timeout) if timeout is not None else query.awaitTermination()
-        query.stop()
+    run_kafka_to_table(
+        ctx, ",".join(all_topics()), TABLE, APP_ID, kafka_to_bronze, continuous=continuous, interval=interval,
+        max_offsets=max_offsets, timeout=timeout, checkpoint=checkpoint, partition_by=["ingest_date"],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

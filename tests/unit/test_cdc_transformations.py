@@ -6,16 +6,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from pyspark.sql.types import (
-    BinaryType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
-
+from lakehouse.sources.kafka_source import kafka_schema
 from transformations.bronze.kafka_records import kafka_to_bronze
 from transformations.silver.cdc import (
     TABLES,
@@ -30,11 +21,7 @@ from transformations.silver.cdc import (
     without_superseded,
 )
 
-KAFKA_SCHEMA = StructType([
-    StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
-    StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType()),
-])
+KAFKA_SCHEMA = kafka_schema()
 T = dt.datetime(2026, 11, 2, 9, 30)
 PRODUCTS = TABLES["products"]
 
