@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from collections.abc import Sequence
 
 from lakehouse.errors import LakehouseError
@@ -20,4 +21,8 @@ def run_job(name: str, argv: Sequence[str]) -> None:
     if name not in names:
         raise LakehouseError(f"unknown job {name!r}; jobs are: {', '.join(names)}")
     module = importlib.import_module(f"jobs.{name}")
-    module.main(list(argv))
+    program, sys.argv[0] = sys.argv[0], f"lakehouse run {name}"  # argparse's usage line names the job
+    try:
+        module.main(list(argv))
+    finally:
+        sys.argv[0] = program
