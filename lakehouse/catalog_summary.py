@@ -4,7 +4,6 @@ with delta-rs (fast, no Spark session, and independent of which engine wrote the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -15,11 +14,9 @@ from lakehouse.tables.base import TableInfo, millis_to_iso
 
 def discover(settings: Settings) -> list[tuple[str, str]]:
     """(name, location) of every table under the local tables root."""
-    root = Path(settings.tables_root)
-    if "://" in settings.tables_root or not root.exists():
-        return []
-    found = sorted(p.parent for p in root.glob("*/*/_delta_log") if p.is_dir())
-    return [(f"{p.parent.name}.{p.name}", str(p)) for p in found]
+    from lakehouse.tables.catalog import discover_tables
+
+    return sorted(discover_tables(settings.tables_root).items())
 
 
 def table_info(name: str, location: str) -> TableInfo:

@@ -34,7 +34,8 @@ def merged_schema(current: pa.Schema, incoming: pa.Schema, allow_new_columns: bo
         raise ValueError(
             f"write has columns not in the table: {missing}; set option mergeSchema=true to add them"
         )
-    fields = list(current) + [incoming.field(name) for name in missing]
+    # added columns are nullable: files written before the change have no values for them
+    fields = list(current) + [incoming.field(name).with_nullable(True) for name in missing]
     return pa.schema(fields)
 
 

@@ -176,3 +176,14 @@ def test_log_replayed_by_hand_matches_what_the_api_reads(spark, tables, table_na
                 live.discard(action["remove"]["path"])
     ids = sorted(i for path in live for i in pq.read_table(location / path).column("id").to_pylist())
     assert ids == [10, 11, 12, 20, 21] == sorted(by_id(tables.read(table_name)))
+
+
+def test_registered_table_follows_an_added_column(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(2), SCHEMA), table_name)
+    tables.register(table_name)
+    assert spark.sql(f"SELECT count(*) AS n FROM {table_name}").first()["n"] == 2
+    wider = spark.createDataFrame(rows(1, start=2), SCHEMA).withColumn("region", F.lit("EU"))
+    tables.append(wider, table_name, merge_schema=True)
+    tables.register(table_name)  # jobs register after every write
+    got = spark.sql(f"SELECT id, region FROM {table_name} ORDER BY id").collect()
+    assert [(r["id"], r["region"]) for r in got] == [(0, None), (1, None), (2, "EU")]
