@@ -19,10 +19,16 @@ JAVA_RELEASE = "17"
 
 
 def pyspark_jars_dir() -> Path:
-    """The directory holding the jars of the installed pyspark (Spark's classpath)."""
+    """The directory holding Spark's jars: $SPARK_HOME/jars (spark-submit sets it; there pyspark is imported
+    from a zip) or the installed pyspark package's jars."""
     import pyspark
 
-    return Path(pyspark.__file__).resolve().parent / "jars"
+    candidates = [Path(os.environ["SPARK_HOME"]) / "jars"] if os.environ.get("SPARK_HOME") else []
+    candidates.append(Path(pyspark.__file__).resolve().parent / "jars")
+    for jars in candidates:
+        if any(jars.glob("spark-core_*.jar")):
+            return jars
+    raise LakehouseError(f"Spark's jars not found in {', '.join(map(str, candidates))}")
 
 
 def javac() -> str | None:

@@ -30,9 +30,9 @@ LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "infra" / "log4j2.proper
 
 def _local_jars(pattern: str) -> list[str]:
     """Jars matching `pattern` already on this machine (pyspark's jars dir or the Ivy cache)."""
-    import pyspark
+    from lakehouse.jvm import pyspark_jars_dir
 
-    roots = [Path(pyspark.__file__).parent / "jars", Path.home() / ".ivy2.5.2" / "jars", Path.home() / ".ivy2" / "jars"]
+    roots = [pyspark_jars_dir(), Path.home() / ".ivy2.5.2" / "jars", Path.home() / ".ivy2" / "jars"]
     return [jar for root in roots for jar in glob.glob(str(root / pattern))]
 
 
@@ -109,17 +109,30 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
 
 
 
+def _on_cluster() -> bool:
+    """Databricks, LAKEHOUSE_ENV=cluster, or spark-submit with a non-local master (YARN, k8s, standalone)."""
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION") or os.environ.get("LAKEHOUSE_ENV") == "cluster":
+        return True
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
+        return False
+    from pyspark import SparkConf
+
+    master = SparkConf().get("spark.master", "local[*]") or "local[*]"
+    return not master.startswith("local")
+
+
 def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> SparkSession:
     """Return the process's Spark session, building the embedded default when no session exists."""
     settings = settings or get_settings()
     active = SparkSession.getActiveSession()
     if active is not None:
         spark = active
-    elif os.environ.get("DATABRICKS_RUNTIME_VERSION") or os.environ.get("SPARK_ENV_LOADED"):
+    elif _on_cluster():
         spark = SparkSession.builder.appName(app_name).getOrCreate()  # configured by the cluster / spark-submit
     else:
         spark = _local_builder(app_name, settings).getOrCreate()
         spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
+        _load_delta_shim(spark, settings)
     _register_python_sources(spark)
     return spark
 
@@ -130,6 +143,23 @@ def has_native_delta(spark: SparkSession) -> bool:
         return True
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     return "delta" in extensions.lower() and _jvm_has_class(spark, DELTA_EXTENSION)
+
+
+SHIM_PROVIDER_CLASS = "lakehouse.shim.DeltaShimProvider"
+
+
+def _load_delta_shim(spark: SparkSession, settings: Settings) -> None:
+    """Make format `delta` resolve to the catalog shim when native Delta is absent.
+
+    `spark.jars` covers a session this process starts; under a local `spark-submit` the driver JVM is already
+    running, so the jar is added to the session's class loader instead (`ADD JAR`)."""
+    if has_native_delta(spark) or _jvm_has_class(spark, SHIM_PROVIDER_CLASS):
+        return
+    from lakehouse.tables.shim import ensure_shim_jar
+
+    jar = ensure_shim_jar(settings)
+    if jar is not None:
+        spark.sql(f"ADD JAR '{jar}'")
 
 
 def has_native_kafka(spark: SparkSession) -> bool:
