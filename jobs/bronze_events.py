@@ -22,16 +22,24 @@ from dataclasses import dataclass, field
 if __package__ in (None, ""):  # spark-submit jobs/bronze_events.py
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.tables import DeltaTables
-from transformations.bronze.events import DEFAULT_MAX_BYTES, bronze_rows, classify_records, dead_letter_rows
+from lakehouse.tables.split import write_split
+from transformations.bronze.events import (
+    DEAD_LETTER_COLUMNS,
+    DEFAULT_MAX_BYTES,
+    EVENT_BRONZE_COLUMNS,
+    classify_records,
+)
 
 DEAD_LETTER_TABLE = "bronze.dead_letter"
+ROUTE_COLUMN = "_route"  # family name for good records, DEAD_LETTER_ROUTE for the rest
+DEAD_LETTER_ROUTE = "\x00dead_letter"  # cannot be a family name
 log = logging.getLogger("bronze_events")
 
 
@@ -94,33 +102,27 @@ def check_single_mode(tables: DeltaTables, spec: IngestSpec) -> None:
 
 
 def make_batch_writer(tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]):
-    """The foreachBatch function: classify once (cached), write each non-empty family table and the dead letters,
-    every write keyed by (app id, batch id)."""
+    """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
+    in one pass (`write_split`: one Spark job on delta-rs), every table commit keyed by (app id, batch id)."""
     routes = spec.topic_to_family()
+    outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
+    outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
 
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         st = BatchStats(batch_id)
-        classified = classify_records(batch, routes, spec.max_bytes).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            counts = {
-                (r["event_family"], r["reason"]): r["count"]
-                for r in classified.groupBy("event_family", "reason").count().collect()
-            }
-            st.rows = sum(counts.values())
-            for fam in spec.families:
-                n = sum(c for (f, reason), c in counts.items() if f == fam and reason is None)
-                if n:
-                    good = bronze_rows(classified.filter(classified.event_family == fam))
-                    tables.write_batch(good, spec.table(fam), spec.app_id, batch_id, partition_by=["ingest_date"])
-                    st.by_table[spec.table(fam)] = n
-            n_dead = sum(c for (_, reason), c in counts.items() if reason is not None)
-            if n_dead:
-                tables.write_batch(dead_letter_rows(classified), spec.dead_letter_table, spec.app_id, batch_id,
-                                   partition_by=["ingest_date"])
-                st.by_table[spec.dead_letter_table] = n_dead
-        finally:
-            classified.unpersist()
+        classified = classify_records(batch, routes, spec.max_bytes)
+        routed = classified.withColumn(
+            ROUTE_COLUMN, F.when(F.col("reason").isNull(), F.col("event_family")).otherwise(F.lit(DEAD_LETTER_ROUTE))
+        )
+        # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
+        routed = routed.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
+        counts = write_split(tables, routed, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
+                             partition_by=["ingest_date"])
+        st.rows = sum(counts.values())
+        for key, (name, _) in outputs.items():
+            if counts.get(key):
+                st.by_table[name] = counts[key]
         st.read_write_s = time.perf_counter() - started
         stats.append(st)
         log.info("batch %s: %s rows in %.1f s %s", batch_id, st.rows, st.read_write_s, st.by_table)
