@@ -7,7 +7,11 @@ skipped when already made; the dead-letter commit comes last and marks the bronz
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
+import operator
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,32 +19,35 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
 from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
     DEAD_LETTER,
+    DEAD_LETTER_SCHEMA,
     TABLES,
     TOMBSTONE_MERGE,
     TOMBSTONE_SCHEMA,
     TOMBSTONES,
-    dead_letters,
-    latest_per_key,
-    parse_envelopes,
+    CdcTable,
+    dead_letters_arrow,
+    key_text,
+    latest_changes,
+    parse_batch,
+    scd1_arrow,
     scd1_merge_kwargs,
     scd1_schema,
-    scd1_source,
     scd2_merge_kwargs,
-    scd2_rebuild,
+    scd2_rebuild_arrow,
     scd2_schema,
-    table_changes,
-    tombstone_rows,
-    without_superseded,
+    tombstones_arrow,
 )
 
 SOURCE = "bronze.erp_cdc_raw"
 APP_ID = "silver_cdc"
+PAUSE_ENV = "LAKEHOUSE_SILVER_CDC_PAUSE_S"  # fault-injection tests: pause after each step so a SIGKILL lands there
 log = logging.getLogger(APP_ID)
 
 
@@ -57,10 +64,39 @@ def ensure_tables(ctx: JobContext) -> None:
         if spec.scd2:
             ctx.tables.create(spec.scd2, scd2_schema(spec))
     ctx.tables.create(TOMBSTONES, TOMBSTONE_SCHEMA)
+    ctx.tables.create(DEAD_LETTER, DEAD_LETTER_SCHEMA)
+
+
+def _tombstones_of(ctx: JobContext, touched: dict[str, set[str]]) -> dict[str, dict[str, int]]:
+    """{table: {key text: lsn}} of the stored tombstones of the touched keys only."""
+    wanted = [pc.field("source_table") == t for t, keys in touched.items() if keys]
+    if not wanted:
+        return {}
+    key_texts = sorted({k for keys in touched.values() for k in keys})
+    cond = functools.reduce(operator.or_, wanted) & pc.field("key").isin(key_texts)
+    stored = ctx.tables.read_arrow(TOMBSTONES, cond).to_pydict()
+    out: dict[str, dict[str, int]] = {}
+    for table, key, lsn in zip(stored["source_table"], stored["key"], stored["lsn"], strict=True):
+        out.setdefault(table, {})[key] = lsn
+    return out
+
+
+def _history_of(ctx: JobContext, spec: CdcTable, keys: set[tuple]) -> pa.Table:
+    """The stored SCD2 versions of `keys` only (the filter lets the reader skip files and row groups)."""
+    if len(spec.keys) == 1:
+        cond = pc.field(spec.keys[0]).isin(sorted(k[0] for k in keys))
+    else:
+        cond = functools.reduce(operator.and_, [
+            pc.field(k).isin(sorted({key[i] for key in keys})) for i, k in enumerate(spec.keys)
+        ])
+    return ctx.tables.read_arrow(spec.scd2, cond)
 
 
 def apply_changes(ctx: JobContext) -> dict[str, int]:
-    """Apply bronze versions not yet processed; returns {'bronze_version', 'envelopes', 'seconds'} (empty if none)."""
+    """Apply bronze versions not yet processed; returns {'bronze_version', 'envelopes', 'seconds'} (empty if none).
+
+    One read of the new bronze rows into Arrow; envelopes are parsed once; every target gets one MERGE from an
+    Arrow table (delta-rs merges it without a Spark job)."""
     tables = ctx.tables
     done = tables.committed_batch(DEAD_LETTER, APP_ID)
     current = tables.version(SOURCE)
@@ -69,51 +105,49 @@ def apply_changes(ctx: JobContext) -> dict[str, int]:
         return {}
     started = time.perf_counter()
     ensure_tables(ctx)
-    parsed = parse_envelopes(tables.read_appends(SOURCE, done, current)).cache()
-    envelopes = parsed.count()
-    tombstones = tables.read(TOMBSTONES).cache()
-    rejected = [dead_letters(parsed.where(F.col("reason").isNotNull()))]
-    new_tombstones = []
+    bronze = tables.read_appends_arrow(SOURCE, done, current, ["topic", "partition", "offset", "key", "value"])
+    t0 = time.perf_counter()
+    batch = parse_batch(bronze)
+    log.info("read %s bronze rows in %.2f s, parsed in %.2f s", bronze.num_rows, t0 - started,
+             time.perf_counter() - t0)
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
+    time.sleep(pause)
+    latest = {name: latest_changes(changes) for name, changes in batch.changes.items() if changes}
+    touched = {name: {key_text(TABLES[name], k) for k in keys} for name, keys in latest.items()
+               if TABLES[name].scd1}
+    tombstones = _tombstones_of(ctx, touched)
 
-    def merge(df, target: str, spec_kwargs: dict) -> None:
-        committed = tables.committed_batch(target, APP_ID)
-        if committed is not None and committed >= current:
-            return  # this target already has this bronze version (a rerun after a crash)
+    def merge(source: pa.Table, target: str, spec_kwargs: dict) -> None:
+        if source.num_rows == 0:
+            return
         t0 = time.perf_counter()
-        tables.merge(df, target, MergeSpec(**spec_kwargs), app_id=APP_ID, batch_id=current)
-        log.info("merged into %s in %.1f s", target, time.perf_counter() - t0)
+        if tables.merge_arrow(source, target, MergeSpec(**spec_kwargs), app_id=APP_ID, batch_id=current):
+            log.info("merged %s rows into %s in %.2f s", source.num_rows, target, time.perf_counter() - t0)
+            time.sleep(pause)
 
-    for spec in TABLES.values():
-        changes, bad_keys = table_changes(parsed, spec)
-        rejected.append(bad_keys)
-        changes = changes.cache()
-        if changes.isEmpty():
-            changes.unpersist()
-            continue
+    new_tombstones = []
+    for name, per_key in latest.items():
+        spec = TABLES[name]
         if spec.scd1:
-            latest = latest_per_key(changes, spec.keys)
-            merge(scd1_source(without_superseded(latest, tombstones, spec), spec), spec.scd1, scd1_merge_kwargs(spec))
-            new_tombstones.append(tombstone_rows(latest, spec))
-        if spec.scd2:
-            rebuilt = scd2_rebuild(tables.read(spec.scd2), changes, spec)
-            merge(rebuilt, spec.scd2, scd2_merge_kwargs(spec))
-        changes.unpersist()
+            merge(scd1_arrow(per_key, tombstones.get(name, {}), spec), spec.scd1, scd1_merge_kwargs(spec))
+            new_tombstones.append(tombstones_arrow(per_key, spec))
+        if spec.scd2 and not _committed(ctx, spec.scd2, current):
+            history = _history_of(ctx, spec, set(per_key))
+            merge(scd2_rebuild_arrow(history, batch.changes[name], spec), spec.scd2, scd2_merge_kwargs(spec))
     if new_tombstones:
-        union = new_tombstones[0]
-        for df in new_tombstones[1:]:
-            union = union.unionByName(df)
-        if not union.isEmpty():
-            merge(union, TOMBSTONES, TOMBSTONE_MERGE)
-    dead = rejected[0]
-    for df in rejected[1:]:
-        dead = dead.unionByName(df)
-    # last: its transaction id marks the bronze version as processed
-    tables.write_batch(dead.withColumn("dead_lettered_at", F.current_timestamp()), DEAD_LETTER, APP_ID, current)
-    parsed.unpersist()
-    tombstones.unpersist()
+        merge(pa.concat_tables(new_tombstones), TOMBSTONES, TOMBSTONE_MERGE)
+    # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    tables.write_batch_arrow(dead_letters_arrow(batch.dead, now), DEAD_LETTER, APP_ID, current)
     seconds = time.perf_counter() - started
-    log.info("silver CDC: %s envelopes from %s up to v%s in %.1f s", envelopes, SOURCE, current, seconds)
-    return {"bronze_version": current, "envelopes": envelopes, "seconds": round(seconds, 2)}
+    log.info("silver CDC: %s envelopes from %s up to v%s in %.2f s", batch.envelopes, SOURCE, current, seconds)
+    return {"bronze_version": current, "envelopes": batch.envelopes, "seconds": round(seconds, 2)}
+
+
+def _committed(ctx: JobContext, target: str, batch_id: int) -> bool:
+    """True when `target` already holds this bronze version (a rerun after a crash)."""
+    committed = ctx.tables.committed_batch(target, APP_ID)
+    return committed is not None and committed >= batch_id
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake import Schema as DeltaSchema
 from pyspark.sql import DataFrame
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import TableNotFound
 from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso
-from pyspark_lakehouse.snapshot import data_files, spark_schema
+from pyspark_lakehouse.snapshot import arrow_schema, data_files, spark_schema
 
 FORMAT = "deltars"
 
@@ -82,14 +84,25 @@ class DeltaRsTables(DeltaTables):
             return False
         if not self.exists(name):
             self.create(name, df.schema)
-        source = df.toArrow()
-        columns = [c for c in self._table(name).schema().to_arrow().names if c in df.columns]
+        return self._merge(df.toArrow(), name, spec, app_id, batch_id)
+
+    def merge_arrow(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None = None,
+                    batch_id: int | None = None) -> bool:
+        """delta-rs MERGE straight from the Arrow table (no Spark job)."""
+        if app_id is not None and batch_id is not None and self._already(name, app_id, batch_id):
+            return False
+        if not self.exists(name):
+            self.create(name, from_arrow_schema(source.schema))
+        return self._merge(source, name, spec, app_id, batch_id)
+
+    def _merge(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None,
+               batch_id: int | None) -> bool:
+        table = self._table(name)
+        columns = [c for c in table.schema().to_arrow().names if c in source.column_names]
         assignments = {c: f"s.`{c}`" for c in columns}
-        properties = None
-        if app_id is not None and batch_id is not None:
-            properties = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=batch_id)])
-        merger = self._table(name).merge(
-            source=source, predicate=spec.on, source_alias="s", target_alias="t", commit_properties=properties
+        merger = table.merge(
+            source=source, predicate=spec.on, source_alias="s", target_alias="t",
+            commit_properties=self._txn(app_id, batch_id),
         )
         if spec.delete_when:
             merger = merger.when_matched_delete(predicate=spec.delete_when)
@@ -99,6 +112,56 @@ class DeltaRsTables(DeltaTables):
             merger = merger.when_not_matched_insert(updates=assignments, predicate=spec.insert_when)
         merger.execute()
         return True
+
+    @staticmethod
+    def _txn(app_id: str | None, batch_id: int | None) -> CommitProperties | None:
+        if app_id is None or batch_id is None:
+            return None
+        return CommitProperties(app_transactions=[Transaction(app_id=app_id, version=batch_id)])
+
+    def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int) -> bool:
+        """Append with delta-rs in one commit carrying the transaction id (no Spark job)."""
+        if self._already(name, app_id, batch_id):
+            return False
+        write_deltalake(self.location(name), source, mode="append", commit_properties=self._txn(app_id, batch_id))
+        return True
+
+    def read_arrow(self, name: str, filter: pc.Expression | None = None) -> pa.Table:
+        """The delta-rs snapshot as Arrow in the table's declared types, then filtered in memory.
+
+        (delta-rs writes strings as string_view, which PyArrow cannot compare with the string literals of a
+        pushed-down filter; the files are small enough to read whole.)"""
+        table = self._table(name)
+        data = table.to_pyarrow_dataset().to_table()
+        data = data.cast(arrow_schema(table))
+        return data if filter is None else data.filter(filter)
+
+    def read_appends_arrow(self, name: str, after_version: int | None, up_to_version: int,
+                           columns: list[str] | None = None) -> pa.Table:
+        """The Parquet files added after `after_version`, read with PyArrow (no Spark job)."""
+        table = self._table(name, up_to_version)
+        seen = set() if after_version is None else {f.path for f in data_files(self._table(name, after_version))}
+        new = [f for f in data_files(table) if f.path not in seen]
+        schema = arrow_schema(table)
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns])
+        if not new:
+            return schema.empty_table()
+        root = table.table_uri.rstrip("/")
+        if root.startswith("file://"):
+            root = root[len("file://") :]
+        if "://" in root:  # object stores: through Spark, which has their credentials
+            return super().read_appends_arrow(name, after_version, up_to_version, columns)
+        partitions = table.metadata().partition_columns
+        parts = []
+        for f in new:
+            part = pq.read_table(f"{root}/{f.path}", columns=[c for c in schema.names if c not in partitions])
+            for c in schema.names:
+                if c in partitions:
+                    value = f.partition_values.get(c)
+                    part = part.append_column(c, pa.array([value] * part.num_rows).cast(schema.field(c).type))
+            parts.append(part.select(schema.names).cast(schema))
+        return pa.concat_tables(parts)
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """Fast path: Spark's native Parquet reader over exactly the snapshot's files."""

@@ -2,14 +2,18 @@
 
 One stack for the module: a real PostgreSQL 15 cluster, its own Tansu broker, the capture process (Debezium
 embedded engine) managed by PID file; the bronze and silver jobs run in the test's Spark session. Also: SCD2
-as of a chosen commit, SIGKILL of the capture process mid-workload, and a PostgreSQL restart."""
+as of a chosen commit, SIGKILL of the capture process mid-workload, a PostgreSQL restart, and SIGKILL of the
+silver job (its own process) at a random step, then a restart."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.config import REPO_ROOT
 from lakehouse.services.postgres import PG_BIN
 
 pytestmark = [
@@ -175,3 +180,60 @@ def test_equal_after_sigkill_of_capture_and_postgres_restart(stack):
     with stack.conn() as conn:
         Workload(conn, seed=22, burst_every=0).run(40)
     _assert_equal(stack.catch_up())
+
+
+def _silver_job(home: Path, tables_root: str, pause_s: float) -> subprocess.Popen:
+    """The silver_cdc job as its own process group (own $LAKEHOUSE_HOME: the Derby metastore is single-process),
+    on the stack's tables; it pauses `pause_s` after reading and after each MERGE commit."""
+    from jobs.silver_cdc import PAUSE_ENV
+
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_TABLES_ROOT": tables_root, PAUSE_ENV: str(pause_s)}
+    log = open(home / "silver_cdc.log", "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "jobs.silver_cdc"], cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_silver_job_sigkilled_at_a_random_step_then_restarted_equals_the_database(stack, tmp_path):
+    """SIGKILL the silver job (driver + JVM) after a random number of its target commits, restart: silver equals
+    PostgreSQL, every target carries the bronze version once, SCD2 has no duplicate version."""
+    import jobs.bronze_cdc as bronze
+    from jobs.silver_cdc import APP_ID, SOURCE, targets
+    from lakehouse.cdc.workload import Workload
+    from transformations.silver.cdc import DEAD_LETTER, TABLES
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    tables = stack.ctx.tables
+    with stack.conn() as conn:
+        Workload(conn, seed=rng.randrange(1 << 30), burst_every=10, burst_size=80).run(40)
+    stack.wait_quiet()
+    bronze.ingest(stack.ctx)
+    version = tables.version(SOURCE)
+    assert (tables.committed_batch(DEAD_LETTER, APP_ID) or -1) < version  # there is work to do
+
+    before = {name: tables.version(name) for name in targets()}  # every target exists after the earlier tests
+    kill_after = rng.randint(0, 4)  # 0: after reading bronze, before any MERGE; k: after the k-th MERGE commit
+    job = _silver_job(tmp_path, tables.settings.tables_root, pause_s=0.6)
+    log = tmp_path / "silver_cdc.log"
+    deadline = time.monotonic() + 240
+    while job.poll() is None and time.monotonic() < deadline:
+        text = log.read_text()
+        if "read " in text and text.count(" rows into ") >= kill_after:
+            break
+        time.sleep(0.02)
+    assert job.poll() is None, f"silver job ended before it could be killed (seed {seed}):\n{log.read_text()}"
+    time.sleep(rng.uniform(0, 0.5))
+    os.killpg(job.pid, signal.SIGKILL)  # its own process group: the python driver and its JVM
+    job.wait(30)
+    merged_at_kill = log.read_text().count(" rows into ")
+    assert merged_at_kill >= kill_after, f"seed {seed}"
+    assert (tables.committed_batch(DEAD_LETTER, APP_ID) or -1) < version, f"killed too late (seed {seed})"
+
+    _assert_equal(stack.catch_up())  # the restart: the same apply_changes, in this test's Spark session
+    commits = {name: tables.version(name) - v for name, v in before.items()}
+    assert all(n <= 1 for n in commits.values()), f"a target committed the batch twice: {commits} (seed {seed})"
+    assert commits[DEAD_LETTER] == 1 and tables.committed_batch(DEAD_LETTER, APP_ID) == version
+    for spec in TABLES.values():
+        if spec.scd2:
+            rows = tables.read(spec.scd2).select(*spec.keys, "_lsn_from")
+            assert rows.count() == rows.distinct().count(), f"{spec.scd2} has a duplicated version (seed {seed})"
