@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+from cdc_envelopes import envelope, product
+
 from lakehouse.sources.kafka_source import kafka_schema
 from transformations.bronze.kafka_records import kafka_to_bronze
 from transformations.silver.cdc import (
@@ -23,19 +25,8 @@ from transformations.silver.cdc import (
 
 KAFKA_SCHEMA = kafka_schema()
 T = dt.datetime(2026, 11, 2, 9, 30)
+
 PRODUCTS = TABLES["products"]
-
-
-def product(sku: str, price: str, title: str = "Mug") -> dict:
-    return {"sku": sku, "title": title, "category": "kitchen", "price": price, "currency": "EUR", "active": True,
-            "supplier_id": 1, "updated_at": "2026-11-02T09:00:00.000000Z"}
-
-
-def envelope(op: str, lsn: int, before: dict | None = None, after: dict | None = None, table: str = "products",
-             ts: int = 1_780_000_000_000) -> bytes:
-    return json.dumps({"before": before, "after": after, "op": op,
-                       "source": {"lsn": lsn, "txId": lsn // 10, "ts_ms": ts + lsn, "schema": "public",
-                                  "table": table}}).encode()
 
 
 def bronze(spark, payloads: list[tuple[str, bytes | None]]):
