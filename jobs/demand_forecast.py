@@ -12,7 +12,7 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from lakehouse.job import job_context, parser, require_tables, run_main
+from lakehouse.job import job_context, parser, require_tables, run_main, source_version_to_process
 from lakehouse.ml.demand import forecast_frame, score_forecast, train_demand_model
 
 SOURCE = "gold.sales_daily"
@@ -26,9 +26,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     require_tables(SOURCE, hint="run the gold_sales job first")
     ctx = job_context(APP_ID)
-    source_version = ctx.tables.version(SOURCE)
-    if ctx.tables.committed_batch(TABLE, APP_ID) == source_version:
-        print(f"{TABLE} is up to date with {SOURCE} v{source_version}")
+    source_version = source_version_to_process(ctx, SOURCE, TABLE, APP_ID)
+    if source_version is None:
         return
     sales = ctx.tables.read(SOURCE, version=source_version)
     model = train_demand_model(sales, settings=ctx.settings)

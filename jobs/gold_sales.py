@@ -12,7 +12,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from lakehouse.errors import LakehouseError
-from lakehouse.job import job_context, parser, require_tables, run_main
+from lakehouse.job import job_context, parser, require_tables, run_main, source_version_to_process
 from lakehouse.quality.gate import results_dataframe, run_gate
 from transformations.gold.sales import sales_daily
 
@@ -26,9 +26,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser(__doc__).parse_args(argv)
     require_tables(SOURCE, hint="run the silver_orders job first")
     ctx = job_context(APP_ID)
-    source_version = ctx.tables.version(SOURCE)
-    if ctx.tables.committed_batch(TABLE, APP_ID) == source_version:
-        print(f"{TABLE} is up to date with {SOURCE} v{source_version}")
+    source_version = source_version_to_process(ctx, SOURCE, TABLE, APP_ID)
+    if source_version is None:
         return
     sales = sales_daily(ctx.tables.read(SOURCE, version=source_version))
     gate = run_gate(sales, TABLE, TABLE, ctx.run_id, table_version=source_version,

@@ -37,6 +37,17 @@ def job_context(app_name: str) -> JobContext:
     return JobContext(spark, get_tables(spark, settings), settings, f"{app_name}-{stamp}-{uuid.uuid4().hex[:6]}")
 
 
+def source_version_to_process(ctx: JobContext, source: str, target: str, app_id: str) -> int | None:
+    """The source's current version if `target` (written by `app_id`, batch id = source version) has not
+    processed it yet; None, with a log line, when it is up to date."""
+    current = ctx.tables.version(source)
+    done = ctx.tables.committed_batch(target, app_id)
+    if done is not None and done >= current:
+        log.info("%s is up to date with %s v%s", target, source, current)
+        return None
+    return current
+
+
 def require_tables(*names: str, hint: str = "") -> None:
     """Fail fast (before a Spark session starts) when an input table is missing from a local tables root."""
     from pathlib import Path

@@ -9,7 +9,7 @@ Exactly-once, like Spark's offset log + commit log:
   batch's exact object list `(key, etag, size, last_modified)`. It is written (atomically, create-exclusive)
   *before* any object is read, so a batch's content is fixed once planned.
 * **Delta transaction id (the commit log)** - the batch's rows are written with
-  `write_batch(df, table, app_id, batch_id)`; the dead letters first, into `bronze.landing_dead_letter` with the
+  `write_batch_arrow(rows, table, app_id, batch_id)`; the dead letters first, into `bronze.landing_dead_letter` with the
   same (app_id, batch_id). A batch is done when the bronze table holds that transaction.
 * **Restart** - planned batches above the bronze table's committed batch id are replayed with their recorded
   object list (each write is skipped if its table already holds the transaction); only then are new objects
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from lakehouse.errors import LakehouseError
@@ -502,11 +502,11 @@ class LandingIngestor:
             good += [(ref, r) for r in parsed.records]
             bad += [(ref, r) for r in parsed.rejections]
         if bad:
-            self.tables.write_batch(
+            self.tables.write_batch_arrow(
                 self._dead_letter_frame(batch, bad, now), self.dead_letter_table, self.app_id, batch.batch_id,
                 partition_by=["ingest_date"],
             )
-        written = self.tables.write_batch(
+        written = self.tables.write_batch_arrow(
             self._bronze_frame(batch, good, now), self.table, self.app_id, batch.batch_id,
             partition_by=["ingest_date"],
         )
@@ -521,16 +521,14 @@ class LandingIngestor:
                 report.reasons[rejection.reason] = report.reasons.get(rejection.reason, 0) + 1
         return written
 
-    def _frame(self, schema: T.StructType, columns: dict[str, list[Any]]) -> DataFrame:
+    @staticmethod
+    def _frame(schema: T.StructType, columns: dict[str, list[Any]]) -> pa.Table:
+        """Rows parsed on the driver, as Arrow in the table's types (written without a Spark job)."""
         from pyspark.sql.pandas.types import to_arrow_schema
 
-        arrow_schema = to_arrow_schema(schema, timestamp_utc=True)
-        table = pa.Table.from_pydict(columns, schema=arrow_schema)
-        if table.num_rows == 0:
-            return self.spark.createDataFrame([], schema)
-        return self.spark.createDataFrame(table).select(*schema.fieldNames())
+        return pa.Table.from_pydict(columns, schema=to_arrow_schema(schema, timestamp_utc=True))
 
-    def _bronze_frame(self, batch: PlannedBatch, good: list[tuple[ObjectRef, Record]], now: dt.datetime) -> DataFrame:
+    def _bronze_frame(self, batch: PlannedBatch, good: list[tuple[ObjectRef, Record]], now: dt.datetime) -> pa.Table:
         n = len(good)
         return self._frame(
             BRONZE_SCHEMA,
@@ -552,7 +550,7 @@ class LandingIngestor:
 
     def _dead_letter_frame(
         self, batch: PlannedBatch, bad: list[tuple[ObjectRef, Rejection]], now: dt.datetime
-    ) -> DataFrame:
+    ) -> pa.Table:
         n = len(bad)
         return self._frame(
             DEAD_LETTER_SCHEMA,

@@ -103,9 +103,11 @@ class DeltaTables(ABC):
         """`merge` with an Arrow source (default: through a Spark DataFrame)."""
         return self.merge(self.spark.createDataFrame(source), name, spec, app_id, batch_id)
 
-    def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int) -> bool:
+    def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int,
+                          partition_by: list[str] | None = None) -> bool:
         """`write_batch` (append) with an Arrow source (default: through a Spark DataFrame)."""
-        return self.write_batch(self.spark.createDataFrame(source), name, app_id, batch_id)
+        return self.write_batch(self.spark.createDataFrame(source), name, app_id, batch_id,
+                                partition_by=partition_by)
 
     def read_arrow(self, name: str, filter: pc.Expression | None = None) -> pa.Table:
         """The current table as Arrow, optionally only rows matching `filter` (the backend may skip files)."""

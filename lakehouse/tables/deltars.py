@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake import Schema as DeltaSchema
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -15,6 +15,8 @@ from pyspark.sql.types import StructType
 
 from lakehouse.errors import TableNotFound
 from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso
+from pyspark_lakehouse.commit import commit_files
+from pyspark_lakehouse.files import new_task_tag, write_data_files
 from pyspark_lakehouse.snapshot import arrow_schema, data_files, spark_schema
 
 FORMAT = "deltars"
@@ -119,12 +121,19 @@ class DeltaRsTables(DeltaTables):
             return None
         return CommitProperties(app_transactions=[Transaction(app_id=app_id, version=batch_id)])
 
-    def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int) -> bool:
-        """Append with delta-rs in one commit carrying the transaction id (no Spark job)."""
+    def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int,
+                          partition_by: list[str] | None = None) -> bool:
+        """Append a driver-side Arrow batch without a Spark job, through the same file writer and idempotent
+        commit as the `deltars` data source (stats, partitioning, transaction id; an empty batch still commits
+        its transaction id)."""
         if self._already(name, app_id, batch_id):
             return False
-        write_deltalake(self.location(name), source, mode="append", commit_properties=self._txn(app_id, batch_id))
-        return True
+        location = self.location(name)
+        if DeltaTable.is_deltatable(location):
+            partition_by = list(DeltaTable(location).metadata().partition_columns)
+        files = write_data_files(source, location, partition_by or [], new_task_tag())
+        return commit_files(location, files, source.schema, mode="append", partition_by=partition_by or [],
+                            app_id=app_id, txn_version=batch_id)
 
     def read_arrow(self, name: str, filter: pc.Expression | None = None) -> pa.Table:
         """The delta-rs snapshot as Arrow in the table's declared types, then filtered in memory.
