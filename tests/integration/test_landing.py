@@ -127,20 +127,20 @@ def test_crash_after_planning_or_between_commits_loses_and_duplicates_nothing(sp
     upload(landing.client, landing.bucket, files[3:])  # more files arrive before the restart
 
     # crash 2: batch 1's dead letters committed, then the process dies before the bronze commit
-    real_write = tables.write_batch
+    real_write = tables.write_batch_arrow
     calls: list[tuple[str, int]] = []
 
-    def dying_write(df, name, app_id, batch_id, **kw):
+    def dying_write(rows, name, app_id, batch_id, **kw):
         calls.append((name, batch_id))
         if name == landing.table("settlements") and batch_id == 1:
             raise RuntimeError("simulated crash before the bronze commit")
-        return real_write(df, name, app_id, batch_id, **kw)
+        return real_write(rows, name, app_id, batch_id, **kw)
 
-    monkeypatch.setattr(tables, "write_batch", dying_write)
+    monkeypatch.setattr(tables, "write_batch_arrow", dying_write)
     with pytest.raises(RuntimeError, match="simulated crash"):
         ingestor.run()
     assert tables.committed_batch(landing.table("settlements"), ingestor.app_id) == 0
-    monkeypatch.setattr(tables, "write_batch", real_write)
+    monkeypatch.setattr(tables, "write_batch_arrow", real_write)
 
     restarted = landing.ingestor(spark, tables, "settlements", max_files=2).run()
     assert restarted.batches_replayed == 1
