@@ -11,14 +11,13 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from lakehouse.errors import LakehouseError
 from lakehouse.job import job_context, parser, require_tables, run_main, source_version_to_process
-from lakehouse.quality.gate import results_dataframe, run_gate
+from lakehouse.quality.gate import run_gate
+from lakehouse.quality.ops import raise_if_blocked, record_gate
 from transformations.gold.sales import sales_daily
 
 SOURCE = "silver.orders"
 TABLE = "gold.sales_daily"
-RESULTS = "ops.quality_results"
 APP_ID = "gold_sales"
 
 
@@ -32,9 +31,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sales = sales_daily(ctx.tables.read(SOURCE, version=source_version))
     gate = run_gate(sales, TABLE, TABLE, ctx.run_id, table_version=source_version,
                     docs_dir=ctx.settings.quality_docs)
-    ctx.tables.write_batch(results_dataframe(ctx.spark, gate), RESULTS, f"{APP_ID}:results", source_version)
-    if gate.blocked:
-        raise LakehouseError(f"{TABLE} not updated: {gate.message}")
+    record_gate(ctx.tables, gate, f"{APP_ID}:results", source_version, ctx.settings.data_docs_index)
+    raise_if_blocked(gate, TABLE)
     ctx.tables.write_batch(gate.valid, TABLE, APP_ID, source_version, mode="overwrite")
     gate.release()
     ctx.tables.register(TABLE)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from lakehouse.errors import LakehouseError
 from lakehouse.job import job_context, parser, require_tables, run_main
-from lakehouse.quality.gate import results_dataframe, run_gate
+from lakehouse.quality.gate import run_gate
+from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate
 from lakehouse.tables import MergeSpec
 from transformations.silver.orders import (
     PARSE_ERROR,
@@ -30,7 +30,6 @@ from transformations.silver.orders import (
 SOURCE = "bronze.orders_raw"
 TABLE = "silver.orders"
 QUARANTINE = "silver.orders_quarantine"
-RESULTS = "ops.quality_results"
 APP_ID = "silver_orders"
 log = logging.getLogger(APP_ID)
 
@@ -50,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     events, unparseable = split_parse_errors(parsed)
     gate = run_gate(dedupe_events(events), TABLE, TABLE, ctx.run_id, table_version=current,
                     docs_dir=ctx.settings.quality_docs)
-    tables.write_batch(results_dataframe(ctx.spark, gate), RESULTS, f"{APP_ID}:results", current)
-    if gate.blocked:
-        raise LakehouseError(f"{TABLE} not updated: {gate.message}")
+    record_gate(tables, gate, f"{APP_ID}:results", current, ctx.settings.data_docs_index)
+    raise_if_blocked(gate, TABLE)
     rejected = quarantine_rows(unparseable, PARSE_ERROR, TABLE, ctx.run_id).unionByName(
         quarantine_rows(gate.quarantined, "_quarantine_reason", TABLE, ctx.run_id)
     )
@@ -62,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                  app_id=APP_ID, batch_id=current)
     gate.release()
     parsed.unpersist()
-    for name in (TABLE, QUARANTINE, RESULTS):
+    for name in (TABLE, QUARANTINE, RESULTS, VALIDATIONS):
         tables.register(name)
     log.info("%s: processed %s up to v%s (%s)", TABLE, SOURCE, current, gate.message)
 

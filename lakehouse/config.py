@@ -99,6 +99,11 @@ class Settings:
         return self.home / "quality" / "data_docs"
 
     @property
+    def data_docs_index(self) -> str:
+        """The GX Data Docs entry page (static HTML) every gate run updates."""
+        return str(self.quality_docs / "index.html")
+
+    @property
     def shim_jar(self) -> Path:
         """The JVM catalog shim (infra/catalog-shim), built by `make` with the JDK's javac."""
         return self.home / "build" / "lakehouse-delta-shim.jar"

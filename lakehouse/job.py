@@ -73,3 +73,19 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
 
 def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
+                  side_writes: list[tuple[str, str]]) -> tuple[int | None, int] | None:
+    """The source version range (after, up_to] an incremental job must process next, or None when up to date.
+
+    `marker` (table, app id) is committed last and marks a range as done; `side_writes` are the (table, app id)
+    written before it. When a crash left side writes of a range the marker has not committed, that range is
+    redone with its original end (those writes are then skipped by their transaction id), so every target
+    commits each source range exactly once even though the source has grown since."""
+    done = tables.committed_batch(*marker) if tables.exists(marker[0]) else None
+    after = -1 if done is None else done
+    interrupted = [v for t, a in side_writes if tables.exists(t) and (v := tables.committed_batch(t, a)) is not None
+                   and v > after]
+    up_to = max(interrupted) if interrupted else tables.version(source)
+    return None if up_to <= after else (done, up_to)

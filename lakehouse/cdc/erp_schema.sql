@@ -2,6 +2,7 @@
 -- the full before-image (SCD2 history and dead-letter diagnostics need it).
 CREATE TABLE IF NOT EXISTS warehouses (
     warehouse_id integer PRIMARY KEY,
+    code         text    NOT NULL UNIQUE,
     name         text    NOT NULL,
     city         text    NOT NULL,
     country      text    NOT NULL

@@ -13,11 +13,17 @@ from decimal import Decimal
 from pathlib import Path
 
 SCHEMA_SQL = Path(__file__).with_name("erp_schema.sql")
-CURRENCIES = ["EUR", "USD", "GBP", "SEK", "PLN", "CHF"]
+CURRENCIES = ["EUR", "USD", "GBP", "SEK", "PLN", "CHF", "JPY"]
 COUNTRIES = ["DE", "FR", "NL", "SE", "PL", "GB", "US", "CH"]
 CATEGORIES = ["shoes", "shirts", "bags", "toys", "kitchen", "garden", "books"]
-WAREHOUSES = [(1, "Berlin DC", "Berlin", "DE"), (2, "Lyon DC", "Lyon", "FR"), (3, "Leeds DC", "Leeds", "GB"),
-              (4, "Gdansk DC", "Gdansk", "PL")]
+# (warehouse_id, code, name, city, country): `code` is what storefront and OMS events carry (`WH-<region>-<n>`).
+WAREHOUSES = [
+    (1, "WH-EU-1", "Berlin DC", "Berlin", "DE"), (2, "WH-EU-2", "Lyon DC", "Lyon", "FR"),
+    (3, "WH-EU-3", "Leeds DC", "Leeds", "GB"), (4, "WH-NA-1", "Newark DC", "Newark", "US"),
+    (5, "WH-NA-2", "Dallas DC", "Dallas", "US"), (6, "WH-NA-3", "Reno DC", "Reno", "US"),
+    (7, "WH-APAC-1", "Chiba DC", "Chiba", "JP"), (8, "WH-APAC-2", "Osaka DC", "Osaka", "JP"),
+    (9, "WH-APAC-3", "Singapore DC", "Singapore", "SG"),
+]
 
 
 @dataclass
@@ -43,6 +49,19 @@ def _price(rng: random.Random) -> Decimal:
     return Decimal(rng.randint(199, 49999)) / 100
 
 
+def sku_code(number: int) -> str:
+    """The catalogue's SKU format, shared with the storefront events: SKU-00001."""
+    return f"SKU-{number:05d}"
+
+
+def _initial_rate(currency: str, rng: random.Random) -> Decimal:
+    """EUR per unit of `currency` at seeding time."""
+    if currency == "EUR":
+        return Decimal("1")
+    low, high = (500, 900) if currency == "JPY" else (5000, 150000)
+    return Decimal(rng.randint(low, high)) / 100000
+
+
 def seed(conn, seed: int = 7, products: int = 200, customers: int = 300) -> WorkloadReport:
     """Insert the initial ERP state (skipped when products already exist)."""
     report = WorkloadReport()
@@ -51,21 +70,21 @@ def seed(conn, seed: int = 7, products: int = 200, customers: int = 300) -> Work
         return report
     rng = random.Random(seed)
     with conn.cursor() as cur:
-        cur.executemany("INSERT INTO warehouses VALUES (%s, %s, %s, %s)", WAREHOUSES)
+        cur.executemany("INSERT INTO warehouses (warehouse_id, code, name, city, country) "
+                        "VALUES (%s, %s, %s, %s, %s)", WAREHOUSES)
         cur.executemany("INSERT INTO suppliers VALUES (%s, %s, %s, %s)",
                         [(i, f"Supplier {i}", rng.choice(COUNTRIES), f"s{i}@example.com") for i in range(1, 21)])
         cur.executemany("INSERT INTO fx_rates (currency, rate_to_eur) VALUES (%s, %s)",
-                        [(c, Decimal("1") if c == "EUR" else Decimal(rng.randint(5000, 150000)) / 100000)
-                         for c in CURRENCIES])
+                        [(c, _initial_rate(c, rng)) for c in CURRENCIES])
         cur.executemany(
             "INSERT INTO products (sku, title, category, price, currency, active, supplier_id) "
             "VALUES (%s, %s, %s, %s, %s, true, %s)",
-            [(f"SKU-{i:06d}", f"Product {i}", rng.choice(CATEGORIES), _price(rng), rng.choice(CURRENCIES[:3]),
-              rng.randint(1, 20)) for i in range(products)],
+            [(sku_code(i), f"Product {i}", rng.choice(CATEGORIES), _price(rng), rng.choice(CURRENCIES[:3]),
+              rng.randint(1, 20)) for i in range(1, products + 1)],
         )
         cur.executemany(
             "INSERT INTO inventory VALUES (%s, %s, %s)",
-            [(f"SKU-{i:06d}", w[0], rng.randint(0, 500)) for i in range(products) for w in WAREHOUSES],
+            [(sku_code(i), w[0], rng.randint(0, 500)) for i in range(1, products + 1) for w in WAREHOUSES],
         )
         cur.executemany(
             "INSERT INTO customers (customer_id, name, email, address, country, marketing_consent) "
@@ -75,7 +94,7 @@ def seed(conn, seed: int = 7, products: int = 200, customers: int = 300) -> Work
         )
     conn.commit()
     report.transactions = 1
-    report.add("seed", 6 + len(CURRENCIES) + products * (1 + len(WAREHOUSES)) + customers)
+    report.add("seed", len(WAREHOUSES) + 20 + len(CURRENCIES) + products * (1 + len(WAREHOUSES)) + customers)
     return report
 
 
@@ -120,7 +139,7 @@ class Workload:
             self.report.add("restock", n)
 
     def new_product(self) -> None:
-        sku = f"SKU-{self._next_sku:06d}"
+        sku = sku_code(self._next_sku)
         self._next_sku += 1
         self.conn.execute(
             "INSERT INTO products (sku, title, category, price, currency, active, supplier_id) "

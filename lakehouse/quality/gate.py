@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
@@ -73,6 +74,8 @@ class GateResult:
     block_reasons: list[str]
     results: list[dict[str, Any]]
     suite: str = ""
+    fingerprint: str = ""  # the suite version validated against
+    seconds: float = 0.0  # wall time of the gate (tagging, caching, GX validation, Data Docs)
     _cached: DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -104,6 +107,8 @@ def failure_condition(exp: ExpectationSpec) -> Column:
     kw = exp.kwargs
     if exp.type == "expect_column_values_to_not_be_null":
         return c.isNull()
+    if exp.type == "expect_column_values_to_be_null":
+        return c.isNotNull()
     if exp.type == "expect_column_values_to_be_between":
         lo, hi = kw.get("min_value"), kw.get("max_value")
         for bound in (lo, hi):
@@ -346,6 +351,7 @@ def run_gate(
     writes; `GateResult.release()` unpersists it. `unexpected_samples`: unexpected values
     GX samples per row-level expectation for the results/Data Docs (each costs a Spark job).
     """
+    started = time.perf_counter()
     suite = (
         suite_name_or_path if isinstance(suite_name_or_path, SuiteSpec) else load_suite(suite_name_or_path)
     )
@@ -407,6 +413,8 @@ def run_gate(
         block_reasons=block_reasons,
         results=rows,
         suite=suite.name,
+        fingerprint=suite.fingerprint,
+        seconds=round(time.perf_counter() - started, 3),
         _cached=cached,
     )
 

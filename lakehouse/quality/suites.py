@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from lakehouse.config import REPO_ROOT
 from lakehouse.errors import LakehouseError
 
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+EXPECTATIONS_ENV = "LAKEHOUSE_EXPECTATIONS_DIR"  # a deployment's own suites (e.g. a fix rolled out without a release)
 SEVERITIES = ("warn", "quarantine", "block")
 NULL_POLICIES = ("pass", "fail")
 # Our severities shown as GX's own FailureSeverity in Data Docs.
@@ -33,6 +35,7 @@ GX_SEVERITY = {"block": "critical", "quarantine": "warning", "warn": "info"}
 ROW_LEVEL_TYPES = frozenset(
     {
         "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
         "expect_column_values_to_be_between",
         "expect_column_values_to_be_in_set",
         "expect_column_values_to_not_be_in_set",
@@ -126,14 +129,21 @@ def resolve_suite_path(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if isinstance(name_or_path, Path) or text.endswith(".json") or "/" in text:
         return Path(text).expanduser()
-    return EXPECTATIONS_DIR / f"{text}.json"
+    return expectations_dir() / f"{text}.json"
+
+
+def expectations_dir() -> Path:
+    """Where suites named `layer.table` are read: $LAKEHOUSE_EXPECTATIONS_DIR, else the repository's."""
+    override = os.environ.get(EXPECTATIONS_ENV)
+    return Path(override) if override else EXPECTATIONS_DIR
 
 
 def load_suite(name_or_path: str | Path) -> SuiteSpec:
     """Read and validate a suite file; raise LakehouseError naming the file and the problem."""
     path = resolve_suite_path(name_or_path)
     if not path.is_file():
-        known = sorted(p.stem for p in EXPECTATIONS_DIR.glob("*.json")) if EXPECTATIONS_DIR.is_dir() else []
+        where = expectations_dir()
+        known = sorted(p.stem for p in where.glob("*.json")) if where.is_dir() else []
         raise LakehouseError(
             f"expectation suite {str(name_or_path)!r} not found at {path}"
             + (f"; known suites: {', '.join(known)}" if known else "")

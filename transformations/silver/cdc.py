@@ -71,8 +71,9 @@ TS, DEC2, DEC8 = TimestampType(), DecimalType(12, 2), DecimalType(18, 8)
 TABLES: dict[str, CdcTable] = {
     t.name: t
     for t in (
-        CdcTable("warehouses", ("warehouse_id",), (("warehouse_id", IntegerType()), ("name", StringType()),
-                 ("city", StringType()), ("country", StringType())), scd1="silver.warehouses"),
+        CdcTable("warehouses", ("warehouse_id",), (("warehouse_id", IntegerType()), ("code", StringType()),
+                 ("name", StringType()), ("city", StringType()), ("country", StringType())),
+                 scd1="silver.warehouses"),
         CdcTable("suppliers", ("supplier_id",), (("supplier_id", IntegerType()), ("name", StringType()),
                  ("country", StringType()), ("email", StringType())), scd1="silver.suppliers"),
         CdcTable("products", ("sku",), (("sku", StringType()), ("title", StringType()), ("category", StringType()),
@@ -85,7 +86,8 @@ TABLES: dict[str, CdcTable] = {
                  ("email", StringType()), ("address", StringType()), ("country", StringType()),
                  ("marketing_consent", BooleanType()), ("updated_at", TS)), scd2="silver.customers_history"),
         CdcTable("fx_rates", ("currency",), (("currency", StringType()), ("rate_to_eur", DEC8),
-                 ("updated_at", TS)), scd1="silver.fx_rates"),
+                 ("updated_at", TS)), scd1="silver.fx_rates", scd2="silver.fx_rates_history",
+                 tracked=("rate_to_eur",)),
     )
 }
 TOMBSTONES = "silver.cdc_tombstones"

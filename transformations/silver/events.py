@@ -8,15 +8,17 @@ reason, and `dedupe_events` keeps the first delivery of each event id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.events.schemas import spark_schema
-from transformations.silver.orders import PARSE_ERROR, RAW, dedupe_events, split_parse_errors
+from transformations.silver.orders import PARSE_ERROR, RAW, dedupe_events, line_measures, split_parse_errors
 
 __all__ = [
-    "COORDINATES", "dedupe_events", "parse_clickstream_events", "parse_events", "parse_inventory_events",
-    "parse_payment_events", "parse_shipment_events", "split_parse_errors",
+    "COORDINATES", "PARSERS", "dedupe_events", "parse_clickstream_events", "parse_events", "parse_inventory_events",
+    "parse_order_family_events", "parse_payment_events", "parse_shipment_events", "split_parse_errors",
 ]
 
 COORDINATES = ["source_topic", "source_partition", "source_offset", "ingested_at"]
@@ -86,6 +88,17 @@ def provider_fields(provider: Column, payload: Column) -> list[Column]:
     return out
 
 
+def parse_order_family_events(bronze: DataFrame) -> DataFrame:
+    """Orders of the event model (v1 and v2 payloads, typed with the latest schema) + `units`, `line_count` and
+    `min_unit_price` (the lowest line price: a negative one is a pricing fault)."""
+    parsed = parse_events(bronze, "orders")
+    lines = F.col("lines")
+    at = parsed.columns.index("total_amount") + 1
+    measures = [*line_measures(lines), F.array_min(F.transform(lines, lambda ln: ln["unit_price"])).alias(
+        "min_unit_price")]
+    return parsed.select(*parsed.columns[:at], *measures, *parsed.columns[at:])
+
+
 def parse_payment_events(bronze: DataFrame) -> DataFrame:
     """Payments with the provider's own id, reference, amount and currency pulled out of `provider_payload`."""
     parsed = parse_events(bronze, "payments")
@@ -110,3 +123,12 @@ def parse_inventory_events(bronze: DataFrame) -> DataFrame:
 def parse_clickstream_events(bronze: DataFrame) -> DataFrame:
     """Tracker events, typed (price decimal(18,2), quantity int)."""
     return parse_events(bronze, "clickstream")
+
+
+PARSERS: dict[str, Callable[[DataFrame], DataFrame]] = {
+    "orders": parse_order_family_events,
+    "inventory": parse_inventory_events,
+    "payments": parse_payment_events,
+    "shipments": parse_shipment_events,
+    "clickstream": parse_clickstream_events,
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -50,6 +50,14 @@ PARSE_ERROR = "_parse_error"
 RAW = "_raw"
 
 
+def line_measures(lines: Column) -> list[Column]:
+    """`units` (sum of line quantities) and `line_count` of an order's lines."""
+    return [
+        F.aggregate(lines, F.lit(0), lambda acc, line: acc + F.coalesce(line["quantity"], F.lit(0))).alias("units"),
+        F.when(lines.isNotNull(), F.size(lines)).cast("int").alias("line_count"),
+    ]
+
+
 def parse_order_events(bronze: DataFrame) -> DataFrame:
     """Bronze rows -> typed order rows plus `_raw` (payload text) and `_parse_error` (null when parsed).
 
@@ -69,11 +77,9 @@ def parse_order_events(bronze: DataFrame) -> DataFrame:
         .when(F.schema_of_variant(F.col("_variant")).startswith("OBJECT") == F.lit(False),
               F.lit("malformed JSON: payload is not an object"))
     )
-    lines = F.col("e.lines")
     return parsed.select(
         *[F.col(f"e.{f.name}").alias(f.name) for f in ORDER_EVENT_SCHEMA.fields],
-        F.aggregate(lines, F.lit(0), lambda acc, line: acc + F.coalesce(line["quantity"], F.lit(0))).alias("units"),
-        F.when(lines.isNotNull(), F.size(lines)).cast("int").alias("line_count"),
+        *line_measures(F.col("e.lines")),
         F.col("topic").alias("source_topic"),
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),

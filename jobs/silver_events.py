@@ -1,0 +1,157 @@
+"""Silver events: new versions of bronze.<family>_events -> silver.<family>_events for every event family.
+
+Per family and run: the bronze batch passes its structure suite (bronze.<family>_events), then payloads are
+typed with the family's schema, checked against the JSON Schema of their declared version, deduplicated on
+event id (within the batch here, across batches by the insert-only MERGE), flagged late against a per-partition
+event-time watermark, checked against the product catalogue (silver.products, from CDC) and converted to the
+reporting currency with the FX rate valid at event time (silver.fx_rates_history, from CDC). The silver suite
+then quarantines rows (silver.events_quarantine, with the reason), warns, or blocks the batch (the family's
+silver table is left unchanged and the job exits non-zero; the next run retries the same bronze range).
+
+Exactly once: every write of a batch carries the transaction id (app id, bronze version); the MERGE into
+silver.<family>_events is last and marks the range done; an interrupted range is redone with its original end.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+if __package__ in (None, ""):
+    sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.events.schemas import FAMILIES
+from lakehouse.job import JobContext, job_context, parser, pending_range, run_main
+from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
+from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate
+from lakehouse.tables import MergeSpec
+from transformations.silver.conformance import (
+    SCHEMA_VIOLATION,
+    next_watermarks,
+    with_catalogue_check,
+    with_lateness,
+    with_schema_violation,
+)
+from transformations.silver.enrichment import to_reporting_currency
+from transformations.silver.events import PARSERS, dedupe_events, split_parse_errors
+from transformations.silver.orders import PARSE_ERROR, RAW, quarantine_rows
+
+APP_ID = "silver_events"
+QUARANTINE = "silver.events_quarantine"
+WATERMARKS = "ops.event_watermarks"
+CATALOGUE = "silver.products"
+FX_HISTORY = "silver.fx_rates_history"
+REPORTING_CURRENCY = "EUR"
+AMOUNT_COLUMNS = {"orders": "total_amount", "payments": "amount"}  # converted to the reporting currency
+log = logging.getLogger(APP_ID)
+
+WATERMARK_SCHEMA = T.StructType([
+    T.StructField("family", T.StringType()), T.StructField("source_topic", T.StringType()),
+    T.StructField("source_partition", T.IntegerType()), T.StructField("max_event_time", T.TimestampType()),
+])
+CHECK_COLUMNS = (RAW, SCHEMA_VIOLATION, "unknown_sku", "watermark")  # checked by the gate, not kept in silver
+FX_SCHEMA = "currency string, rate_to_eur decimal(18,8), valid_from timestamp"
+
+
+def bronze_table(family: str) -> str:
+    return f"bronze.{family}_events"
+
+
+def silver_table(family: str) -> str:
+    return f"silver.{family}_events"
+
+
+def _app(family: str, what: str = "") -> str:
+    return f"{APP_ID}:{family}" + (f":{what}" if what else "")
+
+
+def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[str]) -> DataFrame:
+    """A CDC reference table, or an empty frame (with a warning) before the CDC pipeline has produced it."""
+    if ctx.tables.exists(name):
+        return ctx.tables.read(name).select(*columns)
+    log.warning("%s does not exist yet: the checks that need it see no rows", name)
+    return ctx.spark.createDataFrame([], fallback_schema)
+
+
+def _gate(ctx: JobContext, df: DataFrame, suite: str, family: str, what: str, version: int) -> GateResult:
+    gate = run_gate(df, suite, suite, ctx.run_id, table_version=version, docs_dir=ctx.settings.quality_docs)
+    record_gate(ctx.tables, gate, _app(family, what), version, ctx.settings.data_docs_index)
+    log.info("%s v%s: %s in %.2f s", suite, version, gate.message, gate.seconds)
+    return gate
+
+
+def conformed(ctx: JobContext, family: str, bronze: DataFrame, prior_watermarks: DataFrame) -> DataFrame:
+    """Parsed, deduplicated and checked events of one bronze batch (parse errors included, flagged)."""
+    parsed = with_schema_violation(PARSERS[family](bronze), RAW, family)
+    events = with_lateness(dedupe_events(parsed), prior_watermarks)
+    catalogue = _reference(ctx, CATALOGUE, "sku string", ["sku"])
+    events = with_catalogue_check(events, catalogue)
+    if family in AMOUNT_COLUMNS:
+        fx = _reference(ctx, FX_HISTORY, FX_SCHEMA, ["currency", "rate_to_eur", "valid_from"])
+        events = to_reporting_currency(events, fx, AMOUNT_COLUMNS[family], "currency", "event_time",
+                                       REPORTING_CURRENCY)
+    return events
+
+
+def process_family(ctx: JobContext, family: str) -> int | None:
+    """Process the next bronze range of one family; returns the bronze version processed (None: up to date)."""
+    tables, source, target = ctx.tables, bronze_table(family), silver_table(family)
+    if not tables.exists(source):
+        log.info("%s does not exist yet", source)
+        return None
+    side = [(QUARANTINE, _app(family)), (WATERMARKS, _app(family))]
+    todo = pending_range(tables, source, (target, APP_ID), side)
+    if todo is None:
+        log.info("%s is up to date with %s", target, source)
+        return None
+    after, version = todo
+    bronze = tables.read_appends(source, after, version).cache()
+    try:
+        raise_if_blocked(_gate(ctx, bronze, source, family, "bronze", version), source)
+        prior = (tables.read(WATERMARKS).where(F.col("family") == family) if tables.exists(WATERMARKS)
+                 else ctx.spark.createDataFrame([], WATERMARK_SCHEMA))
+        checked = conformed(ctx, family, bronze, prior).cache()
+        events, unparseable = split_parse_errors(checked)
+        gate = _gate(ctx, events, target, family, "silver", version)
+        raise_if_blocked(gate, target)
+        detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
+        rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
+            quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
+        tables.write_batch(rejected, QUARANTINE, _app(family), version)
+        marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
+        tables.merge(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS,
+                     MergeSpec(on="t.family = s.family AND t.source_topic = s.source_topic "
+                                  "AND t.source_partition = s.source_partition"),
+                     app_id=_app(family), batch_id=version)
+        # last: its transaction id marks the bronze range as processed
+        tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
+                     app_id=APP_ID, batch_id=version)
+        gate.release()
+        checked.unpersist()
+    finally:
+        bronze.unpersist()
+    log.info("%s: processed %s up to v%s", target, source, version)
+    return version
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
+    args = p.parse_args(argv)
+    ctx = job_context(APP_ID)
+    for family in args.family or FAMILIES:
+        process_family(ctx, family)
+        if ctx.tables.exists(silver_table(family)):
+            ctx.tables.register(silver_table(family))
+    for name in (QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
+        if ctx.tables.exists(name):
+            ctx.tables.register(name)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

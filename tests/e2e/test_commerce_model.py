@@ -1,0 +1,193 @@
+"""Silver and gold commerce model on generated events with injected faults, gated by GX on every layer.
+
+One module stack: the event generator's stream (every fault kind) produced to the session's real broker, the
+bronze_events job, reference data in the shape the CDC pipeline writes (catalogue, FX history, warehouses,
+stock), then silver_events and gold_commerce in the test's Spark session on a tables root of this module.
+Each injected fault must be quarantined, warned or blocked exactly as its suite severity says."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import uuid
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse.events import FAMILIES
+from lakehouse.events.generator import DEFAULT_START, StreamConfig, generate_stream, produce_stream
+
+pytestmark = pytest.mark.e2e
+QUARANTINED_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku")
+FAULT_RATES = {"malformed_json": 0.01, "not_utf8": 0.01, "oversized": 0.005, "wrong_type": 0.02,
+               "missing_field": 0.02, "negative_price": 0.02, "unknown_sku": 0.02, "late": 0.02, "duplicate": 0.02,
+               "out_of_order": 0.01}
+FX = [("EUR", "1", dt.datetime(2024, 1, 1)), ("USD", "0.90", dt.datetime(2024, 1, 1)),
+      ("USD", "0.95", DEFAULT_START.replace(tzinfo=None) + dt.timedelta(seconds=20)),
+      ("GBP", "1.15", dt.datetime(2024, 1, 1)), ("JPY", "0.0062", dt.datetime(2024, 1, 1))]
+
+
+@dataclasses.dataclass
+class Stack:
+    ctx: object
+    stream: object
+    bootstrap: str
+    spec: object
+
+    @property
+    def tables(self):
+        return self.ctx.tables
+
+    def ingest(self) -> None:
+        from jobs.bronze_events import ingest
+
+        ingest(self.ctx.spark, self.tables, dataclasses.replace(self.ctx.settings, kafka_bootstrap=self.bootstrap),
+               self.spec)
+
+
+def _reference_data(spark, tables) -> None:
+    """The CDC-fed silver reference tables: catalogue SKU-00001..05000, FX history, warehouses."""
+    from lakehouse.cdc.workload import WAREHOUSES, sku_code
+
+    catalogue = spark.createDataFrame([(sku_code(i),) for i in range(1, 5001)], "sku string")
+    tables.overwrite(catalogue, "silver.products")
+    fx = spark.createDataFrame([(c, Decimal(r), t) for c, r, t in FX],
+                               "currency string, rate_to_eur decimal(18,8), valid_from timestamp")
+    tables.overwrite(fx, "silver.fx_rates_history")
+    tables.overwrite(spark.createDataFrame(WAREHOUSES, "warehouse_id int, code string, name string, city string, "
+                                                       "country string"), "silver.warehouses")
+
+
+@pytest.fixture(scope="module")
+def stack(spark, settings, broker, tmp_path_factory):
+    from jobs.bronze_events import IngestSpec
+    from jobs.silver_events import process_family
+    from lakehouse.job import JobContext
+    from lakehouse.tables import get_tables
+
+    root = tmp_path_factory.mktemp("commerce")
+    local = dataclasses.replace(settings, tables_root=str(root / "tables"))
+    tables = get_tables(spark, local)
+    config = StreamConfig(seed=17, rate=60, duration_s=40, faults=FAULT_RATES, topic_prefix=f"cm_{uuid.uuid4().hex[:6]}_",
+                          max_bytes=8192, start=DEFAULT_START)
+    stream = generate_stream(config)
+    produce_stream(broker.bootstrap, stream, partitions=2)
+    spec = IngestSpec(family="all", topic_prefix=config.topic_prefix, max_bytes=config.max_bytes,
+                      checkpoint=str(root / "ck" / "bronze_events"))
+    s = Stack(JobContext(spark, tables, local, "commerce-e2e"), stream, broker.bootstrap, spec)
+    s.ingest()
+    _reference_data(spark, tables)
+    for family in FAMILIES:
+        process_family(s.ctx, family)
+    return s
+
+
+def _json_or_none(value: bytes) -> dict | None:
+    try:
+        return json.loads(value)
+    except ValueError:  # the injected dead-letter faults
+        return None
+
+
+def _count(df, family: str | None = None) -> int:
+    return (df if family is None else df.where(F.col("target_table") == f"silver.{family}_events")).count()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_silver_keeps_clean_and_late_events_once_and_quarantines_each_payload_fault(stack, family):
+    from jobs.silver_events import QUARANTINE, silver_table
+
+    report = stack.stream.report.families[family]
+    silver = stack.tables.read(silver_table(family))
+    assert silver.count() == silver.select("event_id").distinct().count() == report.clean + report.faults["late"]
+    assert silver.where("is_late").count() == report.faults["late"]
+    quarantine = stack.tables.read(QUARANTINE).where(F.col("target_table") == silver_table(family))
+    assert quarantine.count() == sum(report.faults[f] for f in QUARANTINED_FAULTS)
+
+
+def test_quarantine_reasons_name_the_fault(stack):
+    from jobs.silver_events import QUARANTINE
+
+    rows = stack.tables.read(QUARANTINE).collect()
+    report = stack.stream.report.families
+
+    def n(pattern: str, family: str | None = None) -> int:
+        """Rows quarantined for `pattern` (for value checks: only those whose payload conforms to the schema)."""
+        schema_fault = ("wrong type for", "missing required field")
+        return sum(1 for r in rows if pattern in r.reason
+                   and (pattern in schema_fault or not any(f in r.reason for f in schema_fault))
+                   and (family is None or r.target_table == f"silver.{family}_events"))
+
+    assert n("wrong type for") == sum(r.faults["wrong_type"] for r in report.values())
+    assert n("missing required field") == sum(r.faults["missing_field"] for r in report.values())
+    assert n("unknown_sku") == sum(r.faults["unknown_sku"] for r in report.values())
+    assert n("min_unit_price", "orders") == report["orders"].faults["negative_price"]
+    assert n("(amount, min_value=0", "payments") == report["payments"].faults["negative_price"]
+    assert n("(price, min_value=0", "clickstream") == report["clickstream"].faults["negative_price"]
+    assert all(r.raw_payload and r.source_offset is not None for r in rows)
+
+
+def test_reporting_currency_uses_the_rate_valid_at_event_time(stack):
+    def rate(currency: str, at: dt.datetime) -> Decimal:
+        return max((t, Decimal(r)) for c, r, t in FX if c == currency and t <= at)[1]
+
+    rows = stack.tables.read("silver.orders_events").collect()
+    assert {r.fx_rate for r in rows if r.currency == "USD"} == {Decimal("0.9"), Decimal("0.95")}  # both versions used
+    wrong = [(r.event_id, r.currency, r.event_time, r.total_amount, r.fx_rate, r.total_amount_eur) for r in rows
+             if r.fx_rate != rate(r.currency, r.event_time)
+             or r.total_amount_eur != (r.total_amount * r.fx_rate).quantize(Decimal("0.01"), ROUND_HALF_UP)]
+    assert not wrong
+
+
+def test_one_validation_row_per_gate_run_and_data_docs_built(stack):
+    from lakehouse.quality.ops import VALIDATIONS
+
+    validations = stack.tables.read(VALIDATIONS).collect()
+    assert sorted(v.table_name for v in validations) == sorted(
+        [f"bronze.{f}_events" for f in FAMILIES] + [f"silver.{f}_events" for f in FAMILIES])
+    by_table = {v.table_name: v for v in validations}
+    assert {by_table[f"bronze.{f}_events"].outcome for f in FAMILIES} == {"passed"}
+    assert {by_table[f"silver.{f}_events"].outcome for f in FAMILIES} == {"quarantined"}
+    assert by_table["silver.orders_events"].rows == sum(
+        1 for _ in stack.tables.read("silver.orders_events").collect()) + _count(
+        stack.tables.read("silver.events_quarantine").where("reason NOT LIKE 'malformed%'"), "orders")
+    assert (stack.ctx.settings.quality_docs / "index.html").is_file()
+
+
+def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack, tmp_path, monkeypatch):
+    from jobs.silver_events import QUARANTINE, process_family
+    from lakehouse.errors import LakehouseError
+    from lakehouse.quality.ops import VALIDATIONS
+    from lakehouse.quality.suites import EXPECTATIONS_DIR, EXPECTATIONS_ENV
+    from lakehouse.sources.kafka_admin import produce
+
+    tables = stack.tables
+    accepted = {r.event_id for r in tables.read("silver.orders_events").where("schema_version = 2").collect()}
+    template = next(e for e in map(_json_or_none, (v for _, v, _ in stack.stream.records["orders"]))
+                    if e and e.get("event_id") in accepted)
+    events = [{**template, "event_id": str(uuid.UUID(int=i + 1)), "schema_version": 3} for i in range(3)]
+    produce(stack.bootstrap, f"{stack.spec.topic_prefix}orders", [(b"k", json.dumps(e).encode()) for e in events])
+    stack.ingest()
+    before = tables.version("silver.orders_events"), tables.row_count(QUARANTINE)
+    with pytest.raises(LakehouseError, match=r"silver.orders_events not updated: .*schema_version.*3 of 3 rows"):
+        process_family(stack.ctx, "orders")
+    assert (tables.version("silver.orders_events"), tables.row_count(QUARANTINE)) == before
+    blocked = tables.read(VALIDATIONS).where("outcome = 'blocked'").collect()
+    assert [v.table_name for v in blocked] == ["silver.orders_events"]
+
+    fixed = tmp_path / "expectations"
+    shutil.copytree(EXPECTATIONS_DIR, fixed)
+    suite = json.loads((fixed / "silver.orders_events.json").read_text())
+    for exp in suite["expectations"]:
+        if exp["kwargs"].get("column") == "schema_version":
+            exp["kwargs"]["value_set"] = [1, 2, 3]
+    (fixed / "silver.orders_events.json").write_text(json.dumps(suite))
+    monkeypatch.setenv(EXPECTATIONS_ENV, str(fixed))
+    assert process_family(stack.ctx, "orders") is not None
+    silver = tables.read("silver.orders_events")
+    assert silver.where("schema_version = 3").count() == 3
+    assert tables.row_count(QUARANTINE) == before[1]
+    assert process_family(stack.ctx, "orders") is None  # up to date: nothing processed twice
