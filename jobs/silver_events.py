@@ -1,4 +1,5 @@
-"""Silver events: new versions of bronze.<family>_events -> silver.<family>_events for every event family.
+"""Silver events: new versions of bronze.<family>_events -> silver.<family>_events for every event family, and
+bronze.settlements_raw (processor settlement reports from the landing zone) -> silver.settlements.
 
 Per family and run: the bronze batch passes its structure suite (bronze.<family>_events), then payloads are
 typed with the family's schema, checked against the JSON Schema of their declared version, deduplicated on
@@ -40,10 +41,13 @@ from transformations.silver.conformance import (
 from transformations.silver.enrichment import to_reporting_currency
 from transformations.silver.events import PARSERS, dedupe_events, split_parse_errors
 from transformations.silver.orders import PARSE_ERROR, RAW, quarantine_rows
+from transformations.silver.settlements import SETTLEMENT_COLUMNS, parse_settlements
 
 APP_ID = "silver_events"
 QUARANTINE = "silver.events_quarantine"
 WATERMARKS = "ops.event_watermarks"
+SETTLEMENTS_SOURCE = "bronze.settlements_raw"
+SETTLEMENTS = "silver.settlements"
 CATALOGUE = "silver.products"
 FX_HISTORY = "silver.fx_rates_history"
 REPORTING_CURRENCY = "EUR"
@@ -139,6 +143,34 @@ def process_family(ctx: JobContext, family: str) -> int | None:
     return version
 
 
+def process_settlements(ctx: JobContext) -> int | None:
+    """bronze.settlements_raw (landing-zone report lines) -> silver.settlements, gated like the event families;
+    a line is identified by (object_key, line_number), kept in the quarantine as source_topic/source_offset."""
+    tables = ctx.tables
+    if not tables.exists(SETTLEMENTS_SOURCE):
+        return None
+    todo = pending_range(tables, SETTLEMENTS_SOURCE, (SETTLEMENTS, APP_ID), [(QUARANTINE, _app("settlements"))])
+    if todo is None:
+        return None
+    after, version = todo
+    lines = parse_settlements(tables.read_appends(SETTLEMENTS_SOURCE, after, version)).withColumns({
+        "source_topic": F.col("object_key"),
+        "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
+    }).cache()
+    parsed, unparseable = split_parse_errors(lines)
+    gate = _gate(ctx, parsed, SETTLEMENTS, "settlements", "silver", version)
+    raise_if_blocked(gate, SETTLEMENTS)
+    rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
+        quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
+    tables.write_batch(rejected, QUARANTINE, _app("settlements"), version)
+    tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
+                 MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
+                 app_id=APP_ID, batch_id=version)
+    gate.release()
+    lines.unpersist()
+    return version
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
@@ -148,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         process_family(ctx, family)
         if ctx.tables.exists(silver_table(family)):
             ctx.tables.register(silver_table(family))
-    for name in (QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
+    process_settlements(ctx)
+    for name in (SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
         if ctx.tables.exists(name):
             ctx.tables.register(name)
 

@@ -274,7 +274,8 @@ class _GxRunner:
                 with contextlib.suppress(Exception):  # another process may have pruned it already
                     backend.remove_key(key)
 
-    def validate(self, df: DataFrame, suite: SuiteSpec, run_id: str, samples: int) -> list[Any]:
+    def validate(self, df: DataFrame, suite: SuiteSpec, run_id: str, samples: int,
+                 parameters: dict[str, Any] | None = None) -> list[Any]:
         """GX ExpectationValidationResults, in the suite's expectation order."""
         from great_expectations.core.run_identifier import RunIdentifier
 
@@ -283,6 +284,7 @@ class _GxRunner:
             gx_suite = self._suites[suite.name][1].suite
             result = checkpoint.run(
                 batch_parameters={"dataframe": df},
+                expectation_parameters=parameters or None,
                 run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
             )
             self._prune_results()
@@ -344,12 +346,14 @@ def run_gate(
     docs_dir: str | Path | None = None,
     cache: bool = True,
     unexpected_samples: int = DEFAULT_UNEXPECTED_SAMPLES,
+    parameters: dict[str, Any] | None = None,
 ) -> GateResult:
     """Validate `df` against a suite; see the module docstring for the semantics.
 
     `cache`: persist the input (with its quarantine reasons) for the duration of the gate and the caller's
     writes; `GateResult.release()` unpersists it. `unexpected_samples`: unexpected values
-    GX samples per row-level expectation for the results/Data Docs (each costs a Spark job).
+    GX samples per row-level expectation for the results/Data Docs (each costs a Spark job). `parameters`:
+    values for the suite's `{"$PARAMETER": name}` kwargs (e.g. a silver total gold must reconcile with).
     """
     started = time.perf_counter()
     suite = (
@@ -372,7 +376,7 @@ def run_gate(
         df = cached = df.persist(StorageLevel.MEMORY_AND_DISK)
     batch = tagged.drop(REASON_COLUMN) if tagged is not None else df
 
-    gx_results = _get_runner(docs_dir).validate(batch, suite, run_id, unexpected_samples)
+    gx_results = _get_runner(docs_dir).validate(batch, suite, run_id, unexpected_samples, parameters)
     validated_at = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     block_reasons = list(missing)

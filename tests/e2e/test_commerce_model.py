@@ -48,6 +48,9 @@ class Stack:
                self.spec)
 
 
+OVERSOLD = ("SKU-05000", "WH-EU-1")  # one unit on hand, locked by a web and an amazon order
+
+
 def _reference_data(spark, tables) -> None:
     """The CDC-fed silver reference tables: catalogue SKU-00001..05000, FX history, warehouses."""
     from lakehouse.cdc.workload import WAREHOUSES, sku_code
@@ -78,11 +81,71 @@ def stack(spark, settings, broker, tmp_path_factory):
     spec = IngestSpec(family="all", topic_prefix=config.topic_prefix, max_bytes=config.max_bytes,
                       checkpoint=str(root / "ck" / "bronze_events"))
     s = Stack(JobContext(spark, tables, local, "commerce-e2e"), stream, broker.bootstrap, spec)
+    _produce_oversell(broker.bootstrap, config.topic_prefix)
     s.ingest()
     _reference_data(spark, tables)
     for family in FAMILIES:
         process_family(s.ctx, family)
     return s
+
+
+def _produce_oversell(bootstrap: str, prefix: str) -> None:
+    """Two channels sell the last unit of OVERSOLD: an order and its reservation each from web and amazon."""
+    from lakehouse.sources.kafka_admin import produce
+
+    sku, warehouse = OVERSOLD
+    at = (DEFAULT_START + dt.timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    for n, channel in ((99_000_001, "web"), (99_000_002, "amazon")):
+        order_id = f"ORD-{n}"
+        common = {"schema_version": 1, "event_time": at, "order_id": order_id, "region": "EU"}
+        order = {**common, "event_id": str(uuid.uuid5(uuid.NAMESPACE_OID, order_id)), "event_type": "order_placed",
+                 "customer_id": f"CUST-{n % 1_000_000:06d}", "channel": channel, "currency": "EUR",
+                 "lines": [{"sku": sku, "quantity": 1, "unit_price": 10.0}], "total_amount": 10.0}
+        lock = {**common, "event_id": str(uuid.uuid5(uuid.NAMESPACE_OID, order_id + "/lock")),
+                "event_type": "inventory_locked", "reservation_id": f"RES-{n}", "sku": sku, "warehouse_id": warehouse,
+                "quantity": 1, "reason": "order_placed"}
+        produce(bootstrap, f"{prefix}orders", [(order_id.encode(), json.dumps(order).encode())])
+        produce(bootstrap, f"{prefix}inventory", [(order_id.encode(), json.dumps(lock).encode())])
+
+
+@dataclasses.dataclass
+class Gold:
+    unsettled: set[str]
+    mismatched: set[str]
+
+
+@pytest.fixture(scope="module")
+def gold(stack, spark):
+    """Stock for every sku x warehouse the events touch (1 unit of OVERSOLD), settlement reports with two
+    missing and two wrong amounts injected, then silver settlements and gold_commerce."""
+    from jobs.gold_commerce import build_gold
+    from jobs.silver_events import process_settlements
+    from lakehouse.cdc.workload import WAREHOUSES
+    from lakehouse.sources.landing import BRONZE_SCHEMA
+
+    tables = stack.tables
+    ids = {code: wid for wid, code, *_ in WAREHOUSES}
+    pairs = tables.read("silver.inventory_events").select("sku", "warehouse_id").distinct().collect()
+    stock = [(r.sku, ids[r.warehouse_id], 1 if (r.sku, r.warehouse_id) == OVERSOLD else 1000) for r in pairs]
+    tables.overwrite(spark.createDataFrame(stock, "sku string, warehouse_id int, on_hand int"), "silver.inventory")
+
+    captured = (tables.read("silver.payments_events").where("event_type = 'captured'")
+                .orderBy("order_id", "event_id").collect())
+    orders = sorted({r.order_id for r in captured})
+    unsettled, mismatched = set(orders[:2]), set(orders[2:4])
+    now = dt.datetime.now(dt.UTC)
+    lines = []
+    for i, r in enumerate(p for p in captured if p.order_id not in unsettled):
+        amount = r.amount + (Decimal("1.00") if r.order_id in mismatched else 0)
+        record = {"processor": r.provider, "settlement_id": f"STL-{i // 50}", "payment_id": r.payment_id,
+                  "order_id": r.order_id, "amount": str(amount), "currency": r.currency, "fee": "0.30",
+                  "settled_at": "2024-03-02T06:00:00Z"}
+        lines.append(("settlements", "landing", "settlements/2024-03-02.jsonl", "etag", 1, now, i + 1,
+                      json.dumps(record), json.dumps(record), 1, now, now.date()))
+    tables.write_batch(spark.createDataFrame(lines, BRONZE_SCHEMA), "bronze.settlements_raw", "e2e-landing", 1)
+    assert process_settlements(stack.ctx) is not None
+    assert build_gold(stack.ctx) is not None
+    return Gold(unsettled, mismatched)
 
 
 def _json_or_none(value: bytes) -> dict | None:
@@ -102,7 +165,8 @@ def test_silver_keeps_clean_and_late_events_once_and_quarantines_each_payload_fa
 
     report = stack.stream.report.families[family]
     silver = stack.tables.read(silver_table(family))
-    assert silver.count() == silver.select("event_id").distinct().count() == report.clean + report.faults["late"]
+    extra = 2 if family in ("orders", "inventory") else 0  # the oversell scenario's orders and reservations
+    assert silver.count() == silver.select("event_id").distinct().count() == report.clean + report.faults["late"] + extra
     assert silver.where("is_late").count() == report.faults["late"]
     quarantine = stack.tables.read(QUARANTINE).where(F.col("target_table") == silver_table(family))
     assert quarantine.count() == sum(report.faults[f] for f in QUARANTINED_FAULTS)
@@ -191,3 +255,46 @@ def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack,
     assert silver.where("schema_version = 3").count() == 3
     assert tables.row_count(QUARANTINE) == before[1]
     assert process_family(stack.ctx, "orders") is None  # up to date: nothing processed twice
+
+
+def test_two_channels_selling_the_last_unit_raise_exactly_one_alert(stack, gold):
+    alerts = stack.tables.read("gold.oversell_alerts").collect()
+    assert [(a.sku, a.warehouse_id, a.available_to_sell, list(a.channels), a.reason) for a in alerts] == [
+        (*OVERSOLD, -1, ["amazon", "web"], "negative_available")]
+
+
+def test_available_to_sell_is_on_hand_minus_locked_minus_sold(stack, gold):
+    positions = stack.tables.read("gold.inventory_positions")
+    per_key = positions.groupBy("sku", "warehouse_id").agg(
+        F.max("on_hand").alias("on_hand"), F.sum("locked").alias("locked"), F.sum("sold").alias("sold"),
+        F.min("available_to_sell").alias("lo"), F.max("available_to_sell").alias("hi"))
+    assert per_key.where("lo <> hi OR hi <> on_hand - locked - sold").count() == 0
+    events = stack.tables.read("silver.inventory_events")
+    sold = events.where("event_type = 'inventory_released' AND reason = 'fulfilled'").agg(F.sum("quantity")).first()[0]
+    assert positions.agg(F.sum("sold")).first()[0] == sold
+    oversold = positions.where((F.col("sku") == OVERSOLD[0]) & (F.col("warehouse_id") == OVERSOLD[1]))
+    assert sorted((r.channel, r.locked, r.available_to_sell) for r in oversold.collect()) == [
+        ("amazon", 1, -1), ("web", 1, -1)]
+
+
+def test_reconciliation_finds_exactly_the_injected_settlement_mismatches(stack, gold):
+    rows = stack.tables.read("gold.payment_reconciliation").collect()
+    assert {r.order_id for r in rows if "unsettled" in r.mismatches} == gold.unsettled
+    assert {r.order_id for r in rows if "settlement_amount_mismatch" in r.mismatches} == gold.mismatched
+    assert all(r.status == ("ok" if not r.mismatches else "mismatch") for r in rows)
+
+
+def test_gold_sales_reconcile_with_silver_and_every_gold_table_passed_its_gate(stack, gold):
+    from jobs.gold_commerce import GOLD
+    from lakehouse.quality.ops import VALIDATIONS
+
+    placed = stack.tables.read("silver.orders_events").where("event_type = 'order_placed'")
+    sales = stack.tables.read("gold.sales")
+    assert sales.agg(F.sum("orders")).first()[0] == placed.select("order_id").distinct().count()
+    assert sales.agg(F.sum("revenue_reporting")).first()[0] == placed.agg(F.sum("total_amount_eur")).first()[0]
+    outcomes = {v.table_name: v.outcome for v in stack.tables.read(VALIDATIONS).collect() if v.table_name in GOLD}
+    assert set(outcomes) == set(GOLD) and "blocked" not in outcomes.values()
+    customers = stack.tables.read("gold.customer_360")
+    orders = stack.tables.read("silver.orders_events")
+    assert customers.count() == orders.select("customer_id").distinct().count()
+    assert stack.tables.read("gold.fraud_signals").count() == placed.select("order_id").distinct().count()

@@ -169,3 +169,15 @@ def test_fraud_signals_velocity_outlier_mismatch_chargeback_score(spark):
         ("8", 1, 1.7321, False, 0, 30),
         ("9", 1, 0.0, True, 0, 20),
     ]
+
+
+def test_positions_count_activity_of_orders_with_unknown_channel_once(spark):
+    from transformations.gold.inventory import inventory_positions
+
+    on_hand = spark.createDataFrame([("S1", "WH-EU-1", 10)], "sku string, warehouse_id string, on_hand int")
+    locks = spark.createDataFrame([("S1", "WH-EU-1", None, "inventory_locked", 3)],
+                                  "sku string, warehouse_id string, channel string, event_type string, quantity int")
+    sold = spark.createDataFrame([("S1", "WH-EU-1", None, 2)],
+                                 "sku string, warehouse_id string, channel string, quantity int")
+    rows = [tuple(r) for r in inventory_positions(on_hand, locks, sold).collect()]
+    assert rows == [("S1", "WH-EU-1", "unknown", 10, 3, 2, 5)]

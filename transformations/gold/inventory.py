@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 KEY = ["sku", "warehouse_id"]
+UNKNOWN_CHANNEL = "unknown"
 POSITION_COLUMNS = ["sku", "warehouse_id", "channel", "on_hand", "locked", "sold", "available_to_sell"]
 
 
@@ -19,9 +20,12 @@ def inventory_positions(on_hand: DataFrame, locks_releases: DataFrame, sold: Dat
     on_hand: sku, warehouse_id, on_hand (silver.inventory, warehouse ids in the event vocabulary);
     locks_releases: sku, warehouse_id, channel, event_type (inventory_locked|inventory_released), quantity
     (inventory events with the order's channel attached); sold: sku, warehouse_id, channel, quantity.
-    A sku x warehouse with stock but no channel activity gets one row with a null channel.
+    Activity of an order whose channel is not known counts under channel `unknown`; a sku x warehouse with
+    stock but no channel activity gets one row with a null channel.
     """
     signed = F.when(F.col("event_type") == "inventory_released", -F.col("quantity")).otherwise(F.col("quantity"))
+    channel = F.coalesce(F.col("channel"), F.lit(UNKNOWN_CHANNEL)).alias("channel")
+    locks_releases, sold = locks_releases.withColumn("channel", channel), sold.withColumn("channel", channel)
     locked = locks_releases.groupBy(*KEY, "channel").agg(F.sum(signed).cast("long").alias("locked"))
     sold_q = sold.groupBy(*KEY, "channel").agg(F.sum("quantity").cast("long").alias("sold"))
     activity = locked.join(sold_q, [*KEY, "channel"], "full")
@@ -70,3 +74,15 @@ def with_order_channel(events: DataFrame, orders: DataFrame) -> DataFrame:
     """Inventory events (or sold lines) + the `channel` of their order (first seen order event; null if unknown)."""
     channels = orders.groupBy("order_id").agg(F.min_by("channel", "event_time").alias("channel"))
     return events.drop("channel").join(channels, "order_id", "left")
+
+
+def on_hand_by_code(inventory: DataFrame, warehouses: DataFrame) -> DataFrame:
+    """silver.inventory (ERP warehouse ids) -> sku, warehouse_id (the warehouse code events carry), on_hand."""
+    codes = warehouses.select("warehouse_id", "code")
+    return inventory.join(codes, "warehouse_id").select("sku", F.col("code").alias("warehouse_id"), "on_hand")
+
+
+def sold_from_reservations(events: DataFrame) -> DataFrame:
+    """A reservation released because its order was fulfilled became a sale: sku, warehouse_id, channel, quantity."""
+    fulfilled = (F.col("event_type") == "inventory_released") & (F.col("reason") == "fulfilled")
+    return events.where(fulfilled).select(*KEY, "channel", "quantity")

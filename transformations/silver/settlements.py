@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from transformations.silver.orders import PARSE_ERROR
+from transformations.silver.orders import PARSE_ERROR, RAW
 
 SETTLEMENT_COLUMNS = [
     "processor", "settlement_id", "payment_id", "order_id", "amount", "currency", "fee", "settled_at",
@@ -18,7 +18,7 @@ SETTLEMENT_COLUMNS = [
 
 
 def parse_settlements(bronze: DataFrame) -> DataFrame:
-    """bronze.settlements_raw -> typed settlement lines + `_parse_error` (null when the line is usable)."""
+    """bronze.settlements_raw -> typed settlement lines, the line as `_raw`, and `_parse_error` (null when usable)."""
     v = F.try_parse_json(F.col("record_json"))
 
     def get(name: str, kind: str = "string"):
@@ -32,6 +32,7 @@ def parse_settlements(bronze: DataFrame) -> DataFrame:
         F.try_to_timestamp(get("settled_at")).alias("settled_at"),
         F.col("object_key"),
         F.col("line_number"),
+        F.col("record_json").alias(RAW),
     )
     error = (
         F.when(F.col("amount").isNull(), F.lit("unparseable amount"))
