@@ -30,7 +30,8 @@ VALIDATIONS_SCHEMA = T.StructType(
         T.StructField("failed_expectations", T.IntegerType(), False),
         T.StructField("failed", T.ArrayType(T.StringType()), False),
         T.StructField("rows", T.LongType(), True),
-        T.StructField("gate_seconds", T.DoubleType(), False),
+        T.StructField("gate_seconds", T.DoubleType(), False),  # GX validation + Data Docs + split
+        T.StructField("input_seconds", T.DoubleType(), False),  # computing and caching the batch validated
         T.StructField("data_docs", T.StringType(), True),
         T.StructField("validated_at", T.TimestampType(), False),
     ]
@@ -49,12 +50,13 @@ def validation_row(gate: GateResult, data_docs: str | None) -> dict[str, object]
     """The one `ops.quality_validations` row of a gate run."""
     first = gate.results[0] if gate.results else {}
     failed = [r["expectation"] for r in gate.results if not r["success"]]
-    counts = [r["element_count"] for r in gate.results if r["element_count"] is not None]
+    counts = [r["element_count"] for r in gate.results if r["element_count"] is not None]  # when not cached
     return {
         "run_id": first.get("run_id", ""), "table_name": first.get("table_name", ""),
         "table_version": first.get("table_version"), "suite": gate.suite, "outcome": outcome(gate),
         "expectations": len(gate.results), "failed_expectations": len(failed), "failed": failed,
-        "rows": max(counts) if counts else None, "gate_seconds": float(gate.seconds), "data_docs": data_docs,
+        "rows": gate.rows if gate.rows is not None else max(counts, default=None),
+        "gate_seconds": float(gate.seconds), "input_seconds": float(gate.input_seconds), "data_docs": data_docs,
         "validated_at": first.get("validated_at"),
     }
 

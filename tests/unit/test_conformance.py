@@ -121,7 +121,7 @@ def test_stock_by_warehouse_code_and_sales_from_fulfilled_reservations(spark):
 def _gate(spark, results: list[dict], blocked: bool = False) -> GateResult:
     empty = spark.createDataFrame([], "a int")
     return GateResult(valid=empty, quarantined=empty, blocked=blocked, block_reasons=[], results=results,
-                      suite="silver.x", fingerprint="f", seconds=1.25)
+                      suite="silver.x", fingerprint="f", seconds=1.25, input_seconds=0.5)
 
 
 def test_one_validation_row_sums_up_a_gate_run(spark):
@@ -135,7 +135,7 @@ def test_one_validation_row_sums_up_a_gate_run(spark):
     row = validation_row(_gate(spark, results), "docs/index.html")
     assert row == {"run_id": "r1", "table_name": "silver.x", "table_version": 4, "suite": "silver.x",
                    "outcome": "quarantined", "expectations": 3, "failed_expectations": 2, "failed": ["a", "b"],
-                   "rows": 10, "gate_seconds": 1.25, "data_docs": "docs/index.html", "validated_at": at}
+                   "rows": 10, "gate_seconds": 1.25, "input_seconds": 0.5, "data_docs": "docs/index.html", "validated_at": at}
     assert outcome(_gate(spark, results[1:])) == "warned"
     assert outcome(_gate(spark, results[2:])) == "passed"
     assert outcome(_gate(spark, results, blocked=True)) == "blocked"
