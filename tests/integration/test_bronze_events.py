@@ -15,7 +15,7 @@ from lakehouse.events.generator import FAULTS, StreamConfig, generate_stream, pr
 
 @pytest.fixture(scope="module")
 def ingested(spark, tables, settings, broker, tmp_path_factory):
-    from jobs.bronze_events import IngestSpec, ingest
+    from lakehouse.ingest import IngestSpec, ingest
 
     uid = uuid.uuid4().hex[:6]
     config = StreamConfig(seed=11, rate=40, duration_s=30, faults=dict.fromkeys(FAULTS, 0.03),
@@ -62,7 +62,7 @@ def test_every_kafka_coordinate_lands_exactly_once_with_headers(ingested, tables
 
 
 def test_replayed_batch_is_skipped_and_modes_do_not_mix(ingested, spark, tables, tmp_path) -> None:
-    from jobs.bronze_events import IngestSpec, check_single_mode, ingest
+    from lakehouse.ingest import IngestSpec, check_single_mode, ingest
 
     stream, spec, local, _ = ingested
     before = {t: tables.version(t) for t in [spec.table(f) for f in FAMILIES] + [spec.dead_letter_table]}
