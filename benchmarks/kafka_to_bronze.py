@@ -6,34 +6,38 @@
 One run, one Spark session:
  1. generate the multi-family stream (default faults) and produce it to Kafka (producer rate);
  2. Kafka -> bronze with the real bronze_events writer (`--family all`: classify, 5 family tables + dead letter,
-    exactly-once commits), availableNow in micro-batches of `--batch` records;
+    exactly-once commits), available-now: one query of micro-batches of `--batch` records;
  3. the same payloads as JSON-lines files -> the same writer via Spark's native `text` source (raw payload kept,
     same classification and tables: the apples-to-apples baseline);
  4. the same files through Spark's native `json` source (parsed envelope + corrupt-record column) into one
     bronze-style table (the "native JSON file source" figure).
-Prints events/s of each, the ratios, and per-batch seconds. Not a test.
+Prints events/s of each, the ratios, per-batch seconds and where each query's micro-batch time went (Spark's
+progress `durationMs`). Not a test. Other load on the machine moves both figures: compare ratios of one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql.streaming import StreamingQueryListener  # noqa: E402
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType  # noqa: E402
 
-from jobs.bronze_events import IngestSpec, ingest, make_batch_writer  # noqa: E402
 from lakehouse.config import get_settings  # noqa: E402
 from lakehouse.events import FAMILIES  # noqa: E402
 from lakehouse.events.generator import StreamConfig, generate_stream, produce_stream  # noqa: E402
+from lakehouse.ingest import IngestSpec, ingest, make_batch_writer  # noqa: E402
 from lakehouse.services.broker import require_broker, start_broker  # noqa: E402
 
 ENVELOPE = StructType([
@@ -41,6 +45,47 @@ ENVELOPE = StructType([
     StructField("schema_version", IntegerType()), StructField("event_time", StringType()),
     StructField("_corrupt_record", StringType()),
 ])
+
+
+class ProgressTimes(StreamingQueryListener):
+    """Sums each query's micro-batch `durationMs` parts (latestOffset, queryPlanning, addBatch, walCommit, ...)."""
+
+    def __init__(self) -> None:
+        self.by_query: dict[str, Counter] = {}
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
+        pass
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        self.by_query.setdefault(event.progress.name or "?", Counter()).update(event.progress.durationMs)
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        pass
+
+    def report(self, name_prefix: str) -> str:
+        total: Counter = Counter()
+        for name, times in self.by_query.items():
+            if name.startswith(name_prefix):
+                total.update(times)
+        return ", ".join(f"{k} {v / 1000:.1f}" for k, v in total.most_common() if v >= 50)
+
+
+def _worker_import_paths(spark) -> str:
+    """Where Spark's Python workers import the project from (catches a stale editable install)."""
+    import pyarrow as pa
+
+    def where(batches):
+        import lakehouse
+        import pyspark_lakehouse
+
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pylist([{"p": f"{lakehouse.__file__}, {pyspark_lakehouse.__file__}"}])
+
+    return spark.range(1, numPartitions=1).mapInArrow(where, "p string").first()["p"]
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -83,7 +128,10 @@ def main() -> None:
     t = time.perf_counter()
     spark = get_spark("bench-kafka-to-bronze", settings)
     tables = get_tables(spark, settings)
-    print(f"spark session {time.perf_counter() - t:.1f} s ({tables.backend})", flush=True)
+    print(f"spark session {time.perf_counter() - t:.1f} s ({tables.backend}); workers import "
+          f"{_worker_import_paths(spark)}", flush=True)
+    progress = ProgressTimes()
+    spark.streams.addListener(progress)
 
     # --- where Kafka time goes: the source alone (read + Arrow to the JVM, no classification, no writes) ----------
     from lakehouse.sources.kafka import read_kafka_batch
@@ -94,6 +142,17 @@ def main() -> None:
     read_s = time.perf_counter() - t
     print(f"kafka source alone (batch read of everything): {read_s:.1f} s = {_rate(n, read_s):,.0f} records/s",
           flush=True)
+
+    # --- warm-up: the bronze writer once on a few records into throwaway tables, so neither timed path pays
+    # for the first use of the writer (Python worker imports, code generation)
+    warm = IngestSpec(family="all", topic_prefix=prefix, tables={f: f"bronze.bench_{run}_warm_{f}" for f in FAMILIES},
+                      dead_letter_table=f"bronze.bench_{run}_warm_dead_letter")
+    t = time.perf_counter()
+    first = json.dumps({prefix + f: dict.fromkeys(map(str, range(args.partitions)), 100) for f in FAMILIES})
+    sample = read_kafka_batch(spark, settings, ",".join(prefix + f for f in FAMILIES),
+                              {"includeHeaders": "true", "endingOffsets": first})
+    make_batch_writer(tables, warm, [])(sample, 0)
+    print(f"writer warm-up (first 100 records of each partition): {time.perf_counter() - t:.1f} s", flush=True)
 
     # --- Kafka -> bronze --------------------------------------------------------------------------------------
     spec = IngestSpec(family="all", topic_prefix=prefix, tables=tables_for,
@@ -108,6 +167,7 @@ def main() -> None:
     print(f"kafka -> bronze: {rows:,} records in {kafka_s:.1f} s = {_rate(rows, kafka_s):,.0f} events/s; "
           f"batches (s): {batch_s}; outside batches (query start/plan/offsets): {kafka_s - sum(batch_s):.1f} s",
           flush=True)
+    print(f"  micro-batch time (s): {progress.report(spec.app_id)}", flush=True)
 
     # --- the same payloads as files ---------------------------------------------------------------------------
     files = work / "files"
@@ -136,7 +196,7 @@ def main() -> None:
         F.lit(None).cast("array<struct<key:string,value:binary>>").alias("headers"),
     )
     t = time.perf_counter()
-    q = (as_kafka.writeStream.foreachBatch(writer).option("checkpointLocation", str(work / "ck_text"))
+    q = (as_kafka.writeStream.queryName("bench_text").foreachBatch(writer).option("checkpointLocation", str(work / "ck_text"))
          .trigger(availableNow=True).start())
     q.awaitTermination()
     text_s = time.perf_counter() - t
@@ -144,6 +204,7 @@ def main() -> None:
     print(f"files (native text source) -> same bronze writer: {text_rows:,} records in {text_s:.1f} s = "
           f"{_rate(text_rows, text_s):,.0f} events/s; batches (s): {[round(s.read_write_s, 1) for s in file_stats]}",
           flush=True)
+    print(f"  micro-batch time (s): {progress.report('bench_text')}", flush=True)
 
     json_s = json_rows = 0
     if not args.skip_json:
@@ -165,12 +226,13 @@ def main() -> None:
             df.unpersist()
 
         t = time.perf_counter()
-        q = (parsed.writeStream.foreachBatch(write_json).option("checkpointLocation", str(work / "ck_json"))
+        q = (parsed.writeStream.queryName("bench_json").foreachBatch(write_json).option("checkpointLocation", str(work / "ck_json"))
              .trigger(availableNow=True).start())
         q.awaitTermination()
         json_s, json_rows = time.perf_counter() - t, sum(counted)
         print(f"files (native json source, parsed envelope) -> one bronze table: {json_rows:,} records in "
               f"{json_s:.1f} s = {_rate(json_rows, json_s):,.0f} events/s", flush=True)
+        print(f"  micro-batch time (s): {progress.report('bench_json')}", flush=True)
 
     k = _rate(rows, kafka_s)
     print("\n== summary ==")

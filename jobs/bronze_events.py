@@ -1,192 +1,28 @@
 """Bronze events: Kafka topics of every event family -> bronze.<family>_events (+ bronze.dead_letter), exactly once.
 
 `--family X` reads topic X (one query per family, scale-out); `--family all` (default) reads every family's
-topic with one `subscribePattern` query and routes records by topic. Records that cannot be events (oversized,
-not UTF-8, not JSON, empty) go to bronze.dead_letter with a reason and their Kafka coordinates.
-
-Exactly once, as in bronze_orders: Kafka offsets live in the query's checkpoint, and every table write of a
-micro-batch is committed with the Delta transaction id (app id, batch id), so a replayed batch is skipped per
-table. The app id is `bronze_events_<family|all>`; use one mode per deployment (the job refuses to write a
-family table another mode already writes).
+topic with one query and routes records by topic. Records that cannot be events (oversized, not UTF-8, not
+JSON, empty) go to bronze.dead_letter with a reason and their Kafka coordinates. Exactly once across crashes:
+offsets in the query's checkpoint, every table commit keyed by (app id, batch id) (see lakehouse.ingest).
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 if __package__ in (None, ""):  # spark-submit jobs/bronze_events.py
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-
-from lakehouse.config import Settings, get_settings
-from lakehouse.errors import LakehouseError
+from lakehouse.config import get_settings
 from lakehouse.events.schemas import FAMILIES
-from lakehouse.tables import DeltaTables
-from lakehouse.tables.split import write_split
-from transformations.bronze.events import (
-    DEAD_LETTER_COLUMNS,
-    DEFAULT_MAX_BYTES,
-    EVENT_BRONZE_COLUMNS,
-    classify_records,
-)
-
-DEAD_LETTER_TABLE = "bronze.dead_letter"
-ROUTE_COLUMN = "_route"  # family name for good records, DEAD_LETTER_ROUTE for the rest
-DEAD_LETTER_ROUTE = "\x00dead_letter"  # cannot be a family name
-log = logging.getLogger("bronze_events")
-
-
-def family_table(family: str) -> str:
-    return f"bronze.{family}_events"
-
-
-@dataclass
-class IngestSpec:
-    """What one bronze_events query reads and writes (tests override topics, tables and checkpoint)."""
-
-    family: str = "all"  # a family name or "all"
-    topic_prefix: str = ""
-    tables: dict[str, str] = field(default_factory=dict)  # family -> table (default bronze.<family>_events)
-    dead_letter_table: str = DEAD_LETTER_TABLE
-    checkpoint: str | None = None
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_offsets_per_trigger: int | None = None
-    starting_offsets: str = "earliest"
-
-    @property
-    def families(self) -> list[str]:
-        if self.family == "all":
-            return list(FAMILIES)
-        if self.family not in FAMILIES:
-            raise LakehouseError(f"unknown family {self.family!r}; families are all, {', '.join(FAMILIES)}")
-        return [self.family]
-
-    @property
-    def app_id(self) -> str:
-        return f"bronze_events_{self.family}"
-
-    def table(self, family: str) -> str:
-        return self.tables.get(family) or family_table(family)
-
-    def topic_to_family(self) -> dict[str, str]:
-        return {f"{self.topic_prefix}{f}": f for f in self.families}
-
-
-@dataclass
-class BatchStats:
-    batch_id: int
-    rows: int = 0
-    by_table: dict[str, int] = field(default_factory=dict)
-    read_write_s: float = 0.0
-
-
-def check_single_mode(tables: DeltaTables, spec: IngestSpec) -> None:
-    """Refuse to mix `--family all` and per-family queries on the same tables (that would duplicate rows)."""
-    others = ["bronze_events_all"] if spec.family != "all" else [f"bronze_events_{f}" for f in FAMILIES]
-    for fam in spec.families:
-        name = spec.table(fam)
-        if not tables.exists(name):
-            continue
-        for other in others:
-            if other != spec.app_id and tables.committed_batch(name, other) is not None:
-                raise LakehouseError(
-                    f"{name} is already written by {other}; run bronze_events in one mode (all or per family)"
-                )
-
-
-def make_batch_writer(tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]):
-    """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
-    in one pass (`write_split`: one Spark job on delta-rs), every table commit keyed by (app id, batch id)."""
-    routes = spec.topic_to_family()
-    outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
-    outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
-        st = BatchStats(batch_id)
-        classified = classify_records(batch, routes, spec.max_bytes)
-        routed = classified.withColumn(
-            ROUTE_COLUMN, F.when(F.col("reason").isNull(), F.col("event_family")).otherwise(F.lit(DEAD_LETTER_ROUTE))
-        )
-        # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
-        routed = routed.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
-        counts = write_split(tables, routed, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
-                             partition_by=["ingest_date"])
-        st.rows = sum(counts.values())
-        for key, (name, _) in outputs.items():
-            if counts.get(key):
-                st.by_table[name] = counts[key]
-        st.read_write_s = time.perf_counter() - started
-        stats.append(st)
-        log.info("batch %s: %s rows in %.1f s %s", batch_id, st.rows, st.read_write_s, st.by_table)
-
-    return write
-
-
-def read_family_topics(spark: SparkSession, settings: Settings, spec: IngestSpec) -> DataFrame:
-    from lakehouse.sources.kafka import kafka_format
-
-    options = {
-        "kafka.bootstrap.servers": settings.kafka_bootstrap,
-        "startingOffsets": spec.starting_offsets,
-        "includeHeaders": "true",
-        "failOnDataLoss": "true",
-    }
-    if spec.family == "all":
-        names = "|".join(re.escape(f) for f in spec.families)
-        options["subscribePattern"] = f"{re.escape(spec.topic_prefix)}({names})"
-    else:
-        options["subscribe"] = f"{spec.topic_prefix}{spec.family}"
-    if spec.max_offsets_per_trigger:
-        options["maxOffsetsPerTrigger"] = str(spec.max_offsets_per_trigger)
-    return spark.readStream.format(kafka_format(spark)).options(**options).load()
-
-
-def ingest(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, spec: IngestSpec, trigger: str = "available-now",
-    interval: str = "5 seconds", timeout: float | None = None,
-) -> list[BatchStats]:
-    """Run the bronze query (availableNow until caught up, or continuous); returns per-batch stats."""
-    from lakehouse.streaming import run_until_caught_up
-
-    check_single_mode(tables, spec)
-    stats: list[BatchStats] = []
-    records = read_family_topics(spark, settings, spec)
-    writer_fn = make_batch_writer(tables, spec, stats)
-    checkpoint = spec.checkpoint or settings.checkpoint(spec.app_id)
-
-    def start(trig: dict[str, object]):
-        return (
-            records.writeStream.queryName(f"{spec.app_id}_{time.time_ns()}")
-            .foreachBatch(writer_fn)
-            .option("checkpointLocation", checkpoint)
-            .trigger(**trig)
-            .start()
-        )
-
-    if trigger == "available-now":
-        run_until_caught_up(lambda: start({"availableNow": True}), checkpoint)
-    else:
-        query = start({"processingTime": interval})
-        if timeout is not None:
-            query.awaitTermination(timeout)
-            query.stop()
-        else:
-            query.awaitTermination()
-    return stats
+from lakehouse.ingest import IngestSpec, ingest
+from lakehouse.job import job_context, parser, run_main
+from lakehouse.services.broker import require_broker
+from transformations.bronze.events import DEFAULT_MAX_BYTES
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from lakehouse.job import job_context, parser
-    from lakehouse.services.broker import require_broker
-
     p = parser(__doc__)
     p.add_argument("--family", default="all", choices=["all", *FAMILIES])
     p.add_argument("--topic-prefix", default="", help="topics are <prefix><family>")
@@ -202,13 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec.families  # noqa: B018 - validate before starting Spark
     require_broker(get_settings().kafka_bootstrap)
     ctx = job_context(spec.app_id)
-    ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger, args.interval, args.timeout)
-    for name in [spec.table(f) for f in spec.families] + [spec.dead_letter_table]:
+    ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger == "continuous", args.interval, args.timeout)
+    for name in spec.output_tables():
         if ctx.tables.exists(name):
             ctx.tables.register(name)
 
 
 if __name__ == "__main__":
-    from lakehouse.job import run_main
-
     sys.exit(run_main(main))

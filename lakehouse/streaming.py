@@ -1,13 +1,12 @@
-"""Streaming query helpers shared by jobs."""
+"""Streaming query helpers shared by jobs: run a Kafka query available-now or continuously, exactly once."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 if TYPE_CHECKING:
@@ -15,32 +14,52 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-def last_committed_batch(checkpoint: str) -> int:
-    """Highest batch id in the checkpoint's commit log (-1 when none): the batches Spark finished."""
-    commits = Path(checkpoint) / "commits"
-    ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
-    return max(ids, default=-1)
+StartQuery = Callable[[dict[str, object]], StreamingQuery]  # trigger kwargs -> started query
+IDLE_MESSAGE = "Waiting for data to arrive"  # StreamingQuery.status after a trigger found no new data
+POLL_S = 0.1
 
 
-def run_until_caught_up(start_query: Callable[[], StreamingQuery], checkpoint: str, max_runs: int = 100_000) -> int:
-    """`Trigger.AvailableNow` for every source: run the query again until a run commits no new batch.
+def run_query(
+    spark: SparkSession, start: StartQuery, *, continuous: bool = False, interval: str = "5 seconds",
+    timeout: float | None = None,
+) -> None:
+    """Run the Kafka query that `start(trigger)` starts: available-now (ingest what is there, then stop) or,
+    with `continuous`, a micro-batch every `interval` (for `timeout` seconds when given).
 
-    Spark 4.1 runs a Python streaming source (which cannot declare SupportsTriggerAvailableNow) as a single
-    batch, and after a crash that batch may only be the replay of the uncommitted one. Restarting the
-    availableNow query until a run adds nothing to the checkpoint's commit log gives the native semantics
-    (ingest everything there, then stop) with either source. `start_query` must use `trigger(availableNow=True)`
-    and `checkpoint` as its checkpoint location (local). Returns the number of runs.
-    """
-    for run in range(1, max_runs + 1):
-        before = last_committed_batch(checkpoint)
-        query = start_query()
-        query.awaitTermination()
-        after = last_committed_batch(checkpoint)
-        log.info("availableNow run %s: committed batches %s..%s", run, before + 1, after)
-        if after == before:
-            return run
-    return max_runs
+    Available-now on Spark's native Kafka source is `Trigger.AvailableNow`. Spark 4.1 runs a Python source
+    under that trigger as one single batch, so with the Python source the query's stream must be read with
+    `available_now_options` (the source then never plans past the offsets that were latest when the query
+    started) and runs with back-to-back micro-batches in *one* query, stopped as soon as a trigger finds no new
+    data: everything that was there is committed. A batch left uncommitted by a crash is replayed first."""
+    from lakehouse.spark import has_native_kafka
+
+    if continuous:
+        query = start({"processingTime": interval})
+        if timeout is None:
+            query.awaitTermination()
+        else:
+            query.awaitTermination(timeout)
+            query.stop()
+        return
+    if has_native_kafka(spark):
+        start({"availableNow": True}).awaitTermination()
+        return
+    query = start({"processingTime": "0 seconds"})
+    try:
+        while not query.awaitTermination(POLL_S):  # raises the query's error, if any
+            status = query.status
+            if status["message"] == IDLE_MESSAGE and not status["isTriggerActive"]:
+                break
+    finally:
+        query.stop()
+    log.info("%s caught up after %s batches", query.name, len(query.recentProgress))
+
+
+def available_now_options(spark: SparkSession, continuous: bool) -> dict[str, str]:
+    """Kafka stream options `run_query` needs: the Python source's end-of-input bound for available-now runs."""
+    from lakehouse.spark import has_native_kafka
+
+    return {} if continuous or has_native_kafka(spark) else {"availableNow": "true"}
 
 
 def run_kafka_to_table(
@@ -61,11 +80,11 @@ def run_kafka_to_table(
 
     The exactly-once story in one place: Kafka offsets live in the query's checkpoint, and every micro-batch is
     committed with the Delta transaction id (app_id, batch id), so a batch replayed after a crash is skipped.
-    `continuous=False` ingests what is there and stops (availableNow); otherwise a micro-batch every `interval`
+    `continuous=False` ingests what is there and stops (available-now); otherwise a micro-batch every `interval`
     (for `timeout` seconds when given)."""
     from lakehouse.sources.kafka import read_kafka_stream
 
-    options = {"failOnDataLoss": "true"}
+    options = {"failOnDataLoss": "true", **available_now_options(ctx.spark, continuous)}
     if max_offsets:
         options["maxOffsetsPerTrigger"] = str(max_offsets)
     records = read_kafka_stream(ctx.spark, ctx.settings, topics, options)
@@ -79,12 +98,4 @@ def run_kafka_to_table(
         writer = records.writeStream.queryName(app_id).foreachBatch(write).option("checkpointLocation", checkpoint)
         return writer.trigger(**trigger).start()
 
-    if not continuous:
-        run_until_caught_up(lambda: start({"availableNow": True}), checkpoint)
-        return
-    query = start({"processingTime": interval})
-    if timeout is None:
-        query.awaitTermination()
-    else:
-        query.awaitTermination(timeout)
-        query.stop()
+    run_query(ctx.spark, start, continuous=continuous, interval=interval, timeout=timeout)

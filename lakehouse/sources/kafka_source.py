@@ -21,19 +21,21 @@ Arrow record batches. End offsets come from fetch-response high watermarks (corr
 
 Spark 4.1 has no read-limit API for Python sources, so `maxOffsetsPerTrigger` is applied in `latestOffset()`
 relative to the end of the last planned batch. With `Trigger.AvailableNow` Spark 4.1 calls `latestOffset()`
-once, so a run then stops after at most `maxOffsetsPerTrigger` records (run it again for the rest).
+once, so a run then stops after at most `maxOffsetsPerTrigger` records. Instead, the option `availableNow`
+("true"; not a native option) bounds the stream at the offsets that are latest when the query starts, and
+`lakehouse.streaming.run_query` runs it with back-to-back micro-batches until a trigger finds no new data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import accumulate, chain
 from typing import Any
 
 import pyarrow as pa
@@ -147,6 +149,7 @@ class KafkaOptions:
     fail_on_data_loss: bool = True
     include_headers: bool = False
     min_partitions: int = 0
+    available_now: bool = False  # streams: never plan past the offsets that were latest at query start
     consumer_config: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -188,6 +191,7 @@ class KafkaOptions:
                 fail_on_data_loss=_bool(opts.get("failondataloss"), True),
                 include_headers=_bool(opts.get("includeheaders"), False),
                 min_partitions=int(opts.get("minpartitions") or 0),
+                available_now=_bool(opts.get("availablenow"), False),
                 consumer_config=config,
             )
         except ValueError as exc:
@@ -270,29 +274,56 @@ def _data_loss(opts: KafkaOptions, message: str) -> None:
     log.warning("%s; continuing because failOnDataLoss=false", message)
 
 
-class KafkaRange(InputPartition):
+class KafkaRange:
     """Records [start, end) of one topic partition."""
 
     def __init__(self, topic: str, partition: int, start: int, end: int) -> None:
         self.topic, self.partition, self.start, self.end = topic, partition, start, end
 
+    def __len__(self) -> int:
+        return self.end - self.start
+
     def __repr__(self) -> str:
         return f"KafkaRange({self.topic}[{self.partition}] {self.start}..{self.end})"
 
 
+class KafkaTask(InputPartition):
+    """The ranges one Spark task reads, one after the other, with one consumer."""
+
+    def __init__(self, ranges: list[KafkaRange]) -> None:
+        self.ranges = ranges
+
+    def __repr__(self) -> str:
+        return f"KafkaTask({self.ranges})"
+
+
 def _split(ranges: list[KafkaRange], min_partitions: int) -> list[KafkaRange]:
-    """Split big ranges so there are at least `min_partitions` tasks (order within a partition is kept)."""
-    total = sum(r.end - r.start for r in ranges)
+    """Split big ranges so there are at least `min_partitions` of them (order within a partition is kept)."""
+    total = sum(map(len, ranges))
     if min_partitions <= len(ranges) or total == 0:
         return ranges
     out = []
     for r in ranges:
-        pieces = max(1, round(min_partitions * (r.end - r.start) / total))
-        step = -(-(r.end - r.start) // pieces)
+        pieces = max(1, round(min_partitions * len(r) / total))
+        step = -(-len(r) // pieces)
         out += [
             KafkaRange(r.topic, r.partition, s, min(s + step, r.end)) for s in range(r.start, r.end, step)
         ]
     return out
+
+
+def _tasks(ranges: list[KafkaRange], min_partitions: int) -> list[InputPartition]:
+    """Ranges -> Spark tasks: at least `minPartitions` (big ranges are split), else as many tasks as cores, each
+    range on the least loaded task, largest first. (A task per topic partition would pay Spark's per-task cost,
+    and a file per output table, for every partition: with 5 topics x 2 partitions on 2 cores that was a third
+    of a micro-batch.)"""
+    ranges = _split(ranges, min_partitions)
+    if not ranges:
+        return [KafkaTask([])]  # Spark needs at least one partition; this one reads nothing
+    tasks: list[list[KafkaRange]] = [[] for _ in range(min(len(ranges), max(min_partitions, os.cpu_count() or 1)))]
+    for r in sorted(ranges, key=len, reverse=True):
+        min(tasks, key=lambda t: sum(map(len, t))).append(r)
+    return [KafkaTask(t) for t in tasks]
 
 
 def _consumer_config(opts: KafkaOptions) -> dict[str, Any]:
@@ -315,22 +346,6 @@ def _consumer_config(opts: KafkaOptions) -> dict[str, Any]:
     }
 
 
-def _headers_array(headers: list[Any]) -> pa.Array:
-    """Kafka headers (None or [(key, value), ...] per record) -> list<struct<key, value>>, built column-wise
-    (null where a record has no headers, as Spark's native source)."""
-    if not any(headers):
-        return pa.nulls(len(headers), ARROW_HEADERS)
-    lengths = [len(h) if h else 0 for h in headers]
-    offsets = pa.array([0, *accumulate(lengths)], type=pa.int32())
-    pairs = list(chain.from_iterable(h for h in headers if h))
-    entries = pa.StructArray.from_arrays(
-        [pa.array([k for k, _ in pairs], pa.string()), pa.array([v for _, v in pairs], pa.binary())],
-        fields=list(ARROW_HEADERS.value_type),
-    )
-    mask = pa.array([not h for h in headers], pa.bool_())
-    return pa.ListArray.from_arrays(offsets, entries, type=ARROW_HEADERS, mask=mask)
-
-
 def _to_record_batch(msgs: list[Any], offsets: list[int], rng: KafkaRange, schema: pa.Schema,
                      include_headers: bool) -> pa.RecordBatch:
     """Good messages of one partition -> one Arrow record batch, column by column (one C-level conversion per
@@ -350,23 +365,33 @@ def _to_record_batch(msgs: list[Any], offsets: list[int], rng: KafkaRange, schem
         # confluent-kafka 0 (none) / 1 (create) / 2 (log append) -> Kafka's -1 / 0 / 1
         pc.if_else(pc.less_equal(kind, 2), pc.subtract(kind, 1), pa.scalar(-1, pa.int32())),
     ]
-    if include_headers:
-        columns.append(_headers_array([m.headers() for m in msgs]))
+    if include_headers:  # [(key, value), ...] or None per record: null where a record has none, as Spark's
+        columns.append(pa.array([m.headers() for m in msgs], ARROW_HEADERS))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def read_range(opts: KafkaOptions, rng: KafkaRange) -> Iterator[pa.RecordBatch]:
-    """Executor side: read [start, end) of one partition with an assigned consumer; yield Arrow batches.
+def read_ranges(opts: KafkaOptions, ranges: list[KafkaRange]) -> Iterator[pa.RecordBatch]:
+    """Executor side: read each range [start, end) in turn with one assigned consumer; yield Arrow batches."""
+    from confluent_kafka import Consumer
 
-    Messages come in large `consume()` batches; only error events (partition EOF, out of range) are looked at
-    one by one, the records themselves are turned into Arrow columns in bulk (`_to_record_batch`)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    if rng.end <= rng.start:
+    ranges = [r for r in ranges if len(r) > 0]
+    if not ranges:
         return
-    _trace("read start", rng, time.time())
     consumer = Consumer(_consumer_config(opts))
     schema = _arrow_schema(opts.include_headers)
+    try:
+        for rng in ranges:
+            yield from _read_range(consumer, opts, rng, schema)
+    finally:
+        consumer.close()
+
+
+def _read_range(consumer: Any, opts: KafkaOptions, rng: KafkaRange, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Read [start, end) of one partition: messages come in large `consume()` batches; only error events (partition
+    EOF, out of range) are looked at one by one, the records are turned into Arrow columns in bulk."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    _trace("read start", rng, time.time())
     next_offset = rng.start
     idle_since = time.monotonic()
     try:
@@ -422,7 +447,6 @@ def read_range(opts: KafkaOptions, rng: KafkaRange) -> Iterator[pa.RecordBatch]:
             if done:
                 break
     finally:
-        consumer.close()
         _trace("read end", rng, next_offset - rng.start, time.time())
 
 
@@ -474,13 +498,11 @@ class KafkaBatchReader(DataSourceReader):
                 e = high
             if e > s:
                 ranges.append(KafkaRange(tp[0], tp[1], s, e))
-        if not ranges:
-            return [KafkaRange("", -1, 0, 0)]  # Spark needs at least one partition; this one reads nothing
-        return _split(ranges, self.opts.min_partitions)
+        return _tasks(ranges, self.opts.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRange)
-        yield from read_range(self.opts, partition)
+        assert isinstance(partition, KafkaTask)
+        yield from read_ranges(self.opts, partition.ranges)
 
 
 class KafkaStreamReader(DataSourceStreamReader):
@@ -491,9 +513,10 @@ class KafkaStreamReader(DataSourceStreamReader):
         self.meta = _KafkaMeta(opts)
         self._planned: Offsets | None = None  # end of the last batch Spark planned (cap base for maxOffsets)
         self._low: dict[TP, int] = {}
+        self._until: Offsets | None = None  # availableNow: the end of input, fixed at the first latestOffset
 
     def __getstate__(self) -> dict:
-        return {"opts": self.opts, "meta": _KafkaMeta(self.opts), "_planned": None, "_low": {}}
+        return {"opts": self.opts, "meta": _KafkaMeta(self.opts), "_planned": None, "_low": {}, "_until": None}
 
     def initialOffset(self) -> dict:
         _trace("initialOffset", self._planned)
@@ -532,6 +555,9 @@ class KafkaStreamReader(DataSourceStreamReader):
                         f"Kafka topic {tp[0]!r} partition {tp[1]}: the checkpoint is at offset {off} but the "
                         f"earliest available offset is {low}",
                     )
+        if self.opts.available_now:
+            self._until = self._until or dict(end)
+            end = {tp: min(high, self._until.get(tp, self._low[tp])) for tp, high in end.items()}
         if self.opts.max_offsets and base is not None:
             end = self._cap(base, end, self.opts.max_offsets)
         return offsets_to_json(end)
@@ -579,11 +605,11 @@ class KafkaStreamReader(DataSourceStreamReader):
             s = self._effective_start(tp, s, e)
             if e > s:
                 ranges.append(KafkaRange(tp[0], tp[1], s, e))
-        return _split(ranges, self.opts.min_partitions)
+        return _tasks(ranges, self.opts.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaRange)
-        yield from read_range(self.opts, partition)
+        assert isinstance(partition, KafkaTask)
+        yield from read_ranges(self.opts, partition.ranges)
 
     def commit(self, end: dict) -> None:
         """Nothing to do: progress lives in Spark's checkpoint, not in Kafka consumer groups."""

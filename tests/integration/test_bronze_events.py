@@ -7,15 +7,17 @@ import dataclasses
 import uuid
 
 import pytest
+from pyspark.sql.types import BinaryType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.events import FAMILIES
 from lakehouse.events.generator import FAULTS, StreamConfig, generate_stream, produce_stream
+from lakehouse.sources.kafka_admin import create_topics, produce
 
 
 @pytest.fixture(scope="module")
 def ingested(spark, tables, settings, broker, tmp_path_factory):
-    from jobs.bronze_events import IngestSpec, ingest
+    from lakehouse.ingest import IngestSpec, ingest
 
     uid = uuid.uuid4().hex[:6]
     config = StreamConfig(seed=11, rate=40, duration_s=30, faults=dict.fromkeys(FAULTS, 0.03),
@@ -62,7 +64,7 @@ def test_every_kafka_coordinate_lands_exactly_once_with_headers(ingested, tables
 
 
 def test_replayed_batch_is_skipped_and_modes_do_not_mix(ingested, spark, tables, tmp_path) -> None:
-    from jobs.bronze_events import IngestSpec, check_single_mode, ingest
+    from lakehouse.ingest import IngestSpec, check_single_mode, ingest
 
     stream, spec, local, _ = ingested
     before = {t: tables.version(t) for t in [spec.table(f) for f in FAMILIES] + [spec.dead_letter_table]}
@@ -71,3 +73,23 @@ def test_replayed_batch_is_skipped_and_modes_do_not_mix(ingested, spark, tables,
     assert {t: tables.version(t) for t in before} == before
     with pytest.raises(LakehouseError, match="one mode"):
         check_single_mode(tables, IngestSpec(family="orders", tables=spec.tables))
+
+
+def test_kafka_keys_are_kept_byte_for_byte(spark, tables, settings, broker, tmp_path) -> None:
+    """Keys need not be UTF-8: bronze and the dead letters keep them as the bytes Kafka delivered."""
+    from lakehouse.ingest import IngestSpec, ingest
+
+    uid = uuid.uuid4().hex[:6]
+    keys = [b"\xff\xfeorder-1", b"caf\xe9", "kéy-€".encode(), b"", None]
+    records = [(k, v) for k in keys for v in (b'{"event_id": "e1"}', b"{not json")]
+    create_topics(broker.bootstrap, [f"keys_{uid}_orders"], 1)
+    produce(broker.bootstrap, f"keys_{uid}_orders", records)
+    spec = IngestSpec(topic_prefix=f"keys_{uid}_", tables={f: f"bronze.k_{uid}_{f}" for f in FAMILIES},
+                      dead_letter_table=f"bronze.k_{uid}_dead_letter", checkpoint=str(tmp_path / "ck"))
+    ingest(spark, tables, dataclasses.replace(settings, kafka_bootstrap=broker.bootstrap), spec)
+
+    for name in (spec.table("orders"), spec.dead_letter_table):
+        df = tables.read(name)
+        assert isinstance(df.schema["key"].dataType, BinaryType), name
+        stored = [None if r.key is None else bytes(r.key) for r in df.select("key").collect()]
+        assert sorted(stored, key=repr) == sorted(keys, key=repr), name

@@ -1,5 +1,5 @@
-"""Bronze for every event family: records as delivered (raw payload, Kafka coordinates, headers, ingest time),
-and the dead-letter split for records that cannot be events at all (oversized, not UTF-8, not JSON, empty).
+"""Bronze for every event family: records as delivered (raw key and payload bytes, Kafka coordinates, headers,
+ingest time), and the dead-letter split for records that cannot be events (oversized, not UTF-8, not JSON, empty).
 
 Field-level problems (wrong types, missing fields, negative prices, unknown SKUs) are *not* bronze's business:
 those records stay in the family table and are caught by silver's schema and quality gate.
@@ -50,7 +50,7 @@ def classify_records(records: DataFrame, topic_to_family: dict[str, str], max_by
         F.col("partition").cast("int").alias("partition"),
         F.col("offset").cast("long").alias("offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        F.try_validate_utf8(F.col("key").cast("string")).alias("key"),  # null if not UTF-8 (raw bytes: DLQ value)
+        F.col("key"),  # binary, as delivered: a key need not be UTF-8
         F.col("value"),
         F.coalesce(F.length("value"), F.lit(0)).cast("int").alias("value_bytes"),
         F.col("headers"),
