@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.events.schemas import FAMILIES
+from lakehouse.ingest import family_table as bronze_table
 from lakehouse.job import JobContext, job_context, parser, pending_range, run_main
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
 from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate
@@ -60,10 +61,6 @@ WATERMARK_SCHEMA = T.StructType([
 ])
 CHECK_COLUMNS = (RAW, SCHEMA_VIOLATION, "unknown_sku", "watermark")  # checked by the gate, not kept in silver
 FX_SCHEMA = "currency string, rate_to_eur decimal(18,8), valid_from timestamp"
-
-
-def bronze_table(family: str) -> str:
-    return f"bronze.{family}_events"
 
 
 def silver_table(family: str) -> str:

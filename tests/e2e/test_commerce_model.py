@@ -42,7 +42,7 @@ class Stack:
         return self.ctx.tables
 
     def ingest(self) -> None:
-        from jobs.bronze_events import ingest
+        from lakehouse.ingest import ingest
 
         ingest(self.ctx.spark, self.tables, dataclasses.replace(self.ctx.settings, kafka_bootstrap=self.bootstrap),
                self.spec)
@@ -66,8 +66,8 @@ def _reference_data(spark, tables) -> None:
 
 @pytest.fixture(scope="module")
 def stack(spark, settings, broker, tmp_path_factory):
-    from jobs.bronze_events import IngestSpec
     from jobs.silver_events import process_family
+    from lakehouse.ingest import IngestSpec
     from lakehouse.job import JobContext
     from lakehouse.tables import get_tables
 
