@@ -1,5 +1,6 @@
 """Gold commerce tables from silver, each gated by its suite: inventory positions and oversell alerts, sales by
-day x channel x region x currency, customer 360, payment reconciliation and fraud signals.
+day x channel x region x currency, customer 360, payment reconciliation and fraud signals (with an anomaly score from the MLflow champion model,
+scored in the same micro-batch).
 
 Every run recomputes the tables from one consistent set of silver versions (a full overwrite is one Delta
 commit per table, so readers never see a partial table). All suites run before anything is written: one
@@ -20,7 +21,9 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.config import Settings
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
+from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import raise_if_blocked, record_gate
 from transformations.gold.customers import customer_360
@@ -52,6 +55,7 @@ class Silver:
 
     frames: dict[str, DataFrame]
     batch_id: int
+    settings: Settings
 
     def __getitem__(self, name: str) -> DataFrame:
         return self.frames[name]
@@ -64,7 +68,7 @@ def read_silver(ctx: JobContext) -> Silver:
     current = frames["inventory"]
     if "_deleted" in current.columns:
         frames["inventory"] = current.where(~F.col("_deleted"))
-    return Silver(frames, sum(versions.values()))
+    return Silver(frames, sum(versions.values()), ctx.settings)
 
 
 def _positions(s: Silver) -> DataFrame:
@@ -96,7 +100,7 @@ GOLD: dict[str, Callable[[Silver, dict[str, DataFrame]], DataFrame]] = {
                                                    REPORTING_CURRENCY),
     "gold.payment_reconciliation": lambda s, _: payment_reconciliation(s["orders"], s["payments"],
                                                                        s["settlements"]),
-    "gold.fraud_signals": lambda s, _: fraud_signals(s["orders"], s["payments"]),
+    "gold.fraud_signals": lambda s, _: score_anomalies(fraud_signals(s["orders"], s["payments"]), s.settings),
 }
 
 

@@ -124,7 +124,7 @@ def _split_holdout(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] 
 # --- MLflow --------------------------------------------------------------------------------------
 
 
-def _configure_mlflow(settings: Settings) -> None:
+def configure_mlflow(settings: Settings) -> None:
     import mlflow
 
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ def _configure_mlflow(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.mlflow_uri)
 
 
-def _experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
+def experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
@@ -144,14 +144,14 @@ def _experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
     return client.create_experiment(name, artifact_location=location.resolve().as_uri())
 
 
-def _trusted_types(pipeline: Pipeline) -> list[str]:
+def trusted_types(pipeline: Pipeline) -> list[str]:
     """Types skops does not trust by default but that this (our own) pipeline contains."""
     import skops.io as sio
 
     return sorted(sio.get_untrusted_types(data=sio.dumps(pipeline)))
 
 
-def _pip_requirements() -> list[str]:
+def pip_requirements() -> list[str]:
     """Pinned requirements of the logged model (skips MLflow's slow subprocess-based inference)."""
     from importlib.metadata import version
 
@@ -198,13 +198,13 @@ def train_demand_model(
     metrics["train_rows"] = float(len(features))
     metrics["train_days"] = float(n_days)
 
-    _configure_mlflow(settings)
-    experiment_id = _experiment_id(settings)
+    configure_mlflow(settings)
+    experiment = experiment_id(settings)
     example = X.head(5).reset_index(drop=True)
     with warnings.catch_warnings():  # integer feature columns never hold missing values here
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(example, pipeline.predict(example))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-train") as run:
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{model_name}-train") as run:
         mlflow.log_params(
             {
                 "model": "ridge",
@@ -223,8 +223,8 @@ def train_demand_model(
             pipeline,
             name="model",
             serialization_format="skops",
-            skops_trusted_types=_trusted_types(pipeline),
-            pip_requirements=_pip_requirements(),
+            skops_trusted_types=trusted_types(pipeline),
+            pip_requirements=pip_requirements(),
             signature=signature,
             input_example=example,
             registered_model_name=model_name,
@@ -299,7 +299,7 @@ def add_features(df: DataFrame, date_col: str = "forecast_date") -> DataFrame:
     )
 
 
-def _check_worker_python(spark: SparkSession) -> None:
+def check_worker_python(spark: SparkSession) -> None:
     """Warn when a local session's Python workers are not this interpreter (they would lack mlflow/sklearn)."""
     import os
     import sys
@@ -327,8 +327,8 @@ def score_forecast(
     from pyspark.sql import functions as F
 
     settings = settings or get_settings()
-    _check_worker_python(spark)
-    _configure_mlflow(settings)
+    check_worker_python(spark)
+    configure_mlflow(settings)
     name, version = _resolve_model(model_uri, settings)
     predict = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local", result_type="double")
     scored_at = dt.datetime.now(dt.UTC).replace(microsecond=0)

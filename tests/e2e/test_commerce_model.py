@@ -298,3 +298,13 @@ def test_gold_sales_reconcile_with_silver_and_every_gold_table_passed_its_gate(s
     orders = stack.tables.read("silver.orders_events")
     assert customers.count() == orders.select("customer_id").distinct().count()
     assert stack.tables.read("gold.fraud_signals").count() == placed.select("order_id").distinct().count()
+
+
+def test_fraud_signals_carry_an_anomaly_score_from_the_registered_champion(stack, gold):
+    from lakehouse.ml.fraud import champion_uri
+
+    uri = champion_uri(stack.ctx.settings)
+    rows = stack.tables.read("gold.fraud_signals").collect()
+    assert uri is not None and {r.anomaly_model_version for r in rows} == {uri.rsplit("/", 1)[1]}
+    assert all(0 < r.anomaly_score <= 100 for r in rows)
+    assert len({r.anomaly_score for r in rows}) > len(rows) // 10  # a score, not a label
