@@ -117,14 +117,18 @@ def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, i
 
 
 def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, int]:
-    """Apply every bronze version not processed yet, chunk by chunk (at most `max_versions` versions each; None:
-    one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds'} (empty if there was nothing)."""
+    """Apply the bronze versions not processed yet, up to the current one, chunk by chunk (at most `max_versions`
+    versions each; None: one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds'} (empty if there
+    was nothing). A run does not chase a bronze job that keeps committing: the next run takes what came since."""
     started = time.perf_counter()
+    until = ctx.tables.version(SOURCE)
     stats = {"envelopes": 0, "chunks": 0}
     while (chunk := next_chunk(ctx, max_versions)) is not None:
         stats["envelopes"] += apply_chunk(ctx, *chunk)
         stats["chunks"] += 1
         stats["bronze_version"] = chunk[1]
+        if chunk[1] >= until:
+            break
     return {**stats, "seconds": round(time.perf_counter() - started, 2)} if stats["chunks"] else {}
 
 

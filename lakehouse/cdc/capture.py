@@ -67,7 +67,9 @@ def debezium_properties(cfg: PgConfig, offsets_dir: Path) -> dict[str, str]:
 
 
 def ensure_publication(cfg: PgConfig) -> None:
-    """Publish every table of the ERP schema, present and future (an older per-table publication is widened)."""
+    """Publish every table of the ERP schema, present and future (an older per-table publication is widened).
+
+    Schema-level publications need a superuser: the private cluster's own `lakehouse` user is one."""
     import psycopg
 
     with psycopg.connect(cfg.dsn, autocommit=True, connect_timeout=5) as conn:
