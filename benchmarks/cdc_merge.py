@@ -16,14 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse.cdc import all_topics, capture, workload  # noqa: E402
+from lakehouse.cdc import capture, published, workload  # noqa: E402
 from lakehouse.config import get_settings  # noqa: E402
 from lakehouse.services import broker, postgres  # noqa: E402
-from lakehouse.sources.kafka_admin import end_offsets  # noqa: E402
-
-
-def kafka_total(bootstrap: str) -> int:
-    return sum(sum(end_offsets(bootstrap, t).values()) for t in all_topics())
 
 
 def main() -> None:
@@ -46,7 +41,7 @@ def main() -> None:
         workload.seed(conn, products=2000, customers=3000)
     capture.start_capture(settings, cfg)
 
-    before = kafka_total(settings.kafka_bootstrap)
+    before = published(settings.kafka_bootstrap)
     started = time.perf_counter()
     with postgres.connect(cfg) as conn:
         report = workload.Workload(conn, seed=args.seed, burst_every=args.burst_every,
@@ -54,7 +49,7 @@ def main() -> None:
     committed = time.perf_counter() - started
     last, last_change = -1, time.perf_counter()
     while time.perf_counter() - last_change < 3:
-        total = kafka_total(settings.kafka_bootstrap)
+        total = published(settings.kafka_bootstrap)
         if total != last:
             last, last_change = total, time.perf_counter()
         time.sleep(0.2)
@@ -75,8 +70,8 @@ def main() -> None:
     stats = silver.apply_changes(ctx)
     if stats:
         rate = stats["envelopes"] / stats["seconds"]
-        print(f"silver:   {stats['envelopes']} envelopes merged in {stats['seconds']} s = {rate:,.0f} changes/s "
-              f"(target 20,000; capture {captured / capture_s:,.0f}/s)")
+        print(f"silver:   {stats['envelopes']} envelopes merged in {stats['seconds']} s ({stats['chunks']} chunks) "
+              f"= {rate:,.0f} changes/s (target 20,000; capture {captured / capture_s:,.0f}/s)")
     with postgres.connect(cfg) as conn:
         diff = differences(conn, ctx.tables)
     print("equal to PostgreSQL:", all(d[1] == d[2] == 0 for d in diff.values()), diff)

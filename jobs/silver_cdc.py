@@ -2,8 +2,10 @@
 
 Per key the newest source LSN wins; re-delivered events are deduplicated; deletes remove rows (and leave a
 tombstone in silver.cdc_tombstones); malformed or unknown-table envelopes go to silver.cdc_dead_letter with a
-reason. Exactly once: every target commit carries the transaction id (app id, bronze version processed) and is
-skipped when already made; the dead-letter commit comes last and marks the bronze version as done."""
+reason. The backlog is applied in chunks of at most --max-versions bronze versions, each committed before the
+next is read. Exactly once: every target commit carries the transaction id (app id, last bronze version of the
+chunk) and is skipped when already made; the dead-letter commit comes last and marks the chunk as done; a chunk
+cut short by a crash is redone up to the same version."""
 
 from __future__ import annotations
 
@@ -22,7 +24,14 @@ if __package__ in (None, ""):
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
+from lakehouse.job import (
+    JobContext,
+    job_context,
+    parser,
+    require_tables,
+    run_main,
+    source_versions_to_process,
+)
 from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
     DEAD_LETTER,
@@ -47,6 +56,7 @@ from transformations.silver.cdc import (
 
 SOURCE = "bronze.erp_cdc_raw"
 APP_ID = "silver_cdc"
+MAX_VERSIONS = 100  # bronze versions per chunk: bounds what one commit round holds in memory
 PAUSE_ENV = "LAKEHOUSE_SILVER_CDC_PAUSE_S"  # fault-injection tests: pause after each step so a SIGKILL lands there
 log = logging.getLogger(APP_ID)
 
@@ -92,17 +102,42 @@ def _history_of(ctx: JobContext, spec: CdcTable, keys: set[tuple]) -> pa.Table:
     return ctx.tables.read_arrow(spec.scd2, cond)
 
 
-def apply_changes(ctx: JobContext) -> dict[str, int]:
-    """Apply bronze versions not yet processed; returns {'bronze_version', 'envelopes', 'seconds'} (empty if none).
+def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, int] | None:
+    """(after, up_to): the bronze versions of the next chunk, None when silver is caught up.
+
+    A chunk cut short by a crash (a target already holds a batch id past the last finished chunk) is redone up
+    to the same version, so each target applies each chunk once, under one transaction id."""
+    versions = source_versions_to_process(ctx, SOURCE, DEAD_LETTER, APP_ID, max_versions)
+    if versions is None:
+        return None
+    done = versions[0]
+    started = [b for t in targets() if (b := ctx.tables.committed_batch(t, APP_ID)) is not None
+               and (done is None or b > done)]
+    return (done, max(started)) if started else versions
+
+
+def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, int]:
+    """Apply the bronze versions not processed yet, up to the current one, chunk by chunk (at most `max_versions`
+    versions each; None: one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds'} (empty if there
+    was nothing). A run does not chase a bronze job that keeps committing: the next run takes what came since."""
+    started = time.perf_counter()
+    until = ctx.tables.version(SOURCE)
+    stats = {"envelopes": 0, "chunks": 0}
+    while (chunk := next_chunk(ctx, max_versions)) is not None:
+        stats["envelopes"] += apply_chunk(ctx, *chunk)
+        stats["chunks"] += 1
+        stats["bronze_version"] = chunk[1]
+        if chunk[1] >= until:
+            break
+    return {**stats, "seconds": round(time.perf_counter() - started, 2)} if stats["chunks"] else {}
+
+
+def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
+    """Apply bronze versions (done, current]; returns the number of envelopes.
 
     One read of the new bronze rows into Arrow; envelopes are parsed once; every target gets one MERGE from an
-    Arrow table (delta-rs merges it without a Spark job)."""
+    Arrow table (delta-rs merges it without a Spark job), keyed by (APP_ID, current)."""
     tables = ctx.tables
-    done = tables.committed_batch(DEAD_LETTER, APP_ID)
-    current = tables.version(SOURCE)
-    if done is not None and done >= current:
-        log.info("silver CDC is up to date with %s v%s", SOURCE, current)
-        return {}
     started = time.perf_counter()
     ensure_tables(ctx)
     bronze = tables.read_appends_arrow(SOURCE, done, current, ["topic", "partition", "offset", "key", "value"])
@@ -139,9 +174,9 @@ def apply_changes(ctx: JobContext) -> dict[str, int]:
     # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     tables.write_batch_arrow(dead_letters_arrow(batch.dead, now), DEAD_LETTER, APP_ID, current)
-    seconds = time.perf_counter() - started
-    log.info("silver CDC: %s envelopes from %s up to v%s in %.2f s", batch.envelopes, SOURCE, current, seconds)
-    return {"bronze_version": current, "envelopes": batch.envelopes, "seconds": round(seconds, 2)}
+    log.info("silver CDC: %s envelopes from %s v%s..v%s in %.2f s", batch.envelopes, SOURCE,
+             -1 if done is None else done, current, time.perf_counter() - started)
+    return batch.envelopes
 
 
 def _committed(ctx: JobContext, target: str, batch_id: int) -> bool:
@@ -151,10 +186,12 @@ def _committed(ctx: JobContext, target: str, batch_id: int) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser(__doc__).parse_args(argv)
+    p = parser(__doc__)
+    p.add_argument("--max-versions", type=int, default=MAX_VERSIONS, help="bronze versions per committed chunk")
+    args = p.parse_args(argv)
     require_tables(SOURCE, hint="run the bronze_cdc job first")
     ctx = job_context(APP_ID)
-    apply_changes(ctx)
+    apply_changes(ctx, args.max_versions)
     for name in targets():
         if ctx.tables.exists(name):
             ctx.tables.register(name)

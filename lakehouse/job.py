@@ -37,15 +37,25 @@ def job_context(app_name: str) -> JobContext:
     return JobContext(spark, get_tables(spark, settings), settings, f"{app_name}-{stamp}-{uuid.uuid4().hex[:6]}")
 
 
-def source_version_to_process(ctx: JobContext, source: str, target: str, app_id: str) -> int | None:
-    """The source's current version if `target` (written by `app_id`, batch id = source version) has not
-    processed it yet; None, with a log line, when it is up to date."""
+def source_versions_to_process(ctx: JobContext, source: str, target: str, app_id: str,
+                               max_versions: int | None = None) -> tuple[int | None, int] | None:
+    """(after, up_to): the source versions that `target` (written by `app_id`, batch id = last source version
+    processed) has not processed yet, at most `max_versions` of them when given; None, with a log line, when it
+    is up to date. `after` is None when it has processed nothing."""
     current = ctx.tables.version(source)
     done = ctx.tables.committed_batch(target, app_id)
     if done is not None and done >= current:
         log.info("%s is up to date with %s v%s", target, source, current)
         return None
-    return current
+    if max_versions is not None:
+        current = min(current, (-1 if done is None else done) + max_versions)
+    return done, current
+
+
+def source_version_to_process(ctx: JobContext, source: str, target: str, app_id: str) -> int | None:
+    """The source's current version if `target` has not processed it yet (see source_versions_to_process)."""
+    versions = source_versions_to_process(ctx, source, target, app_id)
+    return None if versions is None else versions[1]
 
 
 def require_tables(*names: str, hint: str = "") -> None:

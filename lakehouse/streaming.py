@@ -75,8 +75,10 @@ def run_kafka_to_table(
     timeout: float | None = None,
     checkpoint: str | None = None,
     partition_by: list[str] | None = None,
+    pattern: bool = False,
 ) -> None:
-    """Stream Kafka `topics` into `table`, exactly once.
+    """Stream Kafka `topics` (comma-separated; with `pattern`, a regex: matching topics created later are
+    picked up, from their earliest offset) into `table`, exactly once.
 
     The exactly-once story in one place: Kafka offsets live in the query's checkpoint, and every micro-batch is
     committed with the Delta transaction id (app_id, batch id), so a batch replayed after a crash is skipped.
@@ -84,7 +86,8 @@ def run_kafka_to_table(
     (for `timeout` seconds when given)."""
     from lakehouse.sources.kafka import read_kafka_stream
 
-    options = {"failOnDataLoss": "true", **available_now_options(ctx.spark, continuous)}
+    options = {"failOnDataLoss": "true", **available_now_options(ctx.spark, continuous),
+               **({"subscribePattern": topics} if pattern else {})}
     if max_offsets:
         options["maxOffsetsPerTrigger"] = str(max_offsets)
     records = read_kafka_stream(ctx.spark, ctx.settings, topics, options)

@@ -1,8 +1,12 @@
 """Change data capture from the ERP/OMS PostgreSQL database (schema, workload driver, Debezium capture)."""
 
+import re
+
 TOPIC_PREFIX = "erp"
 SCHEMA = "public"
 ERP_TABLES = ("warehouses", "suppliers", "products", "inventory", "customers", "fx_rates")
+# every table of the captured schema, modelled or not (bronze subscribes by pattern; silver dead-letters the rest)
+TOPIC_PATTERN = re.escape(f"{TOPIC_PREFIX}.{SCHEMA}.") + ".+"
 
 
 def topic(table: str) -> str:
@@ -11,4 +15,19 @@ def topic(table: str) -> str:
 
 
 def all_topics() -> list[str]:
+    """The topics of the tables silver models."""
     return [topic(t) for t in ERP_TABLES]
+
+
+def captured_topics(bootstrap: str) -> list[str]:
+    """Every topic on the broker that bronze CDC subscribes to (TOPIC_PATTERN), sorted."""
+    from lakehouse.sources.kafka_admin import list_topics
+
+    return sorted(t for t in list_topics(bootstrap) if re.fullmatch(TOPIC_PATTERN, t))
+
+
+def published(bootstrap: str) -> int:
+    """How many records the captured topics hold (their end offsets summed): the capture's progress."""
+    from lakehouse.sources.kafka_admin import end_offsets
+
+    return sum(sum(end_offsets(bootstrap, t).values()) for t in captured_topics(bootstrap))

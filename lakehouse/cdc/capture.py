@@ -5,6 +5,9 @@ then streaming from the logical replication slot (pgoutput). Every batch is publ
 before the handler returns, so Debezium only records offsets (under $LAKEHOUSE_HOME/debezium) for events
 the broker has: a crash re-delivers, never loses (at-least-once; silver deduplicates on key + LSN).
 Envelopes are JSON without schemas, keyed by the primary key; deletes are followed by a tombstone.
+Every table of the ERP schema is captured, including tables created later (the publication is
+`FOR TABLES IN SCHEMA`): changes of a table silver does not model reach bronze and its dead letters, never
+vanish. (So every table in that schema needs a primary key or replica identity for UPDATE/DELETE to work.)
 Started and stopped as the managed background process `cdc-capture` (PID file) by `start_capture`.
 """
 
@@ -18,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from lakehouse.cdc import ERP_TABLES, SCHEMA, TOPIC_PREFIX, all_topics
+from lakehouse.cdc import SCHEMA, TOPIC_PREFIX, all_topics
 from lakehouse.config import Settings, get_settings
 from lakehouse.services import process
 from lakehouse.services.postgres import PgConfig
@@ -46,8 +49,8 @@ def debezium_properties(cfg: PgConfig, offsets_dir: Path) -> dict[str, str]:
         "plugin.name": "pgoutput",
         "slot.name": SLOT,
         "publication.name": PUBLICATION,
-        "publication.autocreate.mode": "filtered",
-        "table.include.list": ",".join(f"{SCHEMA}.{t}" for t in ERP_TABLES),
+        "publication.autocreate.mode": "disabled",  # ensure_publication: the whole schema, new tables too
+        "schema.include.list": SCHEMA,
         "snapshot.mode": "initial",
         "tombstones.on.delete": "true",
         "decimal.handling.mode": "string",
@@ -63,28 +66,53 @@ def debezium_properties(cfg: PgConfig, offsets_dir: Path) -> dict[str, str]:
     }
 
 
+def ensure_publication(cfg: PgConfig) -> None:
+    """Publish every table of the ERP schema, present and future (an older per-table publication is widened).
+
+    Schema-level publications need a superuser: the private cluster's own `lakehouse` user is one."""
+    import psycopg
+
+    with psycopg.connect(cfg.dsn, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (PUBLICATION,)).fetchone()
+        how = "ALTER PUBLICATION {} SET" if exists else "CREATE PUBLICATION {} FOR"
+        conn.execute(f"{how.format(PUBLICATION)} TABLES IN SCHEMA {SCHEMA}")
+
+
 class KafkaPublisher:
-    """Debezium change consumer: publish a batch to Kafka and flush before returning (else raise)."""
+    """Debezium change consumer: publish a batch to Kafka and flush before returning (else raise).
+
+    A table's topic is created (2 partitions, like the ERP topics) the first time one of its events comes."""
 
     def __init__(self, bootstrap: str) -> None:
         from confluent_kafka import Producer
 
         from lakehouse.sources.kafka_admin import PRODUCER_DEFAULTS
 
+        self.bootstrap = bootstrap
         self.producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                                   **PRODUCER_DEFAULTS, "linger.ms": 5})
         self.errors: list[str] = []
         self.published = 0
+        self.topics: set[str] = set()
+
+    def _ensure_topics(self, names: set[str]) -> None:
+        from lakehouse.sources.kafka_admin import create_topics
+
+        if names - self.topics:
+            create_topics(self.bootstrap, names - self.topics, partitions=2)
+            self.topics |= names
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
             self.errors.append(err.str())
 
     def publish(self, records) -> None:
-        for record in records:
+        destinations = [str(record.destination()) for record in records]
+        self._ensure_topics(set(destinations))
+        for record, destination in zip(records, destinations, strict=True):
             key, value = record.key(), record.value()
             args = {
-                "topic": str(record.destination()),
+                "topic": destination,
                 "key": None if key is None else str(key).encode(),
                 "value": None if value is None else str(value).encode(),
                 "on_delivery": self._on_delivery,
@@ -119,6 +147,7 @@ def run(home: Path, cfg: PgConfig, bootstrap: str) -> int:
     offsets = home / "debezium"
     offsets.mkdir(parents=True, exist_ok=True)
     create_topics(bootstrap, all_topics(), partitions=2)
+    ensure_publication(cfg)
     publisher = KafkaPublisher(bootstrap)
     engine = DebeziumJsonEngine(properties=debezium_properties(cfg, offsets), handler=_handler(publisher),
                                 jvm_opts=["-Xmx512m"])

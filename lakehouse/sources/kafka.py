@@ -20,8 +20,12 @@ def kafka_format(spark: SparkSession) -> str:
 
 
 def _options(settings: Settings, topics: str, options: dict[str, str] | None) -> dict[str, str]:
-    merged = {"kafka.bootstrap.servers": settings.kafka_bootstrap, "subscribe": topics, "startingOffsets": "earliest"}
-    merged.update(options or {})
+    """`topics` (comma-separated) is the subscription unless `options` set subscribePattern or assign."""
+    options = options or {}
+    merged = {"kafka.bootstrap.servers": settings.kafka_bootstrap, "startingOffsets": "earliest"}
+    if not {k.lower() for k in options} & {"subscribepattern", "assign"}:
+        merged["subscribe"] = topics
+    merged.update(options)
     return merged
 
 
