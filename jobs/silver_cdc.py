@@ -36,6 +36,9 @@ from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
     DEAD_LETTER,
     DEAD_LETTER_SCHEMA,
+    PII_MERGE,
+    PII_SCHEMA,
+    PII_TABLE,
     TABLES,
     TOMBSTONE_MERGE,
     TOMBSTONE_SCHEMA,
@@ -51,6 +54,7 @@ from transformations.silver.cdc import (
     scd2_merge_kwargs,
     scd2_rebuild_arrow,
     scd2_schema,
+    tokenize_changes,
     tombstones_arrow,
 )
 
@@ -63,11 +67,12 @@ log = logging.getLogger(APP_ID)
 
 def targets() -> list[str]:
     names = [t for spec in TABLES.values() for t in (spec.scd1, spec.scd2) if t]
-    return [*names, TOMBSTONES, DEAD_LETTER]
+    return [*names, TOMBSTONES, PII_TABLE, DEAD_LETTER]
 
 
 def ensure_tables(ctx: JobContext) -> None:
     """Create every silver CDC table (empty) so each exists even before its first change."""
+    ctx.tables.create(PII_TABLE, PII_SCHEMA)
     for spec in TABLES.values():
         if spec.scd1:
             ctx.tables.create(spec.scd1, scd1_schema(spec))
@@ -147,6 +152,8 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
              time.perf_counter() - t0)
     pause = float(os.environ.get(PAUSE_ENV) or 0)
     time.sleep(pause)
+    pii = [tokenize_changes(changes, TABLES[name], ctx.settings.pii_salt)
+           for name, changes in batch.changes.items() if changes and TABLES[name].pii]
     latest = {name: latest_changes(changes) for name, changes in batch.changes.items() if changes}
     touched = {name: {key_text(TABLES[name], k) for k in keys} for name, keys in latest.items()
                if TABLES[name].scd1}
@@ -171,6 +178,8 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
             merge(scd2_rebuild_arrow(history, batch.changes[name], spec), spec.scd2, scd2_merge_kwargs(spec))
     if new_tombstones:
         merge(pa.concat_tables(new_tombstones), TOMBSTONES, TOMBSTONE_MERGE)
+    if pii:
+        merge(pa.concat_tables(pii), PII_TABLE, PII_MERGE)
     # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     tables.write_batch_arrow(dead_letters_arrow(batch.dead, now), DEAD_LETTER, APP_ID, current)

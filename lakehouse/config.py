@@ -13,7 +13,7 @@ from pathlib import Path
 from lakehouse.errors import LakehouseError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("bronze", "silver", "gold", "marts", "ops")
+LAYERS = ("bronze", "silver", "gold", "marts", "ops", "restricted")  # restricted: raw personal data
 
 
 def _env_int(name: str, default: int) -> int:
@@ -59,6 +59,11 @@ class Settings:
             delta_backend=backend,
             shuffle_partitions=_env_int("LAKEHOUSE_SHUFFLE_PARTITIONS", 4),
         )
+
+    @property
+    def pii_salt(self) -> str:
+        """Salt of personal-data tokens ($LAKEHOUSE_PII_SALT: set a secret one in every real deployment)."""
+        return os.environ.get("LAKEHOUSE_PII_SALT") or "lakehouse-local-development-salt"
 
     # --- derived local paths -------------------------------------------------------------------
     @property

@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from pyspark.sql import DataFrame
 
+from lakehouse.config import get_settings
 from transformations.silver.cdc import TABLES, CdcTable
+from transformations.silver.enrichment import pii_token_text
 
 
 def _norm(value: object) -> object:
@@ -20,11 +22,14 @@ def _norm(value: object) -> object:
 
 
 def source_rows(conn, spec: CdcTable, columns: list[str] | None = None) -> set[tuple]:
-    """The table's rows in PostgreSQL, normalised for comparison."""
+    """The table's rows in PostgreSQL, normalised for comparison (personal data as silver's tokens)."""
     cols = columns or spec.column_names
     rows = conn.execute(f"SELECT {', '.join(cols)} FROM {spec.name}").fetchall()
     conn.commit()
-    return {tuple(_norm(v) for v in r) for r in rows}
+    salt = get_settings().pii_salt
+    tokenized = [c in spec.pii for c in cols]  # silver holds tokens of personal data
+    return {tuple(_norm(pii_token_text(v, salt) if t else v) for v, t in zip(r, tokenized, strict=True))
+            for r in rows}
 
 
 def silver_rows(df: DataFrame, columns: list[str]) -> set[tuple]:

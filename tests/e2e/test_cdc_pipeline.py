@@ -79,6 +79,20 @@ class CdcStack:
         return diff
 
 
+def _assert_personal_data_only_in_the_restricted_table(stack) -> None:
+    """Silver customers hold tokens; restricted.pii_values maps each token back to the database's value."""
+    from transformations.silver.cdc import PII_TABLE
+
+    tables = stack.ctx.tables
+    history = tables.read("silver.customers_history").select("customer_id", "email").collect()
+    assert history and not any("@" in (r.email or "") for r in history)
+    raw = {(r.column, r.token): r.value for r in tables.read(PII_TABLE).collect()}
+    with stack.conn() as conn:
+        emails = dict(conn.execute("SELECT customer_id, email FROM customers").fetchall())
+    current = tables.read("silver.customers_history").where("is_current").collect()
+    assert {r.customer_id: raw.get(("email", r.email)) for r in current} == emails
+
+
 def _assert_equal(diff: dict[str, tuple[int, int, int]]) -> None:
     assert {t: d[1:] for t, d in diff.items()} == {t: (0, 0) for t in diff}, diff
     assert all(d[0] > 0 for d in diff.values()), diff
@@ -127,6 +141,7 @@ def test_snapshot_then_streaming_changes_equal_the_database(stack):
     assert report.kinds.get("customer_delete") and report.kinds.get("discontinue")
     produce(stack.settings.kafka_bootstrap, "erp.public.products", [(b'{"sku":"X"}', b"{broken")])
     _assert_equal(stack.catch_up())
+    _assert_personal_data_only_in_the_restricted_table(stack)
     dead = stack.ctx.tables.read(DEAD_LETTER).collect()
     assert [(r.topic, r.reason) for r in dead] == [("erp.public.products", "malformed: not a Debezium JSON envelope")]
 

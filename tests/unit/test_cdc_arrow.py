@@ -126,3 +126,18 @@ def test_scd2_late_event_splits_stored_history_and_redelivery_rewrites_nothing()
         ("A", "1.00", 10, 20, False, False, "upsert"),
         ("A", "2.00", 20, 30, False, False, "upsert"),
     ]
+
+
+def test_tokenize_changes_replaces_personal_data_and_returns_raw_values_once():
+    from transformations.silver.cdc import Change, tokenize_changes
+    from transformations.silver.enrichment import pii_token_text
+
+    spec = TABLES["customers"]
+    image = {"customer_id": 7, "name": "Ada", "email": "ada@example.com", "address": None, "country": "GB"}
+    changes = [Change(spec, (7,), dict(image), False, lsn, None, 0, lsn) for lsn in (1, 2)]
+    raw = tokenize_changes(changes, spec, "salt")
+    assert sorted((r["column"], r["value"]) for r in raw.to_pylist()) == [("email", "ada@example.com"),
+                                                                          ("name", "Ada")]
+    row = changes[1].row
+    assert (row["name"], row["email"], row["address"], row["country"]) == (
+        pii_token_text("Ada", "salt"), pii_token_text("ada@example.com", "salt"), None, "GB")

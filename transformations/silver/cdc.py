@@ -57,6 +57,7 @@ class CdcTable:
     scd1: str | None = None  # current-state target
     scd2: str | None = None  # history target
     tracked: tuple[str, ...] = ()  # SCD2: a new version starts when one of these changes (default: all non-keys)
+    pii: tuple[str, ...] = ()  # personal data: tokens in silver, raw values only in PII_TABLE
 
     @property
     def column_names(self) -> list[str]:
@@ -84,13 +85,19 @@ TABLES: dict[str, CdcTable] = {
                  ("on_hand", IntegerType())), scd1="silver.inventory"),
         CdcTable("customers", ("customer_id",), (("customer_id", LongType()), ("name", StringType()),
                  ("email", StringType()), ("address", StringType()), ("country", StringType()),
-                 ("marketing_consent", BooleanType()), ("updated_at", TS)), scd2="silver.customers_history"),
+                 ("marketing_consent", BooleanType()), ("updated_at", TS)), scd2="silver.customers_history",
+                 pii=("name", "email", "address")),
         CdcTable("fx_rates", ("currency",), (("currency", StringType()), ("rate_to_eur", DEC8),
                  ("updated_at", TS)), scd1="silver.fx_rates", scd2="silver.fx_rates_history",
                  tracked=("rate_to_eur",)),
     )
 }
 TOMBSTONES = "silver.cdc_tombstones"
+PII_TABLE = "restricted.pii_values"  # token -> raw value; readable only by those allowed to re-identify
+PII_MERGE = {"on": "t.source_table = s.source_table AND t.`column` = s.`column` AND t.token = s.token",
+             "update": False}
+PII_SCHEMA = StructType([StructField("source_table", StringType()), StructField("column", StringType()),
+                         StructField("token", StringType()), StructField("value", StringType())])
 DEAD_LETTER = "silver.cdc_dead_letter"
 META = ["_lsn", "_source_ts"]
 DEAD_LETTER_COLUMNS = ["topic", "partition", "offset", "key", "value", "reason"]
@@ -588,3 +595,21 @@ DEAD_LETTER_SCHEMA = StructType([
 def dead_letters_arrow(dead: list[dict[str, object]], at: dt.datetime) -> pa.Table:
     """Dead-letter rows (Kafka coordinates, key, raw value, reason) stamped with `at` (naive UTC)."""
     return _arrow([{**d, "dead_lettered_at": at} for d in dead], DEAD_LETTER_SCHEMA)
+
+
+def tokenize_changes(changes: list[Change], spec: CdcTable, salt: str) -> pa.Table:
+    """Replace the PII columns of every change's row image by their tokens (in place, before any typing) and
+    return the raw values as PII_SCHEMA rows (one per distinct column and token)."""
+    from transformations.silver.enrichment import pii_token_text
+
+    seen: dict[tuple[str, str], str] = {}
+    for change in changes:
+        image = dict(change.image)
+        for column in spec.pii:
+            raw = image.get(column)
+            if raw is not None:
+                token = image[column] = pii_token_text(raw, salt)
+                seen[(column, token)] = str(raw)
+        change.image, change._row = image, None
+    rows = [{"source_table": spec.name, "column": c, "token": t, "value": v} for (c, t), v in seen.items()]
+    return pa.Table.from_pylist(rows, schema=arrow_schema(PII_SCHEMA))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -55,6 +57,11 @@ def to_reporting_currency(
 def pii_token(value: Column, salt: str) -> Column:
     """Deterministic token: hex sha256 of salt + value (null stays null)."""
     return F.sha2(F.concat(F.lit(salt), value.cast("string")), 256)
+
+
+def pii_token_text(value: object, salt: str) -> str | None:
+    """`pii_token` for one Python value (driver-side Arrow paths): the same token Spark computes."""
+    return None if value is None else hashlib.sha256(f"{salt}{value}".encode()).hexdigest()
 
 
 def tokenize_pii(df: DataFrame, columns: list[str], salt: str) -> tuple[DataFrame, DataFrame]:
