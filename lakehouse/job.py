@@ -74,11 +74,21 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
     """Run a job's main; a LakehouseError ends with one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main(argv)
+        run_job_main(main, argv)
     except LakehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_job_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None) -> None:
+    """Run a job's main, then publish the Data Docs of its validations (also when a gate blocked it)."""
+    from lakehouse.quality.gate import publish_all_docs
+
+    try:
+        main(argv)
+    finally:
+        publish_all_docs()
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from lakehouse.errors import LakehouseError
+from lakehouse.job import run_job_main
 
 
 def job_names() -> list[str]:
@@ -23,6 +24,6 @@ def run_job(name: str, argv: Sequence[str]) -> None:
     module = importlib.import_module(f"jobs.{name}")
     program, sys.argv[0] = sys.argv[0], f"lakehouse run {name}"  # argparse's usage line names the job
     try:
-        module.main(list(argv))
+        run_job_main(module.main, list(argv))
     finally:
         sys.argv[0] = program

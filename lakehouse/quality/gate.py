@@ -4,7 +4,8 @@
 
 1. validates the batch with Great Expectations (an ephemeral context per docs directory, kept for the process;
    the datasource, asset, suite, validation definition and checkpoint are built once per suite version and
-   reused across calls) and, when `docs_dir` is given, updates GX Data Docs (static HTML) there;
+   reused across calls); with a `docs_dir`, `publish_docs` later renders GX Data Docs (static HTML) there for
+   every validation since its last call (one site build per job instead of one per validation);
 2. splits rows in Spark: every `quarantine` expectation is translated by `failure_condition` (a pure function)
    to a boolean Column; rows failing any of them go to `quarantined` with `_quarantine_reason` naming each failed
    expectation ("; "-separated), the rest to `valid` (same schema as the input). The split is exact:
@@ -216,6 +217,14 @@ class _GxRunner:
         self._suites: dict[str, tuple[str, Any]] = {}  # suite name -> (fingerprint, validation definition)
         self._checkpoints: dict[tuple[str, str, int], Any] = {}  # (suite, fingerprint, samples) -> checkpoint
         self.lock = threading.Lock()
+        self.unpublished: list[Any] = []  # validation results and suites whose Data Docs pages are not built yet
+
+    def publish(self) -> None:
+        """Render the pages of the validations since the last publish, and the index, in one Data Docs build."""
+        with self.lock:
+            if self.docs_dir and self.unpublished:
+                self.context.build_data_docs(site_names=["local_site"], resource_identifiers=self.unpublished)
+            self.unpublished = []
 
     def _validation_definition(self, suite: SuiteSpec) -> Any:
         cached = self._suites.get(suite.name)
@@ -247,15 +256,12 @@ class _GxRunner:
     def _checkpoint(self, suite: SuiteSpec, samples: int) -> Any:
         key = (suite.name, suite.fingerprint, samples)
         if key not in self._checkpoints:
-            from great_expectations.checkpoint import UpdateDataDocsAction
-
             vd = self._validation_definition(suite)
-            actions = [UpdateDataDocsAction(name="docs", site_names=["local_site"])] if self.docs_dir else []
             self._checkpoints[key] = self.context.checkpoints.add(
                 self._gx.Checkpoint(
                     name=f"{suite.name}__{len(self._checkpoints)}",
                     validation_definitions=[vd],
-                    actions=actions,
+                    actions=[],  # Data Docs: `publish_docs`, once per job for all its validations
                     result_format={"result_format": "BASIC", "partial_unexpected_count": samples},
                 )
             )
@@ -290,6 +296,12 @@ class _GxRunner:
                 run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
             )
             self._prune_results()
+            if self.docs_dir:
+                from great_expectations.data_context.types.resource_identifiers import (
+                    ExpectationSuiteIdentifier,
+                )
+
+                self.unpublished.extend([*result.run_results, ExpectationSuiteIdentifier(name=suite.name)])
         (suite_result,) = result.run_results.values()
         by_id = {r.expectation_config.id: r for r in suite_result.results}
         ordered = [by_id.get(e.id) for e in gx_suite.expectations]
@@ -303,6 +315,19 @@ class _GxRunner:
 
 _runners: dict[str | None, _GxRunner] = {}
 _runners_lock = threading.Lock()
+
+
+def publish_docs(docs_dir: str | Path) -> Path:
+    """Build the Data Docs pages of this process's validations since the last call (jobs call it once, at the
+    end, also when a batch was blocked); returns the index page."""
+    _get_runner(docs_dir).publish()
+    return Path(docs_dir) / "index.html"
+
+
+def publish_all_docs() -> None:
+    """`publish_docs` for every docs directory this process validated into (the end of every job)."""
+    for runner in list(_runners.values()):
+        runner.publish()
 
 
 def _get_runner(docs_dir: str | Path | None) -> _GxRunner:

@@ -218,7 +218,13 @@ def test_one_validation_row_per_gate_run_and_data_docs_built(stack):
     assert by_table["silver.orders_events"].rows == sum(
         1 for _ in stack.tables.read("silver.orders_events").collect()) + _count(
         stack.tables.read("silver.events_quarantine").where("reason NOT LIKE 'malformed%'"), "orders")
+    from lakehouse.quality.gate import publish_all_docs
+
+    publish_all_docs()  # what every job's main does last
+    pages = list((stack.ctx.settings.quality_docs / "validations").rglob("*.html"))
     assert (stack.ctx.settings.quality_docs / "index.html").is_file()
+    rendered = {".".join(p.relative_to(stack.ctx.settings.quality_docs / "validations").parts[:2]) for p in pages}
+    assert {f"silver.{f}_events" for f in FAMILIES} <= rendered  # suite silver.x -> validations/silver/x/...
 
 
 def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack, tmp_path, monkeypatch):
