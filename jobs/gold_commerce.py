@@ -22,7 +22,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Settings
-from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
+from lakehouse.job import (
+    JobContext,
+    add_repeat_arguments,
+    job_context,
+    parser,
+    repeat,
+    require_tables,
+    run_main,
+)
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import raise_if_blocked, record_gate
@@ -130,10 +138,12 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser(__doc__).parse_args(argv)
+    p = parser(__doc__)
+    add_repeat_arguments(p)
+    args = p.parse_args(argv)
     require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first")
     ctx = job_context(APP_ID)
-    build_gold(ctx)
+    repeat(lambda: build_gold(ctx), args.every, args.timeout)
     for table in GOLD:
         if ctx.tables.exists(table):
             ctx.tables.register(table)

@@ -28,7 +28,15 @@ from pyspark.sql import types as T
 
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import family_table as bronze_table
-from lakehouse.job import JobContext, job_context, parser, pending_range, run_main
+from lakehouse.job import (
+    JobContext,
+    add_repeat_arguments,
+    job_context,
+    parser,
+    pending_range,
+    repeat,
+    run_main,
+)
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
 from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate
 from lakehouse.tables import MergeSpec
@@ -150,7 +158,9 @@ def process_settlements(ctx: JobContext) -> int | None:
     if todo is None:
         return None
     after, version = todo
-    lines = parse_settlements(tables.read_appends(SETTLEMENTS_SOURCE, after, version)).withColumns({
+    bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
+    raise_if_blocked(_gate(ctx, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version), SETTLEMENTS_SOURCE)
+    lines = parse_settlements(bronze).withColumns({
         "source_topic": F.col("object_key"),
         "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
     }).cache()
@@ -171,14 +181,17 @@ def process_settlements(ctx: JobContext) -> int | None:
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
+    add_repeat_arguments(p)
     args = p.parse_args(argv)
     ctx = job_context(APP_ID)
-    for family in args.family or FAMILIES:
-        process_family(ctx, family)
-        if ctx.tables.exists(silver_table(family)):
-            ctx.tables.register(silver_table(family))
-    process_settlements(ctx)
-    for name in (SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
+
+    def step() -> None:
+        for family in args.family or FAMILIES:
+            process_family(ctx, family)
+        process_settlements(ctx)
+
+    repeat(step, args.every, args.timeout)
+    for name in (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
         if ctx.tables.exists(name):
             ctx.tables.register(name)
 

@@ -109,3 +109,28 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
                    and v > after]
     up_to = max(interrupted) if interrupted else tables.version(source)
     return None if up_to <= after else (done, up_to)
+
+
+def add_repeat_arguments(p: argparse.ArgumentParser) -> None:
+    """`--every` / `--timeout`: keep an incremental job's targets fresh by re-running its step."""
+    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                   help="re-run every SECONDS (continuously maintained tables); default: run once")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="with --every: stop after")
+
+
+def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: float | None = None) -> int:
+    """Run `step` once, or every `every_s` seconds until `timeout_s` (forever when None); returns the runs.
+
+    Each run processes only what is new (the step's own exactly-once bookkeeping), so a stop or crash between
+    runs loses nothing."""
+    import time
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    runs = 0
+    while True:
+        started = time.monotonic()
+        step()
+        runs += 1
+        if every_s is None or (deadline is not None and time.monotonic() >= deadline):
+            return runs
+        time.sleep(max(0.0, every_s - (time.monotonic() - started)))
