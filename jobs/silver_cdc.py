@@ -32,6 +32,9 @@ from lakehouse.job import (
     run_main,
     source_versions_to_process,
 )
+from lakehouse.quality.gate import GateResult, run_gate
+from lakehouse.quality.ops import record_gate
+from lakehouse.quality.suites import resolve_suite_path
 from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
     DEAD_LETTER,
@@ -194,13 +197,32 @@ def _committed(ctx: JobContext, target: str, batch_id: int) -> bool:
     return committed is not None and committed >= batch_id
 
 
+def validate_mirror(ctx: JobContext) -> dict[str, GateResult]:
+    """Validate every silver CDC table that has a suite, as it stands after the apply (warn-only suites: silver
+    mirrors the system of record, so findings are reported in ops.quality_validations, never refused)."""
+    version = ctx.tables.committed_batch(DEAD_LETTER, APP_ID)
+    gates: dict[str, GateResult] = {}
+    for spec in TABLES.values():
+        for target in (spec.scd1, spec.scd2):
+            if not target or not ctx.tables.exists(target) or not resolve_suite_path(target).is_file():
+                continue
+            gate = run_gate(ctx.tables.read(target), target, target, ctx.run_id, table_version=version,
+                            docs_dir=ctx.settings.quality_docs)
+            record_gate(ctx.tables, gate, f"{APP_ID}:{target}", version or 0, ctx.settings.data_docs_index)
+            gate.release()
+            log.info("%s: %s", target, gate.message)
+            gates[target] = gate
+    return gates
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--max-versions", type=int, default=MAX_VERSIONS, help="bronze versions per committed chunk")
     args = p.parse_args(argv)
     require_tables(SOURCE, hint="run the bronze_cdc job first")
     ctx = job_context(APP_ID)
-    apply_changes(ctx, args.max_versions)
+    if apply_changes(ctx, args.max_versions):
+        validate_mirror(ctx)
     for name in targets():
         if ctx.tables.exists(name):
             ctx.tables.register(name)
