@@ -12,30 +12,35 @@ id is `bronze_events_<family|all>`; use one mode per deployment (`check_single_m
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.tables import DeltaTables
-from lakehouse.tables.split import write_split
+from lakehouse.tables.split import ArrowStep, write_split
 from transformations.bronze.events import (
+    CLASSIFIED_SCHEMA,
     DEAD_LETTER_COLUMNS,
     DEFAULT_MAX_BYTES,
     EVENT_BRONZE_COLUMNS,
-    classify_records,
+    classify_batch,
 )
 
 DEAD_LETTER_TABLE = "bronze.dead_letter"
 ROUTE_COLUMN = "_route"  # family name for good records, DEAD_LETTER_ROUTE for the rest
 DEAD_LETTER_ROUTE = "\x00dead_letter"  # cannot be a family name
+ROUTED_SCHEMA = StructType([*CLASSIFIED_SCHEMA.fields, StructField(ROUTE_COLUMN, StringType())])
 log = logging.getLogger("bronze_events")
 
 
@@ -100,11 +105,24 @@ def check_single_mode(tables: DeltaTables, spec: IngestSpec) -> None:
                 )
 
 
+def classify_and_route(routes: dict[str, str], max_bytes: int, ingested_at: dt.datetime
+                       ) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """Kafka rows -> classified bronze rows + the route column (family, or the dead-letter route)."""
+
+    def step(batch: pa.RecordBatch) -> pa.RecordBatch:
+        rows = classify_batch(batch, routes, max_bytes, ingested_at)
+        route = pc.if_else(pc.is_null(rows["reason"]), rows["event_family"], pa.scalar(DEAD_LETTER_ROUTE))
+        return rows.append_column(ROUTE_COLUMN, route)
+
+    return step
+
+
 def make_batch_writer(
     tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
-    in one pass (`write_split`: one Spark job on delta-rs), every table commit keyed by (app id, batch id)."""
+    in one pass (`write_split`: on delta-rs one Spark job whose Python tasks classify, split and write the
+    files), every table commit keyed by (app id, batch id)."""
     routes = spec.topic_to_family()
     outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
     outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
@@ -112,14 +130,11 @@ def make_batch_writer(
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         st = BatchStats(batch_id)
-        classified = classify_records(batch, routes, spec.max_bytes)
-        routed = classified.withColumn(
-            ROUTE_COLUMN, F.when(F.col("reason").isNull(), F.col("event_family")).otherwise(F.lit(DEAD_LETTER_ROUTE))
-        )
+        step = ArrowStep(classify_and_route(routes, spec.max_bytes, dt.datetime.now(dt.UTC)), ROUTED_SCHEMA)
         # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
-        routed = routed.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
-        counts = write_split(tables, routed, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
-                             partition_by=["ingest_date"])
+        batch = batch.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
+        counts = write_split(tables, batch, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
+                             partition_by=["ingest_date"], prepare=step)
         st.rows = sum(counts.values())
         for key, (name, _) in outputs.items():
             if counts.get(key):

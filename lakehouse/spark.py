@@ -80,6 +80,7 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
             f"-Dderby.system.home={settings.home} -Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG}",
         )
         .config("spark.executorEnv.PYSPARK_PYTHON", python)
+        .config("spark.python.daemon.module", "lakehouse.worker_daemon")  # workers fork with libraries loaded
         .config("spark.sql.python.filterPushdown.enabled", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")

@@ -10,7 +10,8 @@ and writes each table's Parquet files; the driver then makes one Delta commit pe
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
 
 from lakehouse.errors import LakehouseError
 from lakehouse.tables.base import DeltaTables
@@ -30,16 +32,33 @@ Outputs = dict[str, tuple[str, list[str]]]
 _RESULT = pa.schema([("route", pa.string()), ("rows", pa.int64()), ("files", pa.binary())])
 
 
+@dataclass(frozen=True)
+class ArrowStep:
+    """A function applied to every record batch in the writing task, before the split (e.g. classification),
+    and the Spark schema of the batches it returns: the rows cross from the JVM to Python only once."""
+
+    fn: Callable[[pa.RecordBatch], pa.RecordBatch]
+    schema: StructType
+
+    def apply_to(self, df: DataFrame) -> DataFrame:
+        """The step as a Spark transformation (for writers that are not Python tasks)."""
+        fn = self.fn
+        return df.mapInArrow(lambda batches: (fn(b) for b in batches if b.num_rows), self.schema)
+
+
 def write_split(
     tables: DeltaTables, df: DataFrame, route: str, outputs: Outputs, app_id: str, batch_id: int,
-    partition_by: list[str] | None = None,
+    partition_by: list[str] | None = None, prepare: ArrowStep | None = None,
 ) -> dict[str | None, int]:
-    """Write the rows of `df` whose `route` value is a key of `outputs` to that key's (table, columns).
+    """Write the rows of `df` (after `prepare`, when given) whose `route` value is a key of `outputs` to that
+    key's (table, columns).
 
     Rows with other route values are counted but not written. A table gets one commit keyed by
     (app_id, batch_id) when it receives rows (none otherwise). Returns the number of rows per route value."""
     if tables.backend == "delta-rs":
-        return _write_split_deltars(tables, df, route, outputs, app_id, batch_id, partition_by)
+        return _write_split_deltars(tables, df, route, outputs, app_id, batch_id, partition_by, prepare)
+    if prepare is not None:
+        df = prepare.apply_to(df)
     return _write_split_generic(tables, df, route, outputs, app_id, batch_id, partition_by)
 
 
@@ -62,9 +81,11 @@ def _write_split_generic(
 
 def _write_split_deltars(
     tables: DeltaTables, df: DataFrame, route: str, outputs: Outputs, app_id: str, batch_id: int,
-    partition_by: list[str] | None,
+    partition_by: list[str] | None, prepare: ArrowStep | None,
 ) -> dict[str | None, int]:
     """delta-rs: one Spark job writes every table's files (mapInArrow), then one commit per table."""
+    spark_schema = prepare.schema if prepare is not None else df.schema
+    step = prepare.fn if prepare is not None else None
     plans: dict[str, tuple[str, list[str], pa.Schema, list[str]]] = {}
     for key, (name, columns) in outputs.items():
         location = tables.location(name)
@@ -78,10 +99,10 @@ def _write_split_deltars(
             if parts and parts != existing:
                 raise LakehouseError(f"table {name} is partitioned by {existing}, not {parts}")
             parts = parts or existing
-        plans[key] = (location, columns, to_arrow_schema(df.select(*columns).schema), parts)
+        plans[key] = (location, columns, to_arrow_schema(StructType([spark_schema[c] for c in columns])), parts)
 
     def split_and_write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        chunks = [b for b in batches if b.num_rows]
+        chunks = [step(b) if step else b for b in batches if b.num_rows]
         if not chunks:
             return
         data = pa.Table.from_batches(chunks)

@@ -107,6 +107,30 @@ def test_batch_read_exact_offset_range(spark, broker) -> None:
     assert everything.option("subscribe", topic).load().count() == 30
 
 
+def test_one_task_reads_several_partitions_and_split_ranges_exactly(spark, broker) -> None:
+    """A task reads all its partitions at once with one consumer: records prefetched past a range's end are
+    dropped, two ranges of one partition are both read, an empty range reads nothing."""
+    from lakehouse.sources.kafka_source import KafkaOptions, KafkaRange, read_ranges
+
+    topic = _topic(3, broker.bootstrap)
+    for p in range(3):
+        produce(broker.bootstrap, topic, [(None, f"p{p}-{i}".encode()) for i in range(50)], partition=p)
+    opts = KafkaOptions.parse({"kafka.bootstrap.servers": broker.bootstrap, "subscribe": topic})
+    ranges = [KafkaRange(topic, 0, 0, 10), KafkaRange(topic, 0, 20, 30), KafkaRange(topic, 1, 5, 45),
+              KafkaRange(topic, 2, 49, 50), KafkaRange(topic, 2, 7, 7)]
+    rows = [(r["partition"], r["offset"], r["value"].decode())
+            for batch in read_ranges(opts, ranges) for r in batch.to_pylist()]
+    expected = ([(0, o, f"p0-{o}") for o in [*range(10), *range(20, 30)]]
+                + [(1, o, f"p1-{o}") for o in range(5, 45)] + [(2, 49, "p2-49")])
+    assert sorted(rows) == expected
+    # minPartitions splits every partition's range into pieces spread over the tasks: still each record once
+    split = (spark.read.format("kafka").option("kafka.bootstrap.servers", broker.bootstrap)
+             .option("subscribe", topic).option("minPartitions", "7").load())
+    assert split.rdd.getNumPartitions() >= 2
+    got = sorted((r.partition, r.offset) for r in split.select("partition", "offset").collect())
+    assert got == [(p, o) for p in range(3) for o in range(50)]
+
+
 def test_stream_exactly_once_across_restart(spark, broker, tmp_path) -> None:
     topic = _topic(2, broker.bootstrap)
     produce(broker.bootstrap, topic, _records(300, "a"))

@@ -3,12 +3,33 @@ ingest time), and the dead-letter split for records that cannot be events (overs
 
 Field-level problems (wrong types, missing fields, negative prices, unknown SKUs) are *not* bronze's business:
 those records stay in the family table and are caught by silver's schema and quality gate.
+
+Classification works on Arrow record batches (it runs inside the Python task that writes the bronze files, so
+records cross from the JVM to Python once): UTF-8 is checked for a whole batch at once by Arrow (record by
+record only for a batch that has an invalid one), JSON syntax record by record with msgspec, which validates
+without building objects. Any JSON value is an event payload candidate (RFC 8259; duplicate keys allowed).
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import datetime as dt
+from collections.abc import Iterator
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.types import (
+    BinaryType,
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from lakehouse.sources.kafka_source import ARROW_HEADERS, HEADERS_TYPE
 
 EVENT_BRONZE_COLUMNS = [
     "topic", "partition", "offset", "kafka_timestamp", "key", "value", "value_bytes", "headers", "event_family",
@@ -18,52 +39,105 @@ DEAD_LETTER_COLUMNS = [
     "event_family", "reason", "topic", "partition", "offset", "kafka_timestamp", "key", "value", "value_bytes",
     "headers", "ingested_at", "ingest_date",
 ]
+DEAD_LETTER_REASONS = ("empty", "oversized", "not_utf8", "not_json")
 DEFAULT_MAX_BYTES = 65_536
+UNKNOWN_FAMILY = "unknown"
+CLASSIFIED_SCHEMA = StructType([
+    StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
+    StructField("kafka_timestamp", TimestampType()), StructField("key", BinaryType()),
+    StructField("value", BinaryType()), StructField("value_bytes", IntegerType()),
+    StructField("headers", HEADERS_TYPE), StructField("event_family", StringType()),
+    StructField("reason", StringType()), StructField("ingested_at", TimestampType()),
+    StructField("ingest_date", DateType()),
+])
+_JSON = msgspec.json.Decoder(msgspec.Raw)  # syntax check only: returns the raw bytes, builds nothing
 
 
-def dead_letter_reason(value: Column, max_bytes: int) -> Column:
-    """Why a payload cannot be an event (null when it can): checked cheapest first, JSON parsed last."""
-    text = value.cast("string")
-    return (
-        F.when(value.isNull() | (F.length(value) == 0), F.lit("empty"))
-        .when(F.length(value) > max_bytes, F.lit("oversized"))
-        .when(~F.is_valid_utf8(text), F.lit("not_utf8"))
-        .when(F.try_parse_json(text).isNull(), F.lit("not_json"))
-    )
+def _is_json(value: bytes) -> bool:
+    try:
+        _JSON.decode(value)
+        return True
+    except (msgspec.DecodeError, ValueError):
+        return False
 
 
-def family_of(topic_to_family: dict[str, str]) -> Column:
-    """The event family of each record: from its topic, else from the `event_family` header."""
-    header = F.filter(F.col("headers"), lambda h: h["key"] == F.lit("event_family"))
-    from_header = F.get(header, 0)["value"].cast("string")
-    mapped = F.lit(None).cast("string")
-    for topic, family in topic_to_family.items():
-        mapped = F.when(F.col("topic") == topic, F.lit(family)).otherwise(mapped)
-    return F.coalesce(mapped, from_header, F.lit("unknown"))
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
-def classify_records(records: DataFrame, topic_to_family: dict[str, str], max_bytes: int) -> DataFrame:
-    """Kafka source rows (with headers) -> bronze rows + `reason` (null for records the family table keeps)."""
-    now = F.current_timestamp()
-    return records.select(
-        F.col("topic"),
-        F.col("partition").cast("int").alias("partition"),
-        F.col("offset").cast("long").alias("offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key"),  # binary, as delivered: a key need not be UTF-8
-        F.col("value"),
-        F.coalesce(F.length("value"), F.lit(0)).cast("int").alias("value_bytes"),
-        F.col("headers"),
-        family_of(topic_to_family).alias("event_family"),
-        dead_letter_reason(F.col("value"), max_bytes).alias("reason"),
-        now.alias("ingested_at"),
-        F.to_date(now).alias("ingest_date"),
-    )
+def dead_letter_reasons(values: pa.Array, max_bytes: int) -> pa.Array:
+    """Why each payload cannot be an event (null when it can), in order: empty, oversized, not_utf8, not_json."""
+    values = values.cast(pa.binary())
+    sizes = pc.fill_null(pc.binary_length(values), 0).to_pylist()
+    try:
+        values.cast(pa.string())  # validates every value's UTF-8 in one call
+        all_utf8 = True
+    except pa.ArrowInvalid:
+        all_utf8 = False
+    reasons: list[str | None] = []
+    for value, size in zip(values.to_pylist(), sizes, strict=True):
+        if size == 0:
+            reasons.append("empty")
+        elif size > max_bytes:
+            reasons.append("oversized")
+        elif not all_utf8 and not _is_utf8(value):
+            reasons.append("not_utf8")
+        elif not _is_json(value):
+            reasons.append("not_json")
+        else:
+            reasons.append(None)
+    return pa.array(reasons, pa.string())
 
 
-def bronze_rows(classified: DataFrame) -> DataFrame:
-    return classified.filter(F.col("reason").isNull()).select(*EVENT_BRONZE_COLUMNS)
+def event_families(topics: pa.Array, headers: pa.Array | None, topic_to_family: dict[str, str]) -> pa.Array:
+    """The event family of each record: from its topic, else from its `event_family` header, else unknown."""
+    names = list(topic_to_family)
+    index = pc.index_in(topics, value_set=pa.array(names, pa.string()))
+    mapped = pc.take(pa.array([topic_to_family[t] for t in names], pa.string()), index)
+    if mapped.null_count == 0:
+        return mapped
+    families = mapped.to_pylist()
+    header_lists = headers.to_pylist() if headers is not None else [None] * len(families)
+    for i, family in enumerate(families):
+        if family is None:
+            found = [h["value"] for h in header_lists[i] or [] if h["key"] == "event_family" and h["value"]]
+            families[i] = found[0].decode("utf-8", "replace") if found else UNKNOWN_FAMILY
+    return pa.array(families, pa.string())
 
 
-def dead_letter_rows(classified: DataFrame) -> DataFrame:
-    return classified.filter(F.col("reason").isNotNull()).select(*DEAD_LETTER_COLUMNS)
+def classify_batch(batch: pa.RecordBatch, topic_to_family: dict[str, str], max_bytes: int,
+                   ingested_at: dt.datetime) -> pa.RecordBatch:
+    """Kafka source rows (key, value, topic, partition, offset, timestamp, ..., headers) -> bronze rows with
+    `reason` (null for records the family table keeps); columns and types as `CLASSIFIED_SCHEMA`."""
+    n = batch.num_rows
+    value = batch["value"].cast(pa.binary())
+    headers = batch["headers"] if "headers" in batch.schema.names else pa.nulls(n, ARROW_HEADERS)
+    when = ingested_at.astimezone(dt.UTC)
+    columns = {
+        "topic": batch["topic"],
+        "partition": batch["partition"].cast(pa.int32()),
+        "offset": batch["offset"].cast(pa.int64()),
+        "kafka_timestamp": batch["timestamp"].cast(pa.timestamp("us", tz="UTC")),
+        "key": batch["key"].cast(pa.binary()),
+        "value": value,
+        "value_bytes": pc.fill_null(pc.binary_length(value), 0).cast(pa.int32()),
+        "headers": headers,
+        "event_family": event_families(batch["topic"], headers, topic_to_family),
+        "reason": dead_letter_reasons(value, max_bytes),
+        "ingested_at": pa.repeat(pa.scalar(when, pa.timestamp("us", tz="UTC")), n),
+        "ingest_date": pa.repeat(pa.scalar(when.date(), pa.date32()), n),
+    }
+    return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
+
+
+def classify_batches(batches: Iterator[pa.RecordBatch], topic_to_family: dict[str, str], max_bytes: int,
+                     ingested_at: dt.datetime) -> Iterator[pa.RecordBatch]:
+    """`classify_batch` for `mapInArrow`: `df.mapInArrow(lambda it: classify_batches(it, ...), CLASSIFIED_SCHEMA)`."""
+    for batch in batches:
+        if batch.num_rows:
+            yield classify_batch(batch, topic_to_family, max_bytes, ingested_at)
+

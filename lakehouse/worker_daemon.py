@@ -1,0 +1,34 @@
+"""Spark's Python worker daemon for the embedded default (`spark.python.daemon.module`), with the libraries
+tasks use imported once, before it forks workers.
+
+Spark forks every Python worker from this daemon; with the stock daemon each new worker imports pyarrow,
+pandas, deltalake, confluent-kafka and the platform's modules itself (0.5-1 s per worker, paid by the first
+micro-batch of every query and by short jobs). Importing creates no threads in these libraries (their thread
+pools start on first use), so forking afterwards is safe. A module that fails to import is skipped: the worker
+then imports it itself, with the same error it would have had anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+PRELOAD = (
+    "pyarrow", "pyarrow.compute", "pyarrow.parquet", "pyarrow.fs", "pandas", "deltalake", "confluent_kafka",
+    "msgspec", "pyspark.worker", "pyspark.sql.worker.plan_data_source_read",
+    "pyspark_lakehouse.datasource", "pyspark_lakehouse.files", "lakehouse.sources.kafka_source",
+    "lakehouse.tables.split", "transformations.bronze.events",
+)
+
+
+def preload() -> None:
+    for name in PRELOAD:
+        with contextlib.suppress(Exception):  # the worker reports it when it needs the module
+            importlib.import_module(name)
+
+
+if __name__ == "__main__":
+    preload()
+    from pyspark import daemon
+
+    daemon.manager()
