@@ -54,7 +54,7 @@ class ProgressTimes(StreamingQueryListener):
 
     def __init__(self) -> None:
         self.by_query: dict[str, Counter] = {}
-        self.batches: dict[str, list[tuple[int, float]]] = {}  # query -> [(rows, end of the batch in s)]
+        self.batches: dict[str, list[tuple[int, int, float]]] = {}  # query -> [(batch id, rows, end in s)]
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
         pass
@@ -65,7 +65,7 @@ class ProgressTimes(StreamingQueryListener):
         start = dt.datetime.fromisoformat(p.timestamp.replace("Z", "+00:00")).timestamp()
         if p.numInputRows:
             self.batches.setdefault(p.name or "?", []).append(
-                (p.numInputRows, start + p.durationMs.get("triggerExecution", 0) / 1000))
+                (p.batchId, p.numInputRows, start + p.durationMs.get("triggerExecution", 0) / 1000))
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass
@@ -82,14 +82,16 @@ class ProgressTimes(StreamingQueryListener):
             total.update(self.by_query[name])
         return ", ".join(f"{k} {v / 1000:.1f}" for k, v in total.most_common() if v >= 50)
 
-    def sustained(self, name_prefix: str) -> tuple[int, float]:
-        """(rows, seconds) from the end of the first micro-batch to the end of the last one: the rate once the
-        query runs (the first batch pays worker start-up and JIT warm-up; query start is outside batches)."""
-        batches = sorted(b for name in self._matching(name_prefix) for b in self.batches.get(name, []))
-        batches.sort(key=lambda b: b[1])
+    def sustained(self, name_prefix: str, records: dict[int, int] | None = None) -> tuple[int, float]:
+        """(records, seconds) from the end of the first micro-batch to the end of the last one: the rate once the
+        query runs (the first batch pays worker start-up and JIT warm-up; query start is outside batches).
+        `records` per batch id replaces Spark's input rows (a stream of offset ranges has a row per range)."""
+        batches = sorted((b for name in self._matching(name_prefix) for b in self.batches.get(name, [])),
+                         key=lambda b: b[2])
         if len(batches) < 2:
             return 0, 0.0
-        return sum(rows for rows, _ in batches[1:]), batches[-1][1] - batches[0][1]
+        kept = sum((records or {}).get(batch_id, rows) for batch_id, rows, _ in batches[1:])
+        return kept, batches[-1][2] - batches[0][2]
 
 
 def _worker_import_paths(spark) -> str:
@@ -253,21 +255,22 @@ def main() -> None:
               f"{json_s:.1f} s = {_rate(json_rows, json_s):,.0f} events/s", flush=True)
         print(f"  micro-batch time (s): {progress.report('bench_json')}", flush=True)
 
-    paths = [("kafka -> bronze", spec.app_id, rows, kafka_s), ("text files -> bronze", "bench_text", text_rows, text_s)]
+    paths = [("kafka -> bronze", spec.app_id, rows, kafka_s, {st.batch_id: st.rows for st in stats}),
+             ("text files -> bronze", "bench_text", text_rows, text_s, None)]
     if json_rows:
-        paths.append(("json files -> bronze", "bench_json", json_rows, json_s))
+        paths.append(("json files -> bronze", "bench_json", json_rows, json_s, None))
     print("\n== summary ==")
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {n:,} events, micro-batches of "
           f"{args.batch:,}; producer {_rate(n, prod_s):,.0f} rec/s")
     print("sustained = from the end of the first micro-batch to the end of the last; end to end = whole query")
     print(f"{'path':24s} {'sustained ev/s':>15s} {'end to end ev/s':>16s}")
     rates = {}
-    for label, query, count, seconds in paths:
-        kept, span = progress.sustained(query)
+    for label, query, count, seconds, records in paths:
+        kept, span = progress.sustained(query, records)
         rates[label] = (_rate(kept, span) if span else float("nan"), _rate(count, seconds))
         print(f"{label:24s} {rates[label][0]:>15,.0f} {rates[label][1]:>16,.0f}")
     kafka = rates["kafka -> bronze"]
-    for label, _, _, _ in paths[1:]:
+    for label, *_ in paths[1:]:
         print(f"ratio kafka / {label.split(' ->')[0]:11s} sustained {kafka[0] / rates[label][0]:.2f}, "
               f"end to end {kafka[1] / rates[label][1]:.2f}")
     shutil.rmtree(files, ignore_errors=True)

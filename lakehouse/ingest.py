@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -27,6 +27,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
+from lakehouse.sources.kafka_source import KafkaOptions, ranges_of, read_ranges
 from lakehouse.tables import DeltaTables
 from lakehouse.tables.split import ArrowStep, write_split
 from transformations.bronze.events import (
@@ -117,12 +118,27 @@ def classify_and_route(routes: dict[str, str], max_bytes: int, ingested_at: dt.d
     return step
 
 
+def bronze_step(routes: dict[str, str], max_bytes: int, kafka: KafkaOptions | None = None) -> ArrowStep:
+    """What the writing task does before the split: classify and route the Kafka records of its input; with
+    `kafka` (the options of an `emitOffsetRanges` stream) the input rows are offset ranges, and the task reads
+    their records from Kafka itself first."""
+    route = classify_and_route(routes, max_bytes, dt.datetime.now(dt.UTC))
+
+    def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        if kafka is not None:
+            batches = read_ranges(kafka, [r for b in batches for r in ranges_of(b)])
+        return (route(b) for b in batches if b.num_rows)
+
+    return ArrowStep(classify, ROUTED_SCHEMA)
+
+
 def make_batch_writer(
-    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]
+    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats], kafka: KafkaOptions | None = None
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
     in one pass (`write_split`: on delta-rs one Spark job whose Python tasks classify, split and write the
-    files), every table commit keyed by (app id, batch id)."""
+    files), every table commit keyed by (app id, batch id). With `kafka`, batches are offset ranges
+    (`bronze_step`)."""
     routes = spec.topic_to_family()
     outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
     outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
@@ -130,7 +146,7 @@ def make_batch_writer(
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         st = BatchStats(batch_id)
-        step = ArrowStep(classify_and_route(routes, spec.max_bytes, dt.datetime.now(dt.UTC)), ROUTED_SCHEMA)
+        step = bronze_step(routes, spec.max_bytes, kafka)
         # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
         batch = batch.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
         counts = write_split(tables, batch, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
@@ -146,9 +162,11 @@ def make_batch_writer(
     return write
 
 
-def read_family_topics(spark: SparkSession, settings: Settings, spec: IngestSpec, continuous: bool) -> DataFrame:
-    """The Kafka stream of the spec's family topics (headers included: bronze keeps them)."""
-    from lakehouse.sources.kafka import kafka_format
+def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSpec, continuous: bool
+                         ) -> dict[str, str]:
+    """Kafka stream options for the spec's family topics (headers included: bronze keeps them). On the Python
+    source the stream carries offset ranges and the writing tasks read the records (`bronze_step`)."""
+    from lakehouse.spark import has_native_kafka
     from lakehouse.streaming import available_now_options
 
     options = {
@@ -158,6 +176,8 @@ def read_family_topics(spark: SparkSession, settings: Settings, spec: IngestSpec
         "failOnDataLoss": "true",
         **available_now_options(spark, continuous),
     }
+    if not has_native_kafka(spark):
+        options["emitOffsetRanges"] = "true"
     if spec.family == "all":
         names = "|".join(re.escape(f) for f in spec.families)
         options["subscribePattern"] = f"{re.escape(spec.topic_prefix)}({names})"
@@ -165,7 +185,7 @@ def read_family_topics(spark: SparkSession, settings: Settings, spec: IngestSpec
         options["subscribe"] = f"{spec.topic_prefix}{spec.family}"
     if spec.max_offsets_per_trigger:
         options["maxOffsetsPerTrigger"] = str(spec.max_offsets_per_trigger)
-    return spark.readStream.format(kafka_format(spark)).options(**options).load()
+    return options
 
 
 def ingest(
@@ -173,12 +193,15 @@ def ingest(
     interval: str = "5 seconds", timeout: float | None = None,
 ) -> list[BatchStats]:
     """Run the bronze query (available-now until caught up, or continuous); returns per-batch stats."""
+    from lakehouse.sources.kafka import kafka_format
     from lakehouse.streaming import run_query
 
     check_single_mode(tables, spec)
     stats: list[BatchStats] = []
-    records = read_family_topics(spark, settings, spec, continuous)
-    writer_fn = make_batch_writer(tables, spec, stats)
+    options = family_topic_options(spark, settings, spec, continuous)
+    records = spark.readStream.format(kafka_format(spark)).options(**options).load()
+    ranges = KafkaOptions.parse(options) if options.get("emitOffsetRanges") == "true" else None
+    writer_fn = make_batch_writer(tables, spec, stats, ranges)
     checkpoint = spec.checkpoint or settings.checkpoint(spec.app_id)
 
     def start(trigger: dict[str, object]):

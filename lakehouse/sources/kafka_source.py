@@ -24,6 +24,11 @@ relative to the end of the last planned batch. With `Trigger.AvailableNow` Spark
 once, so a run then stops after at most `maxOffsetsPerTrigger` records. Instead, the option `availableNow`
 ("true"; not a native option) bounds the stream at the offsets that are latest when the query starts, and
 `lakehouse.streaming.run_query` runs it with back-to-back micro-batches until a trigger finds no new data.
+
+Another option of ours, `emitOffsetRanges` ("true"), plans and checkpoints exactly the same micro-batches but
+returns one row per offset range (topic, partition, fromOffset, untilOffset) instead of the records: a writer
+that runs Python tasks anyway (bronze_events on delta-rs) reads the records itself with `read_ranges` in the
+task that writes them, so they never cross into the JVM and back (that crossing cost as much CPU as reading).
 """
 
 from __future__ import annotations
@@ -82,6 +87,15 @@ def kafka_schema(include_headers: bool = False) -> StructType:
     if include_headers:
         fields.append(StructField("headers", HEADERS_TYPE))
     return StructType(fields)
+
+
+RANGE_COLUMNS = ("topic", "partition", "fromOffset", "untilOffset")
+RANGES_SCHEMA = StructType([
+    StructField("topic", StringType()), StructField("partition", IntegerType()),
+    StructField("fromOffset", LongType()), StructField("untilOffset", LongType()),
+])
+_ARROW_RANGES = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("fromOffset", pa.int64()),
+                           ("untilOffset", pa.int64())])
 
 
 def _arrow_schema(include_headers: bool) -> pa.Schema:
@@ -149,6 +163,7 @@ class KafkaOptions:
     include_headers: bool = False
     min_partitions: int = 0
     available_now: bool = False  # streams: never plan past the offsets that were latest at query start
+    emit_offset_ranges: bool = False  # rows are the planned ranges, not the records (see the module doc)
     consumer_config: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -191,6 +206,7 @@ class KafkaOptions:
                 include_headers=_bool(opts.get("includeheaders"), False),
                 min_partitions=int(opts.get("minpartitions") or 0),
                 available_now=_bool(opts.get("availablenow"), False),
+                emit_offset_ranges=_bool(opts.get("emitoffsetranges"), False),
                 consumer_config=config,
             )
         except ValueError as exc:
@@ -393,6 +409,24 @@ def read_ranges(opts: KafkaOptions, ranges: list[KafkaRange]) -> Iterator[pa.Rec
         consumer.close()
 
 
+def read_task(opts: KafkaOptions, task: InputPartition) -> Iterator[pa.RecordBatch]:
+    """What a source task returns: the records of its ranges, or with `emitOffsetRanges` the ranges."""
+    assert isinstance(task, KafkaTask)
+    if opts.emit_offset_ranges:
+        ranges = [r for r in task.ranges if len(r) > 0]
+        if ranges:
+            yield pa.RecordBatch.from_pylist(
+                [{"topic": r.topic, "partition": r.partition, "fromOffset": r.start, "untilOffset": r.end}
+                 for r in ranges], schema=_ARROW_RANGES)
+        return
+    yield from read_ranges(opts, task.ranges)
+
+
+def ranges_of(batch: pa.RecordBatch) -> list[KafkaRange]:
+    """Rows of an `emitOffsetRanges` stream -> the ranges to give `read_ranges`."""
+    return [KafkaRange(r["topic"], r["partition"], r["fromOffset"], r["untilOffset"]) for r in batch.to_pylist()]
+
+
 def _partition_end(consumer: Any, opts: KafkaOptions, rng: KafkaRange, err: Any, next_offset: int) -> bool:
     """An error event of a partition being read: True when reading it must stop (data loss, already reported
     or tolerated by failOnDataLoss=false); raises on other errors."""
@@ -530,8 +564,7 @@ class KafkaBatchReader(DataSourceReader):
         return _tasks(ranges, self.opts.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaTask)
-        yield from read_ranges(self.opts, partition.ranges)
+        yield from read_task(self.opts, partition)
 
 
 class KafkaStreamReader(DataSourceStreamReader):
@@ -637,8 +670,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         return _tasks(ranges, self.opts.min_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        assert isinstance(partition, KafkaTask)
-        yield from read_ranges(self.opts, partition.ranges)
+        yield from read_task(self.opts, partition)
 
     def commit(self, end: dict) -> None:
         """Nothing to do: progress lives in Spark's checkpoint, not in Kafka consumer groups."""
@@ -655,9 +687,10 @@ class KafkaPythonSource(DataSource):
         return "kafka"
 
     def schema(self) -> StructType:
-        return kafka_schema(
-            _bool(dict((k.lower(), v) for k, v in self.options.items()).get("includeheaders"), False)
-        )
+        opts = {k.lower(): v for k, v in self.options.items()}
+        if _bool(opts.get("emitoffsetranges"), False):
+            return RANGES_SCHEMA
+        return kafka_schema(_bool(opts.get("includeheaders"), False))
 
     def reader(self, schema: StructType) -> DataSourceReader:
         return KafkaBatchReader(KafkaOptions.parse(self.options))

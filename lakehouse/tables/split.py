@@ -34,16 +34,16 @@ _RESULT = pa.schema([("route", pa.string()), ("rows", pa.int64()), ("files", pa.
 
 @dataclass(frozen=True)
 class ArrowStep:
-    """A function applied to every record batch in the writing task, before the split (e.g. classification),
-    and the Spark schema of the batches it returns: the rows cross from the JVM to Python only once."""
+    """A `mapInArrow`-style function applied to the record batches in the writing task, before the split (e.g.
+    classification, or reading the records that input rows point to), and the Spark schema of the batches it
+    returns: done in the writing task, the rows do not cross from Python to the JVM and back for it."""
 
-    fn: Callable[[pa.RecordBatch], pa.RecordBatch]
+    fn: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
     schema: StructType
 
     def apply_to(self, df: DataFrame) -> DataFrame:
         """The step as a Spark transformation (for writers that are not Python tasks)."""
-        fn = self.fn
-        return df.mapInArrow(lambda batches: (fn(b) for b in batches if b.num_rows), self.schema)
+        return df.mapInArrow(self.fn, self.schema)
 
 
 def write_split(
@@ -102,7 +102,7 @@ def _write_split_deltars(
         plans[key] = (location, columns, to_arrow_schema(StructType([spark_schema[c] for c in columns])), parts)
 
     def split_and_write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        chunks = [step(b) if step else b for b in batches if b.num_rows]
+        chunks = [b for b in (step(batches) if step else batches) if b.num_rows]
         if not chunks:
             return
         data = pa.Table.from_batches(chunks)
