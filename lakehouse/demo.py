@@ -153,7 +153,7 @@ def seed_landing_files(settings: Settings, stream) -> tuple[str, SettlementInjec
     upload(s3.s3_client(cfg), cfg.bucket, [*files, settlement])
     (state_dir(settings) / "settlements.json").write_text(json.dumps(
         {"lines": injected.lines, "unsettled": sorted(injected.unsettled), "mismatched": sorted(injected.mismatched)}))
-    return f"{len(files) + 1} files in s3://{cfg.bucket} ({report.summary()})", injected
+    return (f"s3://{cfg.bucket}: {report.summary()}; {settlement.key}: {injected.lines} settlement lines"), injected
 
 
 # --- jobs ----------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class DemoRuns:
     settings: object
     outputs: list[str]
     tables: list[dict]  # per run: name -> (rows, version)
+    env: dict[str, str]
 
     def read(self, name: str):
         return DeltaTable(self.settings.table_location(name)).to_pyarrow_table().to_pylist()
@@ -67,7 +68,7 @@ def demo(settings, broker):
         return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=env, cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=1800)
 
-    runs = DemoRuns(home, local, [], [])
+    runs = DemoRuns(home, local, [], [], env)
     try:
         for _ in range(2):
             done = lakehouse("demo")
@@ -117,3 +118,14 @@ def test_summary_lists_tables_and_where_things_are(demo):
     for where in ("Data Docs", "quality results", "MLflow", "SQL endpoint", "injected by the generators"):
         assert where in out
     assert (demo.home / "quality" / "data_docs" / "index.html").is_file()
+
+
+def test_analyst_notebook_runs_headless_on_the_demo(demo):
+    import ast
+
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "notebooks" / "sales_overview.py")], env=demo.env,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert summary["orders"] == sum(r["orders"] for r in demo.read("gold.sales"))
+    assert summary["forecast_rows"] == 7 * summary["channels"]
