@@ -1,5 +1,5 @@
-"""Demand forecast: train on gold.sales_daily, register in MLflow (alias `champion`), score the next days
-per channel into gold.demand_forecast.
+"""Demand forecast: train on gold.sales (the commerce model's placed orders per day x channel x region x
+currency), register in MLflow (alias `champion`), score the next days per channel into gold.demand_forecast.
 
 Thin on purpose: one global model over day-of-week, trend and channel; retrained on each run that sees a new
 gold version (a run on the same gold version is skipped)."""
@@ -15,16 +15,16 @@ if __package__ in (None, ""):
 from lakehouse.job import job_context, parser, require_tables, run_main, source_version_to_process
 from lakehouse.ml.demand import forecast_frame, score_forecast, train_demand_model
 
-SOURCE = "gold.sales_daily"
+SOURCE = "gold.sales"
 TABLE = "gold.demand_forecast"
-APP_ID = "demand_forecast"
+APP_ID = "demand_forecast:gold.sales"  # per source: a home that forecast gold.sales_daily retrains
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--horizon-days", type=int, default=7)
     args = p.parse_args(argv)
-    require_tables(SOURCE, hint="run the gold_sales job first")
+    require_tables(SOURCE, hint="run the gold_commerce job first")
     ctx = job_context(APP_ID)
     source_version = source_version_to_process(ctx, SOURCE, TABLE, APP_ID)
     if source_version is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from lakehouse.config import get_settings
@@ -192,24 +193,31 @@ def _tables(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from lakehouse import demo
     from lakehouse.catalog_summary import all_tables, render
-    from lakehouse.services import broker
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
 
     settings = get_settings()
     started = time.perf_counter()
     settings.ensure_dirs()
-    broker.start_broker(settings)
-    report = demo.seed_orders(settings, args.orders, args.seed)
-    print(f"demo input: {report.produced} records on topic {demo.DEMO_TOPIC} ({report.valid_events} valid events, "
-          f"{report.duplicates} re-deliveries, {report.bad_events} bad records)")
-    print(f"demo landing zone: {demo.seed_landing_files(settings, args.seed)}")
-    timings = demo.run_pipeline(with_args=demo.LANDING_JOBS)
+    services = demo.start_services(settings)
+    print(f"demo services: {', '.join(f'{k} {v}' for k, v in services.items())}")
+    stream = demo.seed_events(settings)
+    r = stream.report
+    print(f"demo events: {r.produced} records on {len(r.families)} topics from {stream.config.start:%Y-%m-%d %H:%M:%S} "
+          f"UTC (seed {stream.config.seed}; injected faults {dict(sum((Counter(f.faults) for f in r.families.values()), Counter()))})")
+    landing, injected = demo.seed_landing_files(settings, stream)
+    print(f"demo landing zone: {landing}")
+    timings = demo.run_pipeline()
+    tables = get_tables(get_spark("lakehouse-demo", settings), settings)
     elapsed = time.perf_counter() - started
     print("\n== tables ==")
     print(render(all_tables(settings)))
+    print("\n== injected by the generators vs caught by the pipeline ==")
+    print(demo.injected_vs_caught(tables, stream, injected))
     print("\n== job seconds ==\n  " + ", ".join(f"{k} {v}" for k, v in timings.items()))
-    print(f"\n== where things are ==\n{demo.where_things_are(settings)}")
-    print(f"\ndemo finished in {elapsed:.0f} s; the broker and S3 keep running "
-          "(`lakehouse services stop`, `lakehouse landing stop`)")
+    print(f"\n== where things are ==\n{demo.where_things_are(settings, services)}")
+    print(f"\ndemo finished in {elapsed:.0f} s; the services keep running (`lakehouse cdc stop`, "
+          "`lakehouse landing stop`, `lakehouse services stop`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_tables)
 
-    p = sub.add_parser("demo", help="start local services and run the whole pipeline on generated orders")
-    p.add_argument("--orders", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=42)
+    p = sub.add_parser("demo", help="start local services and run the whole commerce pipeline on generated data")
     p.set_defaults(func=_demo)
     return parser
 

@@ -1,80 +1,230 @@
-"""The walking skeleton end to end on the embedded default: broker -> generated orders -> bronze -> silver
-(gated) -> gold -> demand forecast -> dbt marts, all in one Spark session, then a summary."""
+"""The commerce platform end to end on the embedded default, then a summary.
+
+Local services (Kafka-protocol broker, PostgreSQL ERP + Debezium capture, S3 landing zone), a seeded ERP
+database, a generated multi-family event stream with injected faults and landing files (settlement reports
+that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
+bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, gold_commerce, demand_forecast, dbt_marts.
+
+Idempotent: every input is produced once (the stream's start time is kept under $LAKEHOUSE_HOME/demo, topics
+that hold records are not produced to again, landing files are the same keys and bytes), and every job skips
+what it has already done, so a second run changes no table."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
-from dataclasses import asdict
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from lakehouse.config import Settings
-from lakehouse.generator import GeneratorReport, generate_orders, produce_orders
 
-DEMO_TOPIC = "orders"
-DEMO_PARTITIONS = 4
-PIPELINE = ["bronze_orders", "silver_orders", "gold_sales", "demand_forecast", "dbt_marts"]
-LANDING_JOBS = [("bronze_landing", ["--kind", "shipment_manifests"]), ("bronze_landing", ["--kind", "settlements"])]
-
-
-def report_path(settings: Settings):
-    return settings.home / "demo" / "generator_report.json"
-
-
-def seed_orders(settings: Settings, orders: int, seed: int) -> GeneratorReport:
-    """Produce the demo's orders once: a topic that already holds them is left alone (re-runs add nothing)."""
-    from lakehouse.sources.kafka_admin import create_topics, end_offsets
-
-    create_topics(settings.kafka_bootstrap, [DEMO_TOPIC], DEMO_PARTITIONS)
-    batch = generate_orders(orders, seed)
-    if sum(end_offsets(settings.kafka_bootstrap, DEMO_TOPIC).values()) == 0:
-        produce_orders(settings.kafka_bootstrap, DEMO_TOPIC, batch, DEMO_PARTITIONS)
-    path = report_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary = {k: v for k, v in asdict(batch.report).items() if k != "expected_sales"}
-    summary["expected_revenue"] = str(batch.report.expected_revenue)
-    path.write_text(json.dumps(summary, indent=2))
-    return batch.report
+SEED = 42
+ERP_CUSTOMERS = 300
+STREAM_RATE = 100.0  # events per second of event time
+STREAM_SECONDS = 60.0
+STREAM_PARTITIONS = 2
+UNSETTLED, MISMATCHED = 2, 2  # injected into the settlement report built from the stream's captured payments
+PIPELINE: list[tuple[str, list[str]]] = [
+    ("bronze_events", []),
+    ("bronze_cdc", []),
+    ("silver_cdc", []),
+    ("bronze_landing", ["--kind", "shipment_manifests"]),
+    ("bronze_landing", ["--kind", "settlements"]),
+    ("silver_events", []),
+    ("gold_commerce", []),
+    ("demand_forecast", []),
+    ("dbt_marts", []),
+]
 
 
-def seed_landing_files(settings: Settings, seed: int) -> str:
-    """Upload the demo's settlement reports and shipment manifests to the local S3 landing bucket (idempotent:
-    the same keys and contents every time, and ingestion is keyed by (key, ETag))."""
+def state_dir(settings: Settings) -> Path:
+    return settings.home / "demo"
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+
+
+def start_services(settings: Settings) -> dict[str, str]:
+    """Broker, PostgreSQL (ERP seeded once with the generator's catalogue), CDC capture and S3 (each a no-op when
+    it already runs); waits until the capture has published the seeded ERP. Returns where each service is."""
+    from lakehouse.cdc import capture, wait_quiet, workload
+    from lakehouse.events.generator import CATALOGUE_SKUS
+    from lakehouse.services import broker, postgres, s3
+
+    broker.start_broker(settings)
+    pg = postgres.pg_config(settings)
+    postgres.start(pg)
+    with postgres.connect(pg) as conn:
+        workload.seed(conn, seed=SEED, products=CATALOGUE_SKUS, customers=ERP_CUSTOMERS)
+        rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                   for t in ("warehouses", "suppliers", "products", "inventory", "customers", "fx_rates"))
+    capture.start_capture(settings, pg)
+    wait_quiet(settings.kafka_bootstrap, timeout=600, at_least=rows)
+    s3_cfg = s3.S3Config.from_env()
+    s3.start_s3(settings, s3_cfg)
+    s3.ensure_bucket(s3_cfg)
+    return {"Kafka broker": settings.kafka_bootstrap, "PostgreSQL ERP": f"127.0.0.1:{pg.port}/{pg.dbname}",
+            "CDC capture": f"{settings.logs / 'cdc-capture.log'}", "S3 landing": f"{s3_cfg.endpoint}/{s3_cfg.bucket}"}
+
+
+def stream_config(settings: Settings):
+    """The demo stream: fixed seed, sizes and faults; its event time starts when the first run produced it (after
+    the ERP snapshot, so the captured FX rates are valid for every event) and is kept for later runs."""
+    from lakehouse.events.generator import StreamConfig
+
+    path = state_dir(settings) / "stream.json"
+    if path.is_file():
+        start = dt.datetime.fromisoformat(json.loads(path.read_text())["start"])
+    else:
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"start": start.isoformat()}))
+    return StreamConfig(seed=SEED, rate=STREAM_RATE, duration_s=STREAM_SECONDS, start=start)
+
+
+def seed_events(settings: Settings):
+    """Generate the demo stream and produce it unless its topics already hold records; returns the stream."""
+    from lakehouse.events.generator import generate_stream, produce_stream
+    from lakehouse.sources.kafka_admin import end_offsets, list_topics
+
+    stream = generate_stream(stream_config(settings))
+    topics = set(list_topics(settings.kafka_bootstrap))
+    held = sum(sum(end_offsets(settings.kafka_bootstrap, t).values())
+               for t in map(stream.config.topic, stream.records) if t in topics)
+    if held == 0:
+        produce_stream(settings.kafka_bootstrap, stream, partitions=STREAM_PARTITIONS)
+    path = state_dir(settings) / "generator_report.json"
+    path.write_text(json.dumps(stream.report.as_dict(), indent=2, default=str))
+    return stream
+
+
+@dataclass
+class SettlementInjection:
+    lines: int
+    unsettled: set[str]
+    mismatched: set[str]
+
+
+def stream_settlements(stream) -> tuple[object, SettlementInjection]:
+    """One settlement report (JSON lines) settling every captured payment of the stream, except UNSETTLED orders
+    left out and MISMATCHED orders settled one unit too high."""
+    from lakehouse.events.schemas import validate
+    from lakehouse.landing_generator import LandingFile
+
+    captured: dict[str, dict] = {}
+    for _, value, _ in stream.records["payments"]:
+        try:
+            event = json.loads(value)
+        except ValueError:  # the injected dead-letter faults
+            continue
+        if event.get("event_type") == "captured" and not validate("payments", event) and event["amount"] >= 0:
+            captured.setdefault(event["event_id"], event)  # what silver keeps: valid, non-negative, deduplicated
+    events = sorted(captured.values(), key=lambda e: (e["order_id"], e["event_id"]))
+    orders = sorted({e["order_id"] for e in events})
+    injected = SettlementInjection(0, set(orders[:UNSETTLED]), set(orders[UNSETTLED:UNSETTLED + MISMATCHED]))
+    lines = []
+    for e in events:
+        if e["order_id"] in injected.unsettled:
+            continue
+        amount = round(e["amount"] + (1 if e["order_id"] in injected.mismatched else 0), 2)
+        lines.append(json.dumps({
+            "processor": e["provider"], "settlement_id": f"STL-DEMO-{e['provider']}", "payment_id": e["payment_id"],
+            "order_id": e["order_id"], "amount": amount, "currency": e["currency"], "fee": round(amount * 0.014, 2),
+            "settled_at": e["event_time"]}, sort_keys=True))
+    injected.lines = len(lines)
+    day = stream.config.start.date().isoformat()
+    body = ("\n".join(lines) + "\n").encode()
+    return LandingFile("settlements", f"settlements/demo/{day}/stream-captures.jsonl", body, len(lines)), injected
+
+
+def seed_landing_files(settings: Settings, stream) -> tuple[str, SettlementInjection]:
+    """Upload the landing files: generated shipment manifests (with bad files and lines) and the stream's
+    settlement report (the generator's own settlement files would settle random orders of the stream). Idempotent:
+    the same keys and bytes every run, and ingestion is keyed by (key, ETag)."""
     from lakehouse.landing_generator import generate_landing_files, upload
     from lakehouse.services import s3
 
     cfg = s3.S3Config.from_env()
-    s3.start_s3(settings, cfg)
-    s3.ensure_bucket(cfg)
-    files, report = generate_landing_files(seed)
-    upload(s3.s3_client(cfg), cfg.bucket, files)
-    return f"{len(files)} landing files in s3://{cfg.bucket} ({report.summary()})"
+    files, report = generate_landing_files(SEED, settlements=0)
+    settlement, injected = stream_settlements(stream)
+    upload(s3.s3_client(cfg), cfg.bucket, [*files, settlement])
+    (state_dir(settings) / "settlements.json").write_text(json.dumps(
+        {"lines": injected.lines, "unsettled": sorted(injected.unsettled), "mismatched": sorted(injected.mismatched)}))
+    return (f"s3://{cfg.bucket}: {report.summary()}; {settlement.key}: {injected.lines} settlement lines"), injected
 
 
-def run_pipeline(jobs: list[str] | None = None, with_args: list[tuple[str, list[str]]] | None = None) -> dict[str, float]:
-    """Run jobs in order in this process (one Spark session); returns seconds per job."""
+# --- jobs ----------------------------------------------------------------------------------------------------
+
+
+def run_pipeline(steps: Sequence[str | tuple[str, list[str]]] | None = None) -> dict[str, float]:
+    """Run jobs (names, or (name, argv)) in order in this process (one Spark session); returns seconds per job."""
     from lakehouse.jobs_registry import run_job
 
-    steps = [(name, []) for name in (jobs or PIPELINE)] + list(with_args or [])
     timings = {}
-    for name, argv in steps:
-        label = " ".join([name, *argv[1:]]) if argv else name
+    for step in steps or PIPELINE:
+        name, argv = (step, []) if isinstance(step, str) else step
+        label = " ".join([name, *argv[1:]])
         started = time.perf_counter()
         run_job(name, argv)
         timings[label] = round(time.perf_counter() - started, 1)
     return timings
 
 
-def where_things_are(settings: Settings) -> str:
-    return "\n".join(
-        [
-            f"  LAKEHOUSE_HOME   {settings.home}",
-            f"  tables           {settings.tables_root}/<layer>/<table>",
-            f"  checkpoints      {settings.checkpoints}",
-            f"  quality results  ops.quality_results; Data Docs {settings.quality_docs}/index.html",
-            f"  MLflow           {settings.mlflow_uri}",
-            f"  metastore        {settings.metastore}",
-            f"  Kafka broker     {settings.kafka_bootstrap} (`lakehouse services status`)",
-            "  S3 landing zone  `lakehouse landing status`",
-            f"  SQL endpoint     `lakehouse sql-endpoint start` -> jdbc:hive2://127.0.0.1:{settings.sql_port}/default",
-        ]
-    )
+# --- summary -------------------------------------------------------------------------------------------------
+
+
+def _counts(tables, name: str, column: str) -> Counter:
+    if not tables.exists(name):
+        return Counter()
+    return Counter({r[0]: r[1] for r in tables.read(name).groupBy(column).count().collect()})
+
+
+def injected_vs_caught(tables, stream, injected: SettlementInjection) -> str:
+    """What the generators injected next to what bronze dead-lettered, silver quarantined and gold flagged."""
+    from jobs.silver_events import QUARANTINE, silver_table
+
+    quarantined = _counts(tables, QUARANTINE, "target_table")
+    dead = _counts(tables, "bronze.dead_letter", "event_family")
+    lines = ["  family         produced  clean  dead-letter (injected/bronze)  quarantine (injected/silver)  "
+             "late (injected/silver)  duplicates dropped"]
+    for family, r in stream.report.families.items():
+        q_injected = sum(r.faults[f] for f in ("wrong_type", "missing_field", "negative_price", "unknown_sku"))
+        late = tables.read(silver_table(family)).where("is_late").count() if tables.exists(silver_table(family)) else 0
+        lines.append(f"  {family:<13} {r.produced:>9} {r.clean:>6}  {sum(r.dead_letter.values()):>14} / "
+                     f"{dead.get(family, 0):<14} {q_injected:>14} / {quarantined.get(silver_table(family), 0):<13} "
+                     f"{r.faults['late']:>11} / {late:<10} {r.faults['duplicate']:>8}")
+    if tables.exists("gold.payment_reconciliation"):
+        rec = tables.read("gold.payment_reconciliation")
+        unsettled = {r.order_id for r in rec.where("array_contains(mismatches, 'unsettled')").collect()}
+        wrong = {r.order_id for r in rec.where("array_contains(mismatches, 'settlement_amount_mismatch')").collect()}
+        lines.append(f"  settlements: {injected.lines} lines from the stream's captures; injected {len(injected.unsettled)}"
+                     f" unsettled + {len(injected.mismatched)} wrong amounts -> gold.payment_reconciliation flags "
+                     f"{len(unsettled & injected.unsettled)} + {len(wrong & injected.mismatched)} of them "
+                     f"({len(unsettled)} unsettled, {len(wrong)} amount mismatches in all)")
+    landing = _counts(tables, "bronze.landing_dead_letter", "reason")
+    lines.append(f"  landing files dead-lettered: {sum(landing.values())} {dict(sorted(landing.items()))}; "
+                 f"settlement lines quarantined: {quarantined.get('silver.settlements', 0)}; "
+                 f"CDC dead letters: {tables.row_count('silver.cdc_dead_letter') if tables.exists('silver.cdc_dead_letter') else 0}")
+    if tables.exists("gold.oversell_alerts"):
+        lines.append(f"  oversell alerts: {tables.row_count('gold.oversell_alerts')}")
+    return "\n".join(lines)
+
+
+def where_things_are(settings: Settings, services: dict[str, str]) -> str:
+    from lakehouse.services.sql_endpoint import jdbc_url
+
+    rows = [
+        ("LAKEHOUSE_HOME", str(settings.home)),
+        ("tables", f"{settings.tables_root}/<layer>/<table> (`lakehouse tables`)"),
+        ("checkpoints", str(settings.checkpoints)),
+        ("quality results", "ops.quality_results, ops.quality_validations"),
+        ("Data Docs", settings.data_docs_index),
+        ("MLflow", f"{settings.mlflow_uri} (`mlflow ui --backend-store-uri {settings.mlflow_uri}`)"),
+        ("metastore", str(settings.metastore)),
+        *services.items(),
+        ("SQL endpoint", f"`lakehouse sql-endpoint start` -> {jdbc_url(settings)}"),
+    ]
+    return "\n".join(f"  {k:<16} {v}" for k, v in rows)

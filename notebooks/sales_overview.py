@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Sales overview (analyst notebook)
-# Revenue and orders by channel and day from `gold.sales_daily`, next week's demand forecast, and the latest
-# quality results. Runs headless: `python notebooks/sales_overview.py` (or open it as a notebook in
+# Revenue and orders by channel and day from `gold.sales` (the commerce model), next week's demand forecast,
+# and the latest quality results. Runs headless: `python notebooks/sales_overview.py` (or open it as a notebook in
 # VS Code/Jupyter with jupytext: `# %%` marks the cells).
 
 # %%
@@ -13,11 +13,12 @@ from lakehouse.tables import get_tables
 spark = get_spark("notebook-sales-overview")
 tables = get_tables(spark)
 
-# %% Revenue by channel (order currency)
-sales = tables.read("gold.sales_daily")
+# %% Revenue by channel (order currency and reporting currency)
+sales = tables.read("gold.sales")
 by_channel = (
     sales.groupBy("channel", "currency")
-    .agg(F.sum("orders").alias("orders"), F.sum("revenue").alias("revenue"))
+    .agg(F.sum("orders").alias("orders"), F.sum("revenue").alias("revenue"),
+         F.sum("revenue_reporting").alias("revenue_eur"))
     .orderBy(F.desc("orders"))
 )
 by_channel.show(truncate=False)

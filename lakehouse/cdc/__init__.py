@@ -31,3 +31,20 @@ def published(bootstrap: str) -> int:
     from lakehouse.sources.kafka_admin import end_offsets
 
     return sum(sum(end_offsets(bootstrap, t).values()) for t in captured_topics(bootstrap))
+
+
+def wait_quiet(bootstrap: str, quiet_s: float = 3.0, timeout: float = 120.0, at_least: int = 0) -> int:
+    """Wait until the capture has published at least `at_least` records and then stops publishing (end offsets
+    unchanged for `quiet_s`); returns how many records the captured topics hold."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        total = published(bootstrap)
+        if total != last:
+            last, since = total, time.monotonic()
+        elif total >= at_least and time.monotonic() - since >= quiet_s:
+            return total
+        time.sleep(0.5)
+    raise TimeoutError(f"the CDC capture did not settle within {timeout:.0f} s ({last} of >= {at_least} records)")

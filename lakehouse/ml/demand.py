@@ -1,4 +1,4 @@
-"""Demand forecast: daily units per channel, trained on `gold.sales_daily`, registered in MLflow, scored by Spark.
+"""Demand forecast: daily units per channel, trained on `gold.sales`, registered in MLflow, scored by Spark.
 
 Features are deliberately simple and computable both in pandas (training) and in Spark SQL (scoring):
 

@@ -45,20 +45,13 @@ class CdcStack:
         return connect(self.cfg)
 
     def wait_quiet(self, quiet_s: float = 3.0, timeout: float = 120.0) -> int:
-        """Wait until the capture stops publishing (Kafka end offsets unchanged for `quiet_s`); returns how many
-        records the captured topics hold."""
-        from lakehouse.cdc import published
+        """Wait until the capture stops publishing; returns how many records the captured topics hold."""
+        from lakehouse.cdc import wait_quiet
 
-        deadline = time.monotonic() + timeout
-        last, since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            total = published(self.settings.kafka_bootstrap)
-            if total != last:
-                last, since = total, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                return total
-            time.sleep(0.5)
-        raise AssertionError("capture kept publishing")
+        try:
+            return wait_quiet(self.settings.kafka_bootstrap, quiet_s, timeout)
+        except TimeoutError:
+            raise AssertionError("capture kept publishing") from None
 
     def catch_up(self) -> dict[str, tuple[int, int, int]]:
         """Wait for the capture, run bronze + silver, return the differences with the database. Again (3 times at

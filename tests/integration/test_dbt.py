@@ -21,10 +21,13 @@ def _sales(rows: list[tuple]) -> pa.Table:
         {
             "order_date": pa.array(cols[0], pa.date32()),
             "channel": pa.array(cols[1], pa.string()),
-            "currency": pa.array(cols[2], pa.string()),
-            "orders": pa.array(cols[3], pa.int64()),
-            "units": pa.array(cols[4], pa.int64()),
-            "revenue": pa.array([Decimal(v) for v in cols[5]], pa.decimal128(18, 2)),
+            "region": pa.array(cols[2], pa.string()),
+            "currency": pa.array(cols[3], pa.string()),
+            "orders": pa.array(cols[4], pa.int64()),
+            "units": pa.array(cols[5], pa.int64()),
+            "revenue": pa.array([Decimal(v) for v in cols[6]], pa.decimal128(18, 2)),
+            "revenue_reporting": pa.array([Decimal(v) for v in cols[7]], pa.decimal128(18, 2)),
+            "reporting_currency": pa.array(["EUR"] * len(rows), pa.string()),
         }
     )
 
@@ -33,21 +36,21 @@ def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
     from lakehouse.dbt import run_dbt
 
     schema = f"dbt_src_{uuid.uuid4().hex[:8]}"  # a private source database (the shared home may hold gold)
-    location = tmp_path / "sales_daily"
+    location = tmp_path / "sales"
     d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
     write_deltalake(
         str(location),
         _sales(
             [
-                (d1, "web", "EUR", 3, 5, "100.50"),
-                (d2, "web", "EUR", 2, 2, "20.00"),
-                (d1, "store", "EUR", 1, 1, "5.25"),
-                (d2, "web", "USD", 1, 4, "40.00"),
+                (d1, "web", "EU", "EUR", 3, 5, "100.50", "100.50"),
+                (d2, "web", "EU", "EUR", 2, 2, "20.00", "20.00"),
+                (d1, "store", "EU", "EUR", 1, 1, "5.25", "5.25"),
+                (d2, "web", "NA", "USD", 1, 4, "40.00", "36.00"),
             ]
         ),
     )
     spark.sql(f"CREATE DATABASE {schema}")
-    spark.sql(f"CREATE TABLE {schema}.sales_daily USING delta LOCATION '{location}'")
+    spark.sql(f"CREATE TABLE {schema}.sales USING delta LOCATION '{location}'")
     vars_arg = json.dumps({"source_schema": schema})
 
     result = run_dbt(spark, ["build", "--vars", vars_arg], settings=settings)
@@ -57,9 +60,9 @@ def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
         tuple(r) for r in spark.sql("SELECT * FROM marts.mart_channel_sales ORDER BY sales_key").collect()
     ]
     assert rows == [
-        ("store|EUR", "store", "EUR", 1, 1, Decimal("5.25"), 1, d1, d1),
-        ("web|EUR", "web", "EUR", 5, 7, Decimal("120.50"), 2, d1, d2),
-        ("web|USD", "web", "USD", 1, 4, Decimal("40.00"), 1, d2, d2),
+        ("store|EUR", "store", "EUR", 1, 1, Decimal("5.25"), Decimal("5.25"), "EUR", 1, d1, d1),
+        ("web|EUR", "web", "EUR", 5, 7, Decimal("120.50"), Decimal("120.50"), "EUR", 2, d1, d2),
+        ("web|USD", "web", "USD", 1, 4, Decimal("40.00"), Decimal("36.00"), "EUR", 1, d2, d2),
     ]
     provider = {
         r.col_name: r.data_type
@@ -68,6 +71,6 @@ def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
     assert provider.get("Provider", "").lower() == "delta"
 
     # an unknown channel fails the accepted_values test; the rebuild (create or replace) itself works
-    write_deltalake(str(location), _sales([(d2, "fax", "EUR", 1, 1, "1.00")]), mode="append")
+    write_deltalake(str(location), _sales([(d2, "fax", "EU", "EUR", 1, 1, "1.00", "1.00")]), mode="append")
     with pytest.raises(LakehouseError, match="accepted_values"):
         run_dbt(spark, ["build", "--vars", vars_arg], settings=settings)

@@ -1,0 +1,131 @@
+"""`lakehouse demo` (what `make demo` runs) end to end, twice, as its own process on its own $LAKEHOUSE_HOME and
+ports: services, seeded ERP, generated event stream and landing files, every commerce job. The demo must build
+every commerce gold table, the forecast and the marts, catch exactly what the generators injected, print where
+things are, and change no table on its second run.
+
+A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
+checkpoints, which the session's other modules (same table names, same app ids) must not see. Its broker binary
+is the session broker's (no second download)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.config import REPO_ROOT
+from lakehouse.services.postgres import PG_BIN
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="postgresql-15 is not installed (make system)"),
+]
+COMMERCE_GOLD = ["gold.inventory_positions", "gold.oversell_alerts", "gold.sales", "gold.customer_360",
+                 "gold.payment_reconciliation", "gold.fraud_signals", "gold.demand_forecast"]
+QUARANTINED_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku")
+
+
+@dataclasses.dataclass
+class DemoRuns:
+    home: Path
+    settings: object
+    outputs: list[str]
+    tables: list[dict]  # per run: name -> (rows, version)
+    env: dict[str, str]
+
+    def read(self, name: str):
+        return DeltaTable(self.settings.table_location(name)).to_pyarrow_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def demo(settings, broker):
+    from lakehouse.catalog_summary import all_tables
+    from lakehouse.services.broker import binary_path
+    from lakehouse.services.process import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="lh-demo-e2e-"))
+    home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
+    local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
+    local.bin_dir.mkdir(parents=True)
+    binary_path(local).symlink_to(binary_path(broker.settings))
+    if settings.shim_jar.is_file():
+        local.shim_jar.parent.mkdir(parents=True)
+        shutil.copy(settings.shim_jar, local.shim_jar)
+    env = {k: v for k, v in os.environ.items() if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT")}
+    env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
+        f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL")})
+
+    def lakehouse(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=env, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=1800)
+
+    runs = DemoRuns(home, local, [], [], env)
+    try:
+        for _ in range(2):
+            done = lakehouse("demo")
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+            runs.outputs.append(done.stdout)
+            runs.tables.append({t.name: (t.rows, t.version) for t in all_tables(local)})
+        yield runs
+    finally:
+        for service in ("cdc", "landing", "services"):
+            lakehouse(service, "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_demo_builds_every_commerce_gold_table_the_forecast_and_the_marts(demo):
+    built = demo.tables[0]
+    assert set(COMMERCE_GOLD) | {"marts.mart_channel_sales"} <= set(built)
+    assert all(built[t][0] > 0 for t in COMMERCE_GOLD if t != "gold.oversell_alerts")
+    sales = demo.read("gold.sales")
+    forecast = demo.read("gold.demand_forecast")
+    assert {r["channel"] for r in forecast} == {r["channel"] for r in sales}
+    mart = demo.read("marts.mart_channel_sales")
+    assert sum(r["total_orders"] for r in mart) == sum(r["orders"] for r in sales)
+    assert "gold.sales_daily" not in built  # the walking skeleton's orders pipeline is not part of the demo
+
+
+def test_second_run_changes_no_table(demo):
+    assert demo.tables[1] == demo.tables[0]
+
+
+def test_every_injected_fault_is_caught_where_it_should_be(demo):
+    report = json.loads((demo.home / "demo" / "generator_report.json").read_text())["families"]
+    quarantined = Counter(r["target_table"] for r in demo.read("silver.events_quarantine"))
+    dead = Counter(r["event_family"] for r in demo.read("bronze.dead_letter"))
+    for family, r in report.items():
+        assert dead[family] == sum(r["dead_letter"].values()), family
+        assert quarantined[f"silver.{family}_events"] == sum(r["faults"][f] for f in QUARANTINED_FAULTS), family
+    injected = json.loads((demo.home / "demo" / "settlements.json").read_text())
+    rows = demo.read("gold.payment_reconciliation")
+    assert set(injected["unsettled"]) <= {r["order_id"] for r in rows if "unsettled" in r["mismatches"]}
+    assert set(injected["mismatched"]) <= {r["order_id"] for r in rows if "settlement_amount_mismatch" in r["mismatches"]}
+
+
+def test_summary_lists_tables_and_where_things_are(demo):
+    out = demo.outputs[1]
+    for table in (*COMMERCE_GOLD, "silver.orders_events", "silver.products", "bronze.erp_cdc_raw"):
+        assert table in out
+    for where in ("Data Docs", "quality results", "MLflow", "SQL endpoint", "injected by the generators"):
+        assert where in out
+    assert (demo.home / "quality" / "data_docs" / "index.html").is_file()
+
+
+def test_analyst_notebook_runs_headless_on_the_demo(demo):
+    import ast
+
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "notebooks" / "sales_overview.py")], env=demo.env,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert summary["orders"] == sum(r["orders"] for r in demo.read("gold.sales"))
+    assert summary["forecast_rows"] == 7 * summary["channels"]
