@@ -136,6 +136,10 @@ def write_data_files(
         combos = keys.group_by(partition_by).aggregate([]).to_pylist()
         groups = []
         for combo in combos:
+            if len(combos) == 1:  # one partition value (e.g. every row ingested today): no filter, no copy
+                groups.append(({c: partition_value_string(combo[c]) for c in partition_by},
+                               table.drop_columns(partition_by)))
+                break
             mask = None
             for col in partition_by:
                 val = combo[col]
