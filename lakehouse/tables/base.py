@@ -48,6 +48,13 @@ class MergeSpec:
     insert_when: str | None = None
 
 
+def symmetric_difference(new: DataFrame, old: DataFrame) -> DataFrame:
+    """Rows of `new` not in `old` and rows of `old` not in `new` (as multisets, over their common columns)."""
+    common = [c for c in new.columns if c in old.columns]
+    new, old = new.select(*common), old.select(*common)
+    return new.exceptAll(old).unionByName(old.exceptAll(new))
+
+
 def millis_to_iso(millis: int | None) -> str:
     if millis is None:
         return ""
@@ -144,10 +151,7 @@ class DeltaTables(ABC):
         new = self.read(name, version=up_to_version)
         if after_version is None:
             return new
-        old = self.read(name, version=after_version)
-        common = [c for c in new.columns if c in old.columns]
-        new, old = new.select(*common), old.select(*common)
-        return new.exceptAll(old).unionByName(old.exceptAll(new))
+        return symmetric_difference(new, self.read(name, version=after_version))
 
     @abstractmethod
     def version(self, name: str) -> int: ...

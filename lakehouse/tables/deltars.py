@@ -14,7 +14,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import TableNotFound
-from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso
+from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso, symmetric_difference
 from pyspark_lakehouse.commit import commit_files
 from pyspark_lakehouse.files import new_task_tag, write_data_files
 from pyspark_lakehouse.snapshot import arrow_schema, data_files, spark_schema
@@ -187,8 +187,9 @@ class DeltaRsTables(DeltaTables):
         return self._read_files(table, [f.path for f in data_files(table) if f.path not in seen])
 
     def read_changes(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
-        """The rows of the files added and of the files removed between the two versions (a MERGE rewrites the
-        files holding the rows it changes: their old images are in the removed files, their new in the added)."""
+        """Exact changes from the files added and removed between the two versions only: a MERGE rewrites the
+        files holding the rows it changes (old images in the removed files, new in the added, with the unchanged
+        rows it copied in both), so their symmetric difference is what changed."""
         new = self._table(name, up_to_version)
         if after_version is None:
             return self._read_files(new, [f.path for f in data_files(new)])
@@ -196,7 +197,7 @@ class DeltaRsTables(DeltaTables):
         new_paths, old_paths = {f.path for f in data_files(new)}, {f.path for f in data_files(old)}
         added = self._read_files(new, sorted(new_paths - old_paths))
         removed = self._read_files(old, sorted(old_paths - new_paths))
-        return added.unionByName(removed, allowMissingColumns=True)
+        return symmetric_difference(added, removed)
 
     def _read_files(self, table: DeltaTable, relative_paths: list[str]) -> DataFrame:
         schema = spark_schema(table)
