@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -221,8 +222,10 @@ def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
         return None
     update = InventoryUpdate(f"{APP_ID}:{fingerprint}", sum(versions.values()), versions, fingerprint, None)
     if not rebuild:
+        started = time.perf_counter()
         touched = [tuple(r) for r in touched_keys(ctx, s, state).collect()]
-        log.info("%s sku x warehouse keys touched since silver %s", len(touched), state)
+        log.info("%s sku x warehouse keys touched since silver %s (found in %.2f s)", len(touched), state,
+                 time.perf_counter() - started)
         update.keys = ctx.spark.createDataFrame(touched, "sku string, warehouse_id string")
         if not touched:
             return update
@@ -243,8 +246,10 @@ def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, G
             tables.write_batch(gates[table].valid, table, app, batch, mode="overwrite")
         else:
             current = restrict_to_keys(tables.read(table), update.keys)
+            started = time.perf_counter()
             tables.merge(replacement_rows(gates[table].valid, current, grain), table,
                          MergeSpec(**replacement_merge(grain)), app_id=app, batch_id=batch)
+            log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
     state = [(SOURCES[k], v, update.fingerprint) for k, v in update.versions.items()]
     tables.write_batch(ctx.spark.createDataFrame(state, STATE_SCHEMA), STATE, app, batch, mode="overwrite")
 
