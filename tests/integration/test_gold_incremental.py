@@ -160,3 +160,30 @@ def test_a_changed_input_schema_rebuilds_in_full(ctx):
     assert update.keys is None  # full rebuild
     assert gold.build_gold(c) is not None
     assert_equals_full_recompute(c)
+
+
+def test_a_run_cut_before_its_state_is_redone_and_a_change_touching_no_key_moves_the_state_only(ctx, monkeypatch):
+    c = ctx
+    gold.build_gold(c)
+    add_events(c, [("O2", "S3", "WH-US-1", "inventory_locked", 1, "order_placed")])
+    write_batch = c.tables.write_batch
+
+    def crash_before_the_state(df, name, *args, **kwargs):
+        if name == gold.STATE:
+            raise RuntimeError("simulated crash")
+        return write_batch(df, name, *args, **kwargs)
+
+    monkeypatch.setattr(c.tables, "write_batch", crash_before_the_state)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        gold.build_gold(c)  # both tables merged, the state not written
+    monkeypatch.setattr(c.tables, "write_batch", write_batch)
+    merged = versions(c)
+    assert gold.build_gold(c) is not None  # redone: the MERGEs are skipped by their transaction id
+    assert versions(c)[:2] == merged[:2] and versions(c)[2] == merged[2] + 1
+    assert_equals_full_recompute(c)
+
+    add_orders(c, [("O9", "web")])  # an order without inventory events
+    before = versions(c)
+    assert gold.build_gold(c) == {}  # nothing gated or merged
+    assert versions(c) == (*before[:2], before[2] + 1)
+    assert gold.build_gold(c) is None
