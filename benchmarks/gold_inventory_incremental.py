@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import statistics
 import sys
 import tempfile
@@ -72,15 +73,12 @@ def timed(ctx: JobContext) -> float:
 
 
 def main() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("gold_commerce").setLevel(logging.INFO)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skus", type=int, default=20_000)
-    p.add_argument("--events", type=int, default=400_000)
-    p.add_argument("--rounds", type=int, default=3)
+    for option, default in (("--skus", 20_000), ("--events", 400_000), ("--rounds", 3)):
+        p.add_argument(option, type=int, default=default)
     args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("gold_commerce").setLevel(logging.INFO)  # touched keys, gate and MERGE times
     settings = dataclasses.replace(get_settings(), tables_root=tempfile.mkdtemp(prefix="gold-inc-bench-"))
     spark = get_spark("gold-inventory-bench", settings)
     ctx = JobContext(spark, get_tables(spark, settings), settings, "gold-inventory-bench")
