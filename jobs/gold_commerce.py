@@ -1,19 +1,38 @@
 """Gold commerce tables from silver, each gated by its suite: inventory positions and oversell alerts, sales by
-day x channel x region x currency, customer 360, payment reconciliation and fraud signals (with an anomaly score from the MLflow champion model,
-scored in the same micro-batch).
+day x channel x region x currency, customer 360, payment reconciliation and fraud signals (with an anomaly score
+from the MLflow champion model, scored in the same micro-batch).
 
-Every run recomputes the tables from one consistent set of silver versions (a full overwrite is one Delta
-commit per table, so readers never see a partial table). All suites run before anything is written: one
-blocked table leaves every gold table unchanged and the job exits non-zero. Exactly once: each write carries
-the transaction id (app id, batch id = the sum of the silver versions read), so a rerun on unchanged silver
-writes nothing."""
+Every run reads one consistent set of silver versions. All suites run before anything is written: one blocked
+table leaves every gold table unchanged and the job exits non-zero.
+
+* gold.inventory_positions and gold.oversell_alerts are maintained incrementally (the business needs them
+  fresh): `ops.gold_inventory_state` remembers the versions of their four inputs (silver.inventory_events,
+  silver.orders_events, silver.inventory, silver.warehouses) the last run read. The next run finds the
+  sku x warehouse keys touched since then (new inventory events; inventory events of orders with new order
+  events, whose channel may change; changed rows of the CDC mirrors silver.inventory and silver.warehouses, by
+  `read_changes`, a changed warehouse touching every key of its code), recomputes positions and alerts of those
+  keys only, from silver filtered to them (a key's rows depend on that key's inputs only, so they equal a full
+  recompute), gates them and MERGEs them in, deleting the keys' rows that no longer exist. The first run, a
+  missing state or gold table, a change of an input's schema or of INVENTORY_LOGIC rebuild both in full.
+  Exactly once: both writes and the state carry the transaction id (gold_commerce:<inputs fingerprint>, sum of
+  the four input versions), the state last; a run cut short is redone from the old state (the MERGE sets the
+  recomputed rows, so applying a range twice gives the same table).
+* The other gold tables are recomputed in full whenever any silver input changed (a full overwrite is one Delta
+  commit per table, so readers never see a partial table), each write keyed by (gold_commerce, sum of every
+  silver version read).
+
+A rerun on unchanged silver writes nothing."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
@@ -34,12 +53,17 @@ from lakehouse.job import (
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import raise_if_blocked, record_gate
+from lakehouse.tables import MergeSpec
 from transformations.gold.customers import customer_360
 from transformations.gold.fraud import fraud_signals
 from transformations.gold.inventory import (
+    KEY,
     inventory_positions,
     on_hand_by_code,
     oversell_alerts,
+    replacement_merge,
+    replacement_rows,
+    restrict_to_keys,
     sold_from_reservations,
     with_order_channel,
 )
@@ -54,6 +78,11 @@ SOURCES = {
     "settlements": "silver.settlements", "inventory": "silver.inventory", "warehouses": "silver.warehouses",
     "fx": "silver.fx_rates_history",
 }
+POSITIONS, ALERTS = "gold.inventory_positions", "gold.oversell_alerts"
+INVENTORY_INPUTS = ("inventory_events", "orders", "inventory", "warehouses")  # what POSITIONS and ALERTS read
+INVENTORY_LOGIC = 1  # bump when their logic changes: the next run rebuilds them in full
+STATE = "ops.gold_inventory_state"  # input versions they were last brought to
+STATE_SCHEMA = "source string, version long, fingerprint string"
 log = logging.getLogger(APP_ID)
 
 
@@ -62,31 +91,39 @@ class Silver:
     """The silver inputs of one run, each read at one version."""
 
     frames: dict[str, DataFrame]
-    batch_id: int
+    versions: dict[str, int]
     settings: Settings
+
+    @property
+    def batch_id(self) -> int:
+        """The sum of the versions read (grows with any change)."""
+        return sum(self.versions.values())
 
     def __getitem__(self, name: str) -> DataFrame:
         return self.frames[name]
 
 
 def read_silver(ctx: JobContext) -> Silver:
-    """Every source at its current version; batch id = the sum of those versions (grows with any change)."""
+    """Every source at its current version."""
     versions = {key: ctx.tables.version(name) for key, name in SOURCES.items()}
     frames = {key: ctx.tables.read(name, version=versions[key]) for key, name in SOURCES.items()}
     current = frames["inventory"]
     if "_deleted" in current.columns:
         frames["inventory"] = current.where(~F.col("_deleted"))
-    return Silver(frames, sum(versions.values()), ctx.settings)
+    return Silver(frames, versions, ctx.settings)
 
 
-def _positions(s: Silver) -> DataFrame:
-    reservations = with_order_channel(s["inventory_events"], s["orders"]).cache()
-    return inventory_positions(on_hand_by_code(s["inventory"], s["warehouses"]), reservations,
-                               sold_from_reservations(reservations))
+def positions_of(s: Silver, keys: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """(positions, cached reservations the caller unpersists); only for the sku x warehouse `keys` when given."""
+    events, stock = s["inventory_events"], on_hand_by_code(s["inventory"], s["warehouses"])
+    if keys is not None:
+        events, stock = restrict_to_keys(events, keys), restrict_to_keys(stock, keys)
+    reservations = with_order_channel(events, s["orders"]).cache()
+    return inventory_positions(stock, reservations, sold_from_reservations(reservations)), reservations
 
 
-def _alerts(s: Silver, positions: DataFrame) -> DataFrame:
-    no_unallocated_lines = s["orders"].sparkSession.createDataFrame(
+def alerts_of(positions: DataFrame) -> DataFrame:
+    no_unallocated_lines = positions.sparkSession.createDataFrame(
         [], "order_id string, sku string, warehouse_id string, quantity int")
     return oversell_alerts(positions, no_unallocated_lines)
 
@@ -100,40 +137,160 @@ def _silver_revenue(s: Silver) -> dict[str, float]:
             "silver_placed_orders": int(row["n"])}
 
 
-GOLD: dict[str, Callable[[Silver, dict[str, DataFrame]], DataFrame]] = {
-    "gold.inventory_positions": lambda s, _: _positions(s),
-    "gold.oversell_alerts": lambda s, built: _alerts(s, built["gold.inventory_positions"]),
-    "gold.sales": lambda s, _: sales_by_region(s["orders"], REPORTING_CURRENCY),
-    "gold.customer_360": lambda s, _: customer_360(s["orders"], s["payments"], s["clickstream"], s["fx"],
-                                                   REPORTING_CURRENCY),
-    "gold.payment_reconciliation": lambda s, _: payment_reconciliation(s["orders"], s["payments"],
-                                                                       s["settlements"]),
-    "gold.fraud_signals": lambda s, _: score_anomalies(fraud_signals(s["orders"], s["payments"]), s.settings),
+FULL: dict[str, Callable[[Silver], DataFrame]] = {
+    "gold.sales": lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY),
+    "gold.customer_360": lambda s: customer_360(s["orders"], s["payments"], s["clickstream"], s["fx"],
+                                                REPORTING_CURRENCY),
+    "gold.payment_reconciliation": lambda s: payment_reconciliation(s["orders"], s["payments"], s["settlements"]),
+    "gold.fraud_signals": lambda s: score_anomalies(fraud_signals(s["orders"], s["payments"]), s.settings),
 }
+GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
+GOLD = (*GRAIN, *FULL)
+
+
+# --- incremental inventory ------------------------------------------------------------------------------------
+@dataclass
+class InventoryUpdate:
+    """What one run does to the incrementally maintained tables: a full rebuild (`keys` None) or a MERGE of the
+    recomputed rows of the touched `keys`; `frames` (table -> rows to gate and write) is empty when no key was
+    touched (only the state moves on)."""
+
+    app_id: str
+    batch_id: int
+    versions: dict[str, int]
+    fingerprint: str
+    keys: DataFrame | None
+    frames: dict[str, DataFrame] = field(default_factory=dict)
+    cached: list[DataFrame] = field(default_factory=list)
+
+
+def inputs_fingerprint(s: Silver) -> str:
+    """Identifies the incremental tables' logic and their inputs' schemas: a change means a full rebuild."""
+    body = {"logic": INVENTORY_LOGIC, "inputs": {k: s[k].schema.simpleString() for k in INVENTORY_INPUTS}}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_state(ctx: JobContext, fingerprint: str) -> dict[str, int] | None:
+    """The input versions the incremental tables were last brought to (None: none, or for other inputs/logic)."""
+    if not ctx.tables.exists(STATE):
+        return None
+    rows = ctx.tables.read_arrow(STATE).to_pylist()
+    if not rows or any(r["fingerprint"] != fingerprint for r in rows):
+        return None
+    by_table = {r["source"]: r["version"] for r in rows}
+    if set(by_table) != {SOURCES[k] for k in INVENTORY_INPUTS}:
+        return None
+    return {k: by_table[SOURCES[k]] for k in INVENTORY_INPUTS}
+
+
+def touched_keys(ctx: JobContext, s: Silver, since: dict[str, int]) -> DataFrame:
+    """sku x warehouse (code) keys whose positions may differ between the `since` versions and `s`."""
+    tables = ctx.tables
+
+    def changes(key: str, append_only: bool) -> DataFrame | None:
+        if since[key] == s.versions[key]:
+            return None
+        read = tables.read_appends if append_only else tables.read_changes
+        return read(SOURCES[key], since[key], s.versions[key])
+
+    parts = []
+    if (events := changes("inventory_events", True)) is not None:
+        parts.append(events.select(*KEY))
+    if (orders := changes("orders", True)) is not None:  # their first order event sets the events' channel
+        parts.append(s["inventory_events"].join(orders.select("order_id").distinct(), "order_id", "left_semi")
+                     .select(*KEY))
+    if (stock := changes("inventory", False)) is not None:
+        parts.append(on_hand_by_code(stock, s["warehouses"]).select(*KEY))
+    if (warehouses := changes("warehouses", False)) is not None:  # old and new codes: every key of either
+        codes = warehouses.select(F.col("code").alias("warehouse_id"))
+        known = [s["inventory_events"].select(*KEY), on_hand_by_code(s["inventory"], s["warehouses"]).select(*KEY),
+                 tables.read(POSITIONS).select(*KEY)]
+        parts.append(functools.reduce(DataFrame.unionByName, known).join(codes, "warehouse_id", "left_semi"))
+    empty = ctx.spark.createDataFrame([], "sku string, warehouse_id string")
+    return functools.reduce(DataFrame.unionByName, parts, empty).distinct()
+
+
+def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
+    """The incremental tables' update for this run (None when they are up to date with silver)."""
+    fingerprint = inputs_fingerprint(s)
+    versions = {k: s.versions[k] for k in INVENTORY_INPUTS}
+    state = read_state(ctx, fingerprint)
+    rebuild = (state is None or not all(ctx.tables.exists(t) for t in GRAIN)
+               or any(state[k] > v for k, v in versions.items()))
+    if not rebuild and state == versions:
+        log.info("%s are up to date with silver %s", ", ".join(GRAIN), versions)
+        return None
+    update = InventoryUpdate(f"{APP_ID}:{fingerprint}", sum(versions.values()), versions, fingerprint, None)
+    if not rebuild:
+        started = time.perf_counter()
+        touched = [tuple(r) for r in touched_keys(ctx, s, state).collect()]
+        log.info("%s sku x warehouse keys touched since silver %s (found in %.2f s)", len(touched), state,
+                 time.perf_counter() - started)
+        update.keys = ctx.spark.createDataFrame(touched, "sku string, warehouse_id string")
+        if not touched:
+            return update
+    positions, reservations = positions_of(s, update.keys)
+    update.frames = {POSITIONS: positions.cache()}
+    update.frames[ALERTS] = alerts_of(update.frames[POSITIONS]).cache()
+    update.cached = [reservations, *update.frames.values()]
+    return update
+
+
+def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, GateResult]) -> None:
+    """Overwrite (full rebuild) or MERGE the gated rows, then the state, each keyed by the update's transaction."""
+    tables, app, batch = ctx.tables, update.app_id, update.batch_id
+    for table, grain in GRAIN.items():
+        if table not in gates:
+            continue
+        if update.keys is None:
+            tables.write_batch(gates[table].valid, table, app, batch, mode="overwrite")
+        else:
+            current = restrict_to_keys(tables.read(table), update.keys)
+            started = time.perf_counter()
+            tables.merge(replacement_rows(gates[table].valid, current, grain), table,
+                         MergeSpec(**replacement_merge(grain)), app_id=app, batch_id=batch)
+            log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
+    state = [(SOURCES[k], v, update.fingerprint) for k, v in update.versions.items()]
+    tables.write_batch(ctx.spark.createDataFrame(state, STATE_SCHEMA), STATE, app, batch, mode="overwrite")
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
+    gate = run_gate(df, table, table, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs,
+                    parameters=parameters)
+    record_gate(ctx.tables, gate, f"{APP_ID}:{table}", batch_id, ctx.settings.data_docs_index)
+    log.info("%s: %s in %.2f s", table, gate.message, gate.seconds)
+    return gate
 
 
 def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
-    """Recompute and gate every gold table, then write them all (None when gold is up to date)."""
+    """Gate every gold table that needs an update, then write them all (None when gold is up to date)."""
     silver = read_silver(ctx)
-    if all(ctx.tables.committed_batch(t, APP_ID) == silver.batch_id for t in GOLD if ctx.tables.exists(t)) and all(
-            ctx.tables.exists(t) for t in GOLD):
+    inventory = plan_inventory(ctx, silver)
+    full = [t for t in FULL if not ctx.tables.exists(t) or ctx.tables.committed_batch(t, APP_ID) != silver.batch_id]
+    if inventory is None and not full:
         log.info("gold is up to date with silver (batch %s)", silver.batch_id)
         return None
-    parameters = _silver_revenue(silver)
-    built: dict[str, DataFrame] = {}
     gates: dict[str, GateResult] = {}
-    for table, build in GOLD.items():
-        built[table] = build(silver, built).cache()
-        gates[table] = run_gate(built[table], table, table, ctx.run_id, table_version=silver.batch_id,
-                                docs_dir=ctx.settings.quality_docs, parameters=parameters)
-        record_gate(ctx.tables, gates[table], f"{APP_ID}:{table}", silver.batch_id, ctx.settings.data_docs_index)
-        log.info("%s: %s in %.2f s", table, gates[table].message, gates[table].seconds)
-    for table, gate in gates.items():
-        raise_if_blocked(gate, table)
-    for table, gate in gates.items():
-        ctx.tables.write_batch(gate.valid, table, APP_ID, silver.batch_id, mode="overwrite")
-        gate.release()
-        built[table].unpersist()
+    built: list[DataFrame] = list(inventory.cached) if inventory else []
+    try:
+        for table, df in (inventory.frames if inventory else {}).items():
+            gates[table] = _gate(ctx, df, table, inventory.batch_id, {})
+        parameters = _silver_revenue(silver) if full else {}
+        for table in full:
+            built.append(FULL[table](silver).cache())
+            gates[table] = _gate(ctx, built[-1], table, silver.batch_id, parameters)
+        for table, gate in gates.items():
+            raise_if_blocked(gate, table)
+        if inventory:
+            write_inventory(ctx, inventory, gates)
+        for table in full:
+            ctx.tables.write_batch(gates[table].valid, table, APP_ID, silver.batch_id, mode="overwrite")
+    finally:
+        for gate in gates.values():
+            gate.release()
+        for df in built:
+            df.unpersist()
     return gates
 
 

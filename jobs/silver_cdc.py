@@ -2,7 +2,9 @@
 
 Per key the newest source LSN wins; re-delivered events are deduplicated; deletes remove rows (and leave a
 tombstone in silver.cdc_tombstones); malformed or unknown-table envelopes go to silver.cdc_dead_letter with a
-reason. The backlog is applied in chunks of at most --max-versions bronze versions, each committed before the
+reason. Before anything is applied, the whole pending bronze range passes its structure suite (bronze.erp_cdc_raw,
+all block: a failure applies nothing, the job exits non-zero and the next run validates the same range again).
+The backlog is applied in chunks of at most --max-versions bronze versions, each committed before the
 next is read. Exactly once: every target commit carries the transaction id (app id, last bronze version of the
 chunk) and is skipped when already made; the dead-letter commit comes last and marks the chunk as done; a chunk
 cut short by a crash is redone up to the same version."""
@@ -28,12 +30,12 @@ from lakehouse.job import (
     JobContext,
     job_context,
     parser,
+    pending_range,
     require_tables,
     run_main,
-    source_versions_to_process,
 )
 from lakehouse.quality.gate import GateResult, run_gate
-from lakehouse.quality.ops import record_gate
+from lakehouse.quality.ops import raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
 from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
@@ -115,13 +117,8 @@ def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, i
 
     A chunk cut short by a crash (a target already holds a batch id past the last finished chunk) is redone up
     to the same version, so each target applies each chunk once, under one transaction id."""
-    versions = source_versions_to_process(ctx, SOURCE, DEAD_LETTER, APP_ID, max_versions)
-    if versions is None:
-        return None
-    done = versions[0]
-    started = [b for t in targets() if (b := ctx.tables.committed_batch(t, APP_ID)) is not None
-               and (done is None or b > done)]
-    return (done, max(started)) if started else versions
+    side_writes = [(t, APP_ID) for t in targets() if t != DEAD_LETTER]
+    return pending_range(ctx.tables, SOURCE, (DEAD_LETTER, APP_ID), side_writes, max_versions)
 
 
 def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, int]:
@@ -131,6 +128,8 @@ def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> d
     started = time.perf_counter()
     until = ctx.tables.version(SOURCE)
     stats = {"envelopes": 0, "chunks": 0}
+    if (first := next_chunk(ctx, max_versions)) is not None:
+        validate_bronze(ctx, first[0], until)
     while (chunk := next_chunk(ctx, max_versions)) is not None:
         stats["envelopes"] += apply_chunk(ctx, *chunk)
         stats["chunks"] += 1
@@ -138,6 +137,19 @@ def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> d
         if chunk[1] >= until:
             break
     return {**stats, "seconds": round(time.perf_counter() - started, 2)} if stats["chunks"] else {}
+
+
+def validate_bronze(ctx: JobContext, after: int | None, up_to: int) -> GateResult:
+    """The structure gate over the whole pending bronze range (after, up_to], once per run before any chunk is
+    applied (one Spark read and GX validation per run, not per chunk): a block applies nothing and raises."""
+    gate = run_gate(ctx.tables.read_appends(SOURCE, after, up_to), SOURCE, SOURCE, ctx.run_id, table_version=up_to,
+                    docs_dir=ctx.settings.quality_docs)
+    record_gate(ctx.tables, gate, f"{APP_ID}:bronze", up_to, ctx.settings.data_docs_index)
+    gate.release()
+    log.info("%s v%s..v%s: %s in %.2f s (input %.2f s)", SOURCE, -1 if after is None else after, up_to,
+             gate.message, gate.seconds, gate.input_seconds)
+    raise_if_blocked(gate, "silver CDC tables")
+    return gate
 
 
 def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:

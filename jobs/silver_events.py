@@ -9,6 +9,9 @@ reporting currency with the FX rate valid at event time (silver.fx_rates_history
 then quarantines rows (silver.events_quarantine, with the reason), warns, or blocks the batch (the family's
 silver table is left unchanged and the job exits non-zero; the next run retries the same bronze range).
 
+Once per run, the bronze.dead_letter rows added since the last validation are checked against their structure
+suite (warn-only: findings go to ops.quality_validations; the records are already set aside).
+
 Exactly once: every write of a batch carries the transaction id (app id, bronze version); the MERGE into
 silver.<family>_events is last and marks the range done; an interrupted range is redone with its original end.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
@@ -27,6 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.events.schemas import FAMILIES
+from lakehouse.ingest import DEAD_LETTER_TABLE as DEAD_LETTERS
 from lakehouse.ingest import family_table as bronze_table
 from lakehouse.job import (
     JobContext,
@@ -38,7 +43,8 @@ from lakehouse.job import (
     run_main,
 )
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
-from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate
+from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate, validated_up_to
+from lakehouse.quality.suites import load_suite
 from lakehouse.tables import MergeSpec
 from transformations.silver.conformance import (
     SCHEMA_VIOLATION,
@@ -57,6 +63,7 @@ QUARANTINE = "silver.events_quarantine"
 WATERMARKS = "ops.event_watermarks"
 SETTLEMENTS_SOURCE = "bronze.settlements_raw"
 SETTLEMENTS = "silver.settlements"
+DEAD_LETTER_FAMILY = "dead_letter"  # its validations are recorded as silver_events:dead_letter
 CATALOGUE = "silver.products"
 FX_HISTORY = "silver.fx_rates_history"
 REPORTING_CURRENCY = "EUR"
@@ -94,6 +101,15 @@ def _gate(ctx: JobContext, df: DataFrame, suite: str, family: str, what: str, ve
     return gate
 
 
+def _passed(ctx: JobContext, release: ExitStack, df: DataFrame, suite: str, family: str, what: str,
+            version: int) -> GateResult:
+    """`_gate`, whose cached input `release` frees; raises (the suite's table left unchanged) when it blocked."""
+    gate = _gate(ctx, df, suite, family, what, version)
+    release.callback(gate.release)
+    raise_if_blocked(gate, suite)
+    return gate
+
+
 def conformed(ctx: JobContext, family: str, bronze: DataFrame, prior_watermarks: DataFrame) -> DataFrame:
     """Parsed, deduplicated and checked events of one bronze batch (parse errors included, flagged)."""
     parsed = with_schema_violation(PARSERS[family](bronze), RAW, family)
@@ -119,15 +135,16 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         log.info("%s is up to date with %s", target, source)
         return None
     after, version = todo
-    bronze = tables.read_appends(source, after, version).cache()
-    try:
-        raise_if_blocked(_gate(ctx, bronze, source, family, "bronze", version), source)
+    with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
+        bronze = tables.read_appends(source, after, version).cache()
+        release.callback(bronze.unpersist)
+        _passed(ctx, release, bronze, source, family, "bronze", version)
         prior = (tables.read(WATERMARKS).where(F.col("family") == family) if tables.exists(WATERMARKS)
                  else ctx.spark.createDataFrame([], WATERMARK_SCHEMA))
         checked = conformed(ctx, family, bronze, prior).cache()
+        release.callback(checked.unpersist)
         events, unparseable = split_parse_errors(checked)
-        gate = _gate(ctx, events, target, family, "silver", version)
-        raise_if_blocked(gate, target)
+        gate = _passed(ctx, release, events, target, family, "silver", version)
         detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
         rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
@@ -140,10 +157,6 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         # last: its transaction id marks the bronze range as processed
         tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
                      app_id=APP_ID, batch_id=version)
-        gate.release()
-        checked.unpersist()
-    finally:
-        bronze.unpersist()
     log.info("%s: processed %s up to v%s", target, source, version)
     return version
 
@@ -158,24 +171,39 @@ def process_settlements(ctx: JobContext) -> int | None:
     if todo is None:
         return None
     after, version = todo
-    bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
-    raise_if_blocked(_gate(ctx, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version), SETTLEMENTS_SOURCE)
-    lines = parse_settlements(bronze).withColumns({
-        "source_topic": F.col("object_key"),
-        "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
-    }).cache()
-    parsed, unparseable = split_parse_errors(lines)
-    gate = _gate(ctx, parsed, SETTLEMENTS, "settlements", "silver", version)
-    raise_if_blocked(gate, SETTLEMENTS)
-    rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
-        quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
-    tables.write_batch(rejected, QUARANTINE, _app("settlements"), version)
-    tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
-                 MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
-                 app_id=APP_ID, batch_id=version)
-    gate.release()
-    lines.unpersist()
+    with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
+        bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
+        _passed(ctx, release, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version)
+        lines = parse_settlements(bronze).withColumns({
+            "source_topic": F.col("object_key"),
+            "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
+        }).cache()
+        release.callback(lines.unpersist)
+        parsed, unparseable = split_parse_errors(lines)
+        gate = _passed(ctx, release, parsed, SETTLEMENTS, "settlements", "silver", version)
+        rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
+            quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
+        tables.write_batch(rejected, QUARANTINE, _app("settlements"), version)
+        tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
+                     MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
+                     app_id=APP_ID, batch_id=version)
     return version
+
+
+def validate_dead_letters(ctx: JobContext) -> GateResult | None:
+    """Validate the bronze.dead_letter rows added since the last validation with the current suite (warn-only:
+    recorded in ops.quality_validations, never stopping silver); None when there is nothing new."""
+    tables = ctx.tables
+    if not tables.exists(DEAD_LETTERS):
+        return None
+    after = validated_up_to(tables, _app(DEAD_LETTER_FAMILY), load_suite(DEAD_LETTERS).fingerprint)
+    current = tables.version(DEAD_LETTERS)
+    if after is not None and after >= current:
+        return None
+    gate = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, DEAD_LETTER_FAMILY, "",
+                 current)
+    gate.release()
+    return gate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -189,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for family in args.family or FAMILIES:
             process_family(ctx, family)
         process_settlements(ctx)
+        validate_dead_letters(ctx)
 
     repeat(step, args.every, args.timeout)
     for name in (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):

@@ -37,25 +37,14 @@ def job_context(app_name: str) -> JobContext:
     return JobContext(spark, get_tables(spark, settings), settings, f"{app_name}-{stamp}-{uuid.uuid4().hex[:6]}")
 
 
-def source_versions_to_process(ctx: JobContext, source: str, target: str, app_id: str,
-                               max_versions: int | None = None) -> tuple[int | None, int] | None:
-    """(after, up_to): the source versions that `target` (written by `app_id`, batch id = last source version
-    processed) has not processed yet, at most `max_versions` of them when given; None, with a log line, when it
-    is up to date. `after` is None when it has processed nothing."""
-    current = ctx.tables.version(source)
-    done = ctx.tables.committed_batch(target, app_id)
-    if done is not None and done >= current:
-        log.info("%s is up to date with %s v%s", target, source, current)
-        return None
-    if max_versions is not None:
-        current = min(current, (-1 if done is None else done) + max_versions)
-    return done, current
-
-
 def source_version_to_process(ctx: JobContext, source: str, target: str, app_id: str) -> int | None:
-    """The source's current version if `target` has not processed it yet (see source_versions_to_process)."""
-    versions = source_versions_to_process(ctx, source, target, app_id)
-    return None if versions is None else versions[1]
+    """The source's current version if `target` (written by `app_id`, batch id = last source version processed)
+    has not processed it yet; None, with a log line, when it is up to date."""
+    versions = pending_range(ctx.tables, source, (target, app_id), [])
+    if versions is None:
+        log.info("%s is up to date with %s", target, source)
+        return None
+    return versions[1]
 
 
 def require_tables(*names: str, hint: str = "") -> None:
@@ -96,18 +85,25 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
-                  side_writes: list[tuple[str, str]]) -> tuple[int | None, int] | None:
-    """The source version range (after, up_to] an incremental job must process next, or None when up to date.
+                  side_writes: list[tuple[str, str]], max_versions: int | None = None) -> tuple[int | None, int] | None:
+    """The source version range (after, up_to] an incremental job must process next, or None when up to date;
+    `after` is None when nothing was processed yet.
 
-    `marker` (table, app id) is committed last and marks a range as done; `side_writes` are the (table, app id)
-    written before it. When a crash left side writes of a range the marker has not committed, that range is
-    redone with its original end (those writes are then skipped by their transaction id), so every target
-    commits each source range exactly once even though the source has grown since."""
+    `marker` (table, app id) is committed last and marks a range as done (batch id = the last source version of
+    the range); `side_writes` are the (table, app id) written before it. When a crash left side writes of a range
+    the marker has not committed, that range is redone with its original end (those writes are then skipped by
+    their transaction id), so every target commits each source range exactly once even though the source has
+    grown since. Otherwise the range ends at the source's current version, or `max_versions` after `after`."""
     done = tables.committed_batch(*marker) if tables.exists(marker[0]) else None
     after = -1 if done is None else done
     interrupted = [v for t, a in side_writes if tables.exists(t) and (v := tables.committed_batch(t, a)) is not None
                    and v > after]
-    up_to = max(interrupted) if interrupted else tables.version(source)
+    if interrupted:
+        up_to = max(interrupted)
+    else:
+        up_to = tables.version(source)
+        if max_versions is not None:
+            up_to = min(up_to, after + max_versions)
     return None if up_to <= after else (done, up_to)
 
 

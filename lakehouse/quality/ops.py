@@ -65,12 +65,16 @@ def _arrow(rows: list[dict[str, object]], schema: T.StructType) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=to_arrow_schema(schema, timestamp_utc=True))
 
 
+def _txn(app_id: str, fingerprint: str) -> str:
+    return f"{app_id}:{fingerprint}"
+
+
 def record_gate(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
                 data_docs: str | None = None) -> None:
     """Keep the gate's results (skipped when this validation was already recorded)."""
     if not gate.results:
         return
-    txn = f"{app_id}:{gate.fingerprint}"
+    txn = _txn(app_id, gate.fingerprint)
     tables.write_batch_arrow(_arrow(gate.results, RESULTS_SCHEMA), RESULTS, txn, batch_id)
     tables.write_batch_arrow(_arrow([validation_row(gate, data_docs)], VALIDATIONS_SCHEMA), VALIDATIONS, txn,
                              batch_id)
@@ -80,3 +84,8 @@ def raise_if_blocked(gate: GateResult, table: str) -> None:
     """A blocked batch stops the job loudly; its target stays unchanged."""
     if gate.blocked:
         raise LakehouseError(f"{table} not updated: {gate.message}")
+
+
+def validated_up_to(tables: DeltaTables, app_id: str, suite_fingerprint: str) -> int | None:
+    """The last batch id `app_id` recorded a validation of with this suite version (None: never)."""
+    return tables.committed_batch(VALIDATIONS, _txn(app_id, suite_fingerprint)) if tables.exists(VALIDATIONS) else None

@@ -14,6 +14,7 @@ suite fails before any data is touched.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -82,10 +83,10 @@ class ExpectationSpec:
         return f"{self.type}({', '.join(parts)})"
 
     def to_gx_dict(self) -> dict[str, Any]:
-        return {
+        return {  # copies: GX mutates what it is given
             "type": self.type,
-            "kwargs": dict(self.kwargs),
-            "meta": dict(self.meta),
+            "kwargs": copy.deepcopy(self.kwargs),
+            "meta": copy.deepcopy(self.meta),
             "severity": GX_SEVERITY[self.severity],
         }
 
@@ -106,10 +107,12 @@ class SuiteSpec:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_gx_dict(self) -> dict[str, Any]:
+        """A fresh copy each call: GX adds `great_expectations_version` to the meta it is given, which would
+        otherwise change this suite's fingerprint after its first validation."""
         return {
             "name": self.name,
             "expectations": [e.to_gx_dict() for e in self.expectations],
-            "meta": self.meta,
+            "meta": copy.deepcopy(self.meta),
         }
 
     def by_severity(self, severity: str) -> list[ExpectationSpec]:

@@ -48,6 +48,13 @@ class MergeSpec:
     insert_when: str | None = None
 
 
+def symmetric_difference(new: DataFrame, old: DataFrame) -> DataFrame:
+    """Rows of `new` not in `old` and rows of `old` not in `new` (as multisets, over their common columns)."""
+    common = [c for c in new.columns if c in old.columns]
+    new, old = new.select(*common), old.select(*common)
+    return new.exceptAll(old).unionByName(old.exceptAll(new))
+
+
 def millis_to_iso(millis: int | None) -> str:
     if millis is None:
         return ""
@@ -134,6 +141,17 @@ class DeltaTables(ABC):
 
         Incremental jobs use this with their own committed batch id (= the last source version processed),
         which gives exactly-once processing without a streaming Delta source."""
+
+    def read_changes(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        """Rows that changed in versions (after_version, up_to_version] of a table that is also updated or deleted
+        from (a MERGEd mirror): every inserted, deleted or updated row (old and new image) is there; unchanged
+        rows may be too (a backend may return whole rewritten files). For finding the keys a change touched.
+
+        Default: the symmetric difference of the two snapshots (exact, but reads both whole)."""
+        new = self.read(name, version=up_to_version)
+        if after_version is None:
+            return new
+        return symmetric_difference(new, self.read(name, version=after_version))
 
     @abstractmethod
     def version(self, name: str) -> int: ...

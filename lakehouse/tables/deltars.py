@@ -14,7 +14,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import TableNotFound
-from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso
+from lakehouse.tables.base import DeltaTables, MergeSpec, millis_to_iso, symmetric_difference
 from pyspark_lakehouse.commit import commit_files
 from pyspark_lakehouse.files import new_task_tag, write_data_files
 from pyspark_lakehouse.snapshot import arrow_schema, data_files, spark_schema
@@ -100,6 +100,10 @@ class DeltaRsTables(DeltaTables):
     def _merge(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None,
                batch_id: int | None) -> bool:
         table = self._table(name)
+        if any(pa.types.is_list(f.type) for f in source.schema):
+            # Spark's Arrow export gives an empty array column's string child a zero-byte offsets buffer, which
+            # delta-rs (arrow-rs) cannot read (it panics); `take` rebuilds the arrays with well-formed buffers.
+            source = source.take(pa.array(range(source.num_rows), pa.int64()))
         columns = [c for c in table.schema().to_arrow().names if c in source.column_names]
         assignments = {c: f"s.`{c}`" for c in columns}
         merger = table.merge(
@@ -181,6 +185,19 @@ class DeltaRsTables(DeltaTables):
         table = self._table(name, up_to_version)
         seen = set() if after_version is None else {f.path for f in data_files(self._table(name, after_version))}
         return self._read_files(table, [f.path for f in data_files(table) if f.path not in seen])
+
+    def read_changes(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        """Exact changes from the files added and removed between the two versions only: a MERGE rewrites the
+        files holding the rows it changes (old images in the removed files, new in the added, with the unchanged
+        rows it copied in both), so their symmetric difference is what changed."""
+        new = self._table(name, up_to_version)
+        if after_version is None:
+            return self._read_files(new, [f.path for f in data_files(new)])
+        old = self._table(name, after_version)
+        new_paths, old_paths = {f.path for f in data_files(new)}, {f.path for f in data_files(old)}
+        added = self._read_files(new, sorted(new_paths - old_paths))
+        removed = self._read_files(old, sorted(old_paths - new_paths))
+        return symmetric_difference(added, removed)
 
     def _read_files(self, table: DeltaTable, relative_paths: list[str]) -> DataFrame:
         schema = spark_schema(table)

@@ -116,7 +116,11 @@ class NativeDeltaTables(DeltaTables):
             return self.read(name, version=up_to_version)
         if after_version >= up_to_version:
             return self.read(name, version=up_to_version).limit(0)
-        # Change data feed (tables are created with delta.enableChangeDataFeed=true)
+        return self._change_feed(name, after_version, up_to_version, "_change_type = 'insert'")
+
+    def _change_feed(self, name: str, after_version: int, up_to_version: int, where: str = "true") -> DataFrame:
+        """Change data feed rows of the versions, without the feed's own columns (tables are created with
+        delta.enableChangeDataFeed=true)."""
         changes = (
             self.spark.read.format("delta")
             .option("readChangeFeed", "true")
@@ -124,7 +128,13 @@ class NativeDeltaTables(DeltaTables):
             .option("endingVersion", up_to_version)
             .load(self.location(name))
         )
-        return changes.where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp")
+        return changes.where(where).drop("_change_type", "_commit_version", "_commit_timestamp")
+
+    def read_changes(self, name: str, after_version: int | None, up_to_version: int) -> DataFrame:
+        """Every change data feed row (insert, delete, update pre- and post-image) of the versions."""
+        if after_version is None or after_version >= up_to_version:
+            return super().read_changes(name, after_version, up_to_version)
+        return self._change_feed(name, after_version, up_to_version)
 
     def version(self, name: str) -> int:
         return int(self._delta(name).history(1).collect()[0]["version"])

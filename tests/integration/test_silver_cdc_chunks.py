@@ -113,3 +113,35 @@ def test_a_chunk_cut_short_by_a_crash_is_redone_up_to_the_same_version(spark, se
     assert silver.apply_changes(cut, max_versions=1)["chunks"] == 1
     assert done == [1, 3]
     assert _silver(cut) == _silver(whole)
+
+
+def test_a_bronze_range_failing_its_structure_suite_applies_nothing_until_the_suite_is_fixed(
+        spark, settings, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from lakehouse.errors import LakehouseError
+    from lakehouse.quality.ops import VALIDATIONS
+    from lakehouse.quality.suites import EXPECTATIONS_DIR, EXPECTATIONS_ENV
+
+    ctx = _context(spark, settings, tmp_path / "bad")
+    bad = pa.table({"topic": [TOPIC], "partition": pa.array([None], pa.int32()), "offset": pa.array([-1], pa.int64()),
+                    "key": ["{}"], "value": pa.array([envelope("c", 50, after=product("C", "3.00"))], pa.binary())})
+    ctx.tables.write_batch_arrow(bad, silver.SOURCE, "test-bronze", len(VERSIONS))
+    with pytest.raises(LakehouseError, match=r"silver CDC tables not updated: .*\(partition\).*\(offset, min_value=0\)"):
+        silver.apply_changes(ctx, max_versions=1)
+    assert not ctx.tables.exists(DEAD_LETTER)  # no chunk applied, not even the good versions before the bad one
+    outcomes = [v.outcome for v in ctx.tables.read(VALIDATIONS).where(f"table_name = '{silver.SOURCE}'").collect()]
+    assert outcomes == ["blocked"]
+
+    fixed = tmp_path / "expectations"  # e.g. a producer whose records the suite wrongly refused
+    shutil.copytree(EXPECTATIONS_DIR, fixed)
+    suite = json.loads((fixed / f"{silver.SOURCE}.json").read_text())
+    suite["expectations"] = [e for e in suite["expectations"] if e["kwargs"].get("column") not in ("partition", "offset")]
+    (fixed / f"{silver.SOURCE}.json").write_text(json.dumps(suite))
+    monkeypatch.setenv(EXPECTATIONS_ENV, str(fixed))
+    assert silver.apply_changes(ctx, max_versions=1)["chunks"] == len(VERSIONS) + 1
+    assert sorted(r[0] for r in _silver(ctx)["silver.products"]) == ["A", "C"]
+    outcomes = [v.outcome for v in ctx.tables.read(VALIDATIONS).where(f"table_name = '{silver.SOURCE}'").collect()]
+    assert sorted(outcomes) == ["blocked", "passed"]
+    assert silver.apply_changes(ctx, max_versions=1) == {}  # caught up: not validated again

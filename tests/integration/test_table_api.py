@@ -159,6 +159,19 @@ def test_read_appends_returns_only_rows_of_later_versions(spark, tables, table_n
     assert tables.read_appends(table_name, 2, 2).count() == 0
 
 
+def test_read_changes_returns_old_and_new_images_of_merged_rows_only(spark, tables, table_name):
+    tables.append(spark.createDataFrame(rows(4), SCHEMA), table_name)  # v0: one file, rewritten by the merge
+    changes = spark.createDataFrame(
+        [(0, "SKU-NEW", Decimal("1.00"), T0, "web", "upsert"), (1, None, None, None, None, "delete"),
+         (7, "SKU-7", Decimal("7.00"), T0, "web", "upsert")],
+        StructType([*SCHEMA.fields, StructField("op", StringType())]))
+    tables.merge(changes, table_name, MergeSpec(on="t.id = s.id", delete_when="s.op = 'delete'"))  # v1
+    got = sorted((r["id"], r["sku"]) for r in tables.read_changes(table_name, 0, 1).collect())
+    assert got == [(0, "SKU-00000"), (0, "SKU-NEW"), (1, "SKU-00001"), (7, "SKU-7")]
+    assert tables.read_changes(table_name, 1, 1).count() == 0
+    assert tables.read_changes(table_name, None, 0).count() == 4
+
+
 def test_log_replayed_by_hand_matches_what_the_api_reads(spark, tables, table_name):
     """An independent reader: replay the JSON log (add/remove actions) and read the Parquet files with pyarrow."""
     import pyarrow.parquet as pq

@@ -86,3 +86,29 @@ def sold_from_reservations(events: DataFrame) -> DataFrame:
     """A reservation released because its order was fulfilled became a sale: sku, warehouse_id, channel, quantity."""
     fulfilled = (F.col("event_type") == "inventory_released") & (F.col("reason") == "fulfilled")
     return events.where(fulfilled).select(*KEY, "channel", "quantity")
+
+
+# --- incremental maintenance: recompute the touched sku x warehouse keys only ------------------------------------
+DELETE_FLAG = "_delete"  # MERGE source column: True = remove the target row
+
+
+def restrict_to_keys(df: DataFrame, keys: DataFrame) -> DataFrame:
+    """The rows of `df` whose sku x warehouse is one of `keys` (sku, warehouse_id; small: broadcast)."""
+    return df.join(F.broadcast(keys.select(*KEY)), KEY, "left_semi")
+
+
+def replacement_rows(new: DataFrame, current: DataFrame, grain: list[str]) -> DataFrame:
+    """MERGE source that makes a target's `current` rows (those of the recomputed keys) equal to `new`: every new
+    row with DELETE_FLAG false, plus every current row no new row has the `grain` of (null-safe) with it true."""
+    same = [F.col(f"c.`{c}`").eqNullSafe(F.col(f"n.`{c}`")) for c in grain]
+    gone = current.alias("c").join(new.alias("n"), same, "left_anti").select(*new.columns)
+    return new.withColumn(DELETE_FLAG, F.lit(False)).unionByName(gone.withColumn(DELETE_FLAG, F.lit(True)))
+
+
+def replacement_merge(grain: list[str]) -> dict[str, object]:
+    """MergeSpec arguments for a `replacement_rows` source (grain columns compared null-safe)."""
+    return {
+        "on": " AND ".join(f"(t.`{c}` IS NOT DISTINCT FROM s.`{c}`)" for c in grain),
+        "delete_when": f"s.{DELETE_FLAG}",
+        "insert_when": f"NOT s.{DELETE_FLAG}",
+    }
