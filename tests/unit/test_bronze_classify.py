@@ -55,3 +55,15 @@ def test_classified_rows_exact() -> None:
     assert first["key"] == b"k\xff"  # keys stay bytes, as delivered
     assert first["ingested_at"] == NOW and first["ingest_date"] == dt.date(2026, 11, 27)
     assert first["kafka_timestamp"] == NOW and first["partition"] == 1
+
+
+def test_dead_letter_suite_knows_every_reason_the_classifier_gives() -> None:
+    import json
+
+    from lakehouse.config import REPO_ROOT
+    from transformations.bronze.events import DEAD_LETTER_REASONS
+
+    suite = json.loads((REPO_ROOT / "expectations" / "bronze.dead_letter.json").read_text())
+    allowed = [e["kwargs"]["value_set"] for e in suite["expectations"]
+               if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "reason"]
+    assert allowed == [list(DEAD_LETTER_REASONS)]
