@@ -18,16 +18,7 @@ from collections.abc import Iterator
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql.types import (
-    BinaryType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql import types as T
 
 from lakehouse.sources.kafka_source import ARROW_HEADERS, HEADERS_TYPE
 
@@ -42,13 +33,13 @@ DEAD_LETTER_COLUMNS = [
 DEAD_LETTER_REASONS = ("empty", "oversized", "not_utf8", "not_json")
 DEFAULT_MAX_BYTES = 65_536
 UNKNOWN_FAMILY = "unknown"
-CLASSIFIED_SCHEMA = StructType([
-    StructField("topic", StringType()), StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("kafka_timestamp", TimestampType()), StructField("key", BinaryType()),
-    StructField("value", BinaryType()), StructField("value_bytes", IntegerType()),
-    StructField("headers", HEADERS_TYPE), StructField("event_family", StringType()),
-    StructField("reason", StringType()), StructField("ingested_at", TimestampType()),
-    StructField("ingest_date", DateType()),
+CLASSIFIED_SCHEMA = T.StructType([
+    T.StructField(name, kind) for name, kind in [
+        ("topic", T.StringType()), ("partition", T.IntegerType()), ("offset", T.LongType()),
+        ("kafka_timestamp", T.TimestampType()), ("key", T.BinaryType()), ("value", T.BinaryType()),
+        ("value_bytes", T.IntegerType()), ("headers", HEADERS_TYPE), ("event_family", T.StringType()),
+        ("reason", T.StringType()), ("ingested_at", T.TimestampType()), ("ingest_date", T.DateType()),
+    ]
 ])
 _JSON = msgspec.json.Decoder(msgspec.Raw)  # syntax check only: returns the raw bytes, builds nothing
 
