@@ -162,6 +162,23 @@ def test_a_changed_input_schema_rebuilds_in_full(ctx):
     assert_equals_full_recompute(c)
 
 
+def test_changes_whose_files_were_vacuumed_rebuild_in_full(ctx):
+    """The stock mirror was vacuumed since the last run: the files its MERGE removed (the old images) are gone, so
+    its changes cannot be read; the run rebuilds in full instead of failing."""
+    c = ctx
+    gold.build_gold(c)
+    upsert_stock(c, [("S3", 2, 0)])  # S3 (1 locked) loses its stock: oversold
+    stock = gold.SOURCES["inventory"]
+    assert c.tables.vacuum(stock, retention_hours=0)  # deletes the file the MERGE removed
+    update = gold.plan_inventory(c, gold.read_silver(c))
+    for df in update.cached:
+        df.unpersist()
+    assert update.keys is None  # full rebuild
+    assert gold.build_gold(c) is not None
+    assert_equals_full_recompute(c)
+    assert [tuple(r)[:2] for r in c.tables.read(gold.ALERTS).collect()] == [("S3", "WH-US-1")]
+
+
 def test_a_run_cut_before_its_state_is_redone_and_a_change_touching_no_key_moves_the_state_only(ctx, monkeypatch):
     c = ctx
     gold.build_gold(c)
