@@ -5,6 +5,10 @@ the run itself (jobs.bronze_events is the command-line wrapper).
 family name reads that family's topic only (one query per family, scale-out). Records that cannot be events
 (oversized, not UTF-8, not JSON, empty) go to the dead-letter table with a reason and their Kafka coordinates.
 
+Classification runs in the Python tasks that write the files (`bronze_step`). On the Python Kafka source the
+stream carries offset ranges (`emitOffsetRanges`) and those tasks read the records themselves, so records never
+cross into the JVM; with Spark's native connector they arrive as rows.
+
 Exactly once: Kafka offsets live in the query's checkpoint, and every table write of a micro-batch is
 committed with the Delta transaction id (app id, batch id), so a replayed batch is skipped per table. The app
 id is `bronze_events_<family|all>`; use one mode per deployment (`check_single_mode` refuses to mix them).
