@@ -30,7 +30,7 @@ def bronze_batches(spark, stream, batches: int):
     from pyspark.sql import functions as F
 
     from lakehouse.events import FAMILIES
-    from lakehouse.sources.kafka_source import _arrow_schema
+    from lakehouse.sources.kafka_source import kafka_arrow_schema
     from transformations.bronze.events import EVENT_BRONZE_COLUMNS, classify_batch
 
     now = dt.datetime.now(dt.UTC)
@@ -39,7 +39,7 @@ def bronze_batches(spark, stream, batches: int):
         for offset, (key, value, headers) in enumerate(stream.records[family]):
             rows.append({"key": key, "value": value, "topic": family, "partition": offset % 4, "offset": offset,
                          "timestamp": now, "timestampType": 0, "headers": [(k, v) for k, v in headers]})
-    records = pa.RecordBatch.from_pylist(rows, schema=_arrow_schema(include_headers=True))
+    records = pa.RecordBatch.from_pylist(rows, schema=kafka_arrow_schema(include_headers=True))
     bronze = classify_batch(records, {f: f for f in FAMILIES}, stream.config.max_bytes, now)
     bronze = bronze.filter(pc.is_null(bronze["reason"])).select(EVENT_BRONZE_COLUMNS)
     classified = spark.createDataFrame(pa.Table.from_batches([bronze]))

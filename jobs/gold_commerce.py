@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -224,23 +225,24 @@ def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
     update = InventoryUpdate(f"{APP_ID}:{fingerprint}", sum(versions.values()), versions, fingerprint, None)
     if not rebuild:
         started = time.perf_counter()
+        keys = touched_keys(ctx, s, state).persist(StorageLevel.MEMORY_AND_DISK)  # stays distributed
         try:
-            touched = [tuple(r) for r in touched_keys(ctx, s, state).collect()]
+            touched = keys.count()
         except Exception as exc:  # noqa: BLE001 - e.g. vacuumed files of old versions: a full rebuild is always right
+            keys.unpersist()
             log.warning("cannot read the silver changes since %s (%s: %s); rebuilding %s in full", state,
                         type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "",
                         ", ".join(GRAIN))
-            touched = None
-        if touched is not None:
-            log.info("%s sku x warehouse keys touched since silver %s (found in %.2f s)", len(touched), state,
+        else:
+            log.info("%s sku x warehouse keys touched since silver %s (found in %.2f s)", touched, state,
                      time.perf_counter() - started)
-            update.keys = ctx.spark.createDataFrame(touched, "sku string, warehouse_id string")
+            update.keys, update.cached = keys, [keys]
             if not touched:
                 return update
     positions, reservations = positions_of(s, update.keys)
     update.frames = {POSITIONS: positions.cache()}
     update.frames[ALERTS] = alerts_of(update.frames[POSITIONS]).cache()
-    update.cached = [reservations, *update.frames.values()]
+    update.cached += [reservations, *update.frames.values()]
     return update
 
 

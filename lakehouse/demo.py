@@ -185,13 +185,14 @@ def _counts(tables, name: str, column: str) -> Counter:
 def injected_vs_caught(tables, stream, injected: SettlementInjection) -> str:
     """What the generators injected next to what bronze dead-lettered, silver quarantined and gold flagged."""
     from jobs.silver_events import QUARANTINE, silver_table
+    from lakehouse.events.generator import QUARANTINED_FAULTS
 
     quarantined = _counts(tables, QUARANTINE, "target_table")
     dead = _counts(tables, "bronze.dead_letter", "event_family")
     lines = ["  family         produced  clean  dead-letter (injected/bronze)  quarantine (injected/silver)  "
              "late (injected/silver)  duplicates dropped"]
     for family, r in stream.report.families.items():
-        q_injected = sum(r.faults[f] for f in ("wrong_type", "missing_field", "negative_price", "unknown_sku"))
+        q_injected = sum(r.faults[f] for f in QUARANTINED_FAULTS)
         late = tables.read(silver_table(family)).where("is_late").count() if tables.exists(silver_table(family)) else 0
         lines.append(f"  {family:<13} {r.produced:>9} {r.clean:>6}  {sum(r.dead_letter.values()):>14} / "
                      f"{dead.get(family, 0):<14} {q_injected:>14} / {quarantined.get(silver_table(family), 0):<13} "

@@ -45,7 +45,8 @@ CARRIERS = {"EU": ("DHL", "RoyalMail", "UPS"), "NA": ("UPS", "FedEx", "USPS"), "
 DEFAULT_START = datetime(2024, 3, 1, tzinfo=UTC)
 
 DEAD_LETTER_FAULTS = {"malformed_json": "not_json", "not_utf8": "not_utf8", "oversized": "oversized"}
-PAYLOAD_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku", "late")
+QUARANTINED_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku")  # silver quarantines them
+PAYLOAD_FAULTS = (*QUARANTINED_FAULTS, "late")
 SLOT_FAULTS = (*DEAD_LETTER_FAULTS, *PAYLOAD_FAULTS)  # one per event, disjoint
 FAULTS = (*SLOT_FAULTS, "duplicate", "out_of_order")
 DEAD_LETTER_REASONS = ("oversized", "not_utf8", "not_json", "empty")

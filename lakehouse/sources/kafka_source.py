@@ -45,6 +45,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceStreamReader, InputPartition
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
@@ -70,7 +71,6 @@ IDLE_TIMEOUT_S = 30.0
 _IGNORED_KAFKA_OPTS = {"kafka.bootstrap.servers", "kafka.group.id", "kafka.auto.offset.reset"}
 
 HEADERS_TYPE = ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))
-ARROW_HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 
 def kafka_schema(include_headers: bool = False) -> StructType:
@@ -89,28 +89,17 @@ def kafka_schema(include_headers: bool = False) -> StructType:
     return StructType(fields)
 
 
-RANGE_COLUMNS = ("topic", "partition", "fromOffset", "untilOffset")
+ARROW_HEADERS = to_arrow_schema(kafka_schema(include_headers=True), timestamp_utc=True).field("headers").type
 RANGES_SCHEMA = StructType([
     StructField("topic", StringType()), StructField("partition", IntegerType()),
     StructField("fromOffset", LongType()), StructField("untilOffset", LongType()),
 ])
-_ARROW_RANGES = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("fromOffset", pa.int64()),
-                           ("untilOffset", pa.int64())])
+_ARROW_RANGES = to_arrow_schema(RANGES_SCHEMA)
 
 
-def _arrow_schema(include_headers: bool) -> pa.Schema:
-    fields = [
-        ("key", pa.binary()),
-        ("value", pa.binary()),
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("offset", pa.int64()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("timestampType", pa.int32()),
-    ]
-    if include_headers:
-        fields.append(("headers", ARROW_HEADERS))
-    return pa.schema(fields)
+def kafka_arrow_schema(include_headers: bool = False) -> pa.Schema:
+    """`kafka_schema` as the Arrow schema of the record batches the source's tasks return."""
+    return to_arrow_schema(kafka_schema(include_headers), timestamp_utc=True)
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -401,7 +390,7 @@ def read_ranges(opts: KafkaOptions, ranges: list[KafkaRange]) -> Iterator[pa.Rec
     if not rounds:
         return
     consumer = Consumer(_consumer_config(opts))
-    schema = _arrow_schema(opts.include_headers)
+    schema = kafka_arrow_schema(opts.include_headers)
     try:
         for round_ranges in rounds:
             yield from _read_concurrently(consumer, opts, round_ranges, schema)

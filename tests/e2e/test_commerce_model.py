@@ -18,10 +18,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.events import FAMILIES
-from lakehouse.events.generator import DEFAULT_START, StreamConfig, generate_stream, produce_stream
+from lakehouse.events.generator import (
+    DEFAULT_START,
+    QUARANTINED_FAULTS,
+    StreamConfig,
+    generate_stream,
+    produce_stream,
+)
 
 pytestmark = pytest.mark.e2e
-QUARANTINED_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku")
 FAULT_RATES = {"malformed_json": 0.01, "not_utf8": 0.01, "oversized": 0.005, "wrong_type": 0.02,
                "missing_field": 0.02, "negative_price": 0.02, "unknown_sku": 0.02, "late": 0.02, "duplicate": 0.02,
                "out_of_order": 0.01}

@@ -23,6 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakehouse.config import REPO_ROOT
+from lakehouse.events.generator import QUARANTINED_FAULTS
 from lakehouse.services.postgres import PG_BIN
 
 pytestmark = [
@@ -31,7 +32,6 @@ pytestmark = [
 ]
 COMMERCE_GOLD = ["gold.inventory_positions", "gold.oversell_alerts", "gold.sales", "gold.customer_360",
                  "gold.payment_reconciliation", "gold.fraud_signals", "gold.demand_forecast"]
-QUARANTINED_FAULTS = ("wrong_type", "missing_field", "negative_price", "unknown_sku")
 
 
 @dataclasses.dataclass

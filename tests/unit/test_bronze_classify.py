@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from lakehouse.sources.kafka_source import _arrow_schema
+from lakehouse.sources.kafka_source import kafka_arrow_schema
 from transformations.bronze.events import CLASSIFIED_SCHEMA, classify_batch, dead_letter_reasons
 
 NOW = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)
@@ -17,7 +17,7 @@ def _batch(values: list[bytes | None], topics: list[str], headers: list | None =
     rows = [{"key": b"k\xff", "value": v, "topic": t, "partition": 1, "offset": i, "timestamp": NOW,
              "timestampType": 0, "headers": (headers or [None] * len(values))[i]}
             for i, (v, t) in enumerate(zip(values, topics, strict=True))]
-    return pa.RecordBatch.from_pylist(rows, schema=_arrow_schema(include_headers=True))
+    return pa.RecordBatch.from_pylist(rows, schema=kafka_arrow_schema(include_headers=True))
 
 
 @pytest.mark.parametrize(("value", "reason"), [
