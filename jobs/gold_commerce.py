@@ -225,11 +225,13 @@ def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
     update = InventoryUpdate(f"{APP_ID}:{fingerprint}", sum(versions.values()), versions, fingerprint, None)
     if not rebuild:
         started = time.perf_counter()
-        keys = touched_keys(ctx, s, state).persist(StorageLevel.MEMORY_AND_DISK)  # stays distributed
+        keys = None
         try:
+            keys = touched_keys(ctx, s, state).persist(StorageLevel.MEMORY_AND_DISK)  # stays distributed
             touched = keys.count()
         except Exception as exc:  # noqa: BLE001 - e.g. vacuumed files of old versions: a full rebuild is always right
-            keys.unpersist()
+            if keys is not None:
+                keys.unpersist()
             log.warning("cannot read the silver changes since %s (%s: %s); rebuilding %s in full", state,
                         type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "",
                         ", ".join(GRAIN))
