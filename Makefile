@@ -1,27 +1,34 @@
 # Two commands do all set-up on a fresh machine (Debian 12, Python 3.11): `make demo` and `make test`.
-# Both are idempotent: system packages, the venv and the JVM shims are only (re)built when missing or stale.
+# Both are idempotent: system packages, the venv and the pinned jars are only (re)fetched when missing or stale.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+export LAKEHOUSE_JARS ?= $(CURDIR)/.jars
+JARS_STAMP := $(LAKEHOUSE_JARS)/.fetched
+MAVEN_POMS := infra/maven/pom.xml $(wildcard infra/maven/*/pom.xml)
 PY := $(VENV)/bin/python
 export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: demo test lint system venv clean-state help
+.PHONY: demo test lint system venv jars clean-state help
 
 help:
 	@echo "make demo   - install what is needed, start local services, run the whole pipeline, print a summary"
 	@echo "make test   - install what is needed and run the test suite (starts and stops its own services)"
 	@echo "make lint   - ruff"
 
-# JDK 17 (Spark, javac for the catalog shim). Only installs when java/javac are missing.
+# JDK 17 (Spark, the Kafka broker), Maven (the pinned jars), PostgreSQL. Only installs what is missing.
 system:
 	@if ! command -v javac >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then \
 	  echo "installing openjdk-17-jdk-headless"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless) \
 	  || { echo "error: could not install a JDK 17 (apt-get as root)"; exit 1; }; fi
+	@if ! command -v mvn >/dev/null 2>&1; then \
+	  echo "installing maven (fetches the pinned jars once)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven) \
+	  || { echo "error: could not install maven (apt-get as root)"; exit 1; }; fi
 	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
 	  echo "installing postgresql-15 (CDC source database)"; \
 	  mkdir -p /etc/postgresql-common/createcluster.d && \
@@ -35,7 +42,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	@touch $@
 
-venv: system $(VENV)/.installed
+# Delta Lake, Spark's Kafka connector, the PostgreSQL JDBC driver and the Apache Kafka broker, pinned in
+# infra/maven/pom.xml, copied once into $(LAKEHOUSE_JARS); later runs need no network.
+$(JARS_STAMP): $(MAVEN_POMS)
+	mvn -B -q -f infra/maven/pom.xml package -Djars.dir=$(LAKEHOUSE_JARS)
+	@touch $@
+
+jars: system $(JARS_STAMP)
+
+venv: system $(VENV)/.installed $(JARS_STAMP)
 
 demo: venv
 	$(VENV)/bin/lakehouse demo

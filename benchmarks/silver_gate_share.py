@@ -30,7 +30,7 @@ def bronze_batches(spark, stream, batches: int):
     from pyspark.sql import functions as F
 
     from lakehouse.events import FAMILIES
-    from lakehouse.sources.kafka_source import kafka_arrow_schema
+    from lakehouse.sources.kafka import kafka_arrow_schema
     from transformations.bronze.events import EVENT_BRONZE_COLUMNS, classify_batch
 
     now = dt.datetime.now(dt.UTC)

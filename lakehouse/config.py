@@ -108,11 +108,6 @@ class Settings:
         """The GX Data Docs entry page (static HTML) every gate run updates."""
         return str(self.quality_docs / "index.html")
 
-    @property
-    def shim_jar(self) -> Path:
-        """The JVM catalog shim (infra/catalog-shim), built by `make` with the JDK's javac."""
-        return self.home / "build" / "lakehouse-delta-shim.jar"
-
     def checkpoint(self, job: str, name: str = "") -> str:
         return str(self.checkpoints / job / name) if name else str(self.checkpoints / job)
 

@@ -5,9 +5,8 @@ the run itself (jobs.bronze_events is the command-line wrapper).
 family name reads that family's topic only (one query per family, scale-out). Records that cannot be events
 (oversized, not UTF-8, not JSON, empty) go to the dead-letter table with a reason and their Kafka coordinates.
 
-Classification runs in the Python tasks that write the files (`bronze_step`). On the Python Kafka source the
-stream carries offset ranges (`emitOffsetRanges`) and those tasks read the records themselves, so records never
-cross into the JVM; with Spark's native connector they arrive as rows.
+Classification runs in the Python tasks that write the files (`bronze_step`), on the records Spark's Kafka
+connector delivers.
 
 Exactly once: Kafka offsets live in the query's checkpoint, and every table write of a micro-batch is
 committed with the Delta transaction id (app id, batch id), so a replayed batch is skipped per table. The app
@@ -31,7 +30,6 @@ from pyspark.sql.types import StringType, StructField, StructType
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
-from lakehouse.sources.kafka_source import KafkaOptions, ranges_of, read_ranges
 from lakehouse.tables import DeltaTables
 from lakehouse.tables.split import ArrowStep, write_split
 from transformations.bronze.events import (
@@ -122,27 +120,21 @@ def classify_and_route(routes: dict[str, str], max_bytes: int, ingested_at: dt.d
     return step
 
 
-def bronze_step(routes: dict[str, str], max_bytes: int, kafka: KafkaOptions | None = None) -> ArrowStep:
-    """What the writing task does before the split: classify and route the Kafka records of its input; with
-    `kafka` (the options of an `emitOffsetRanges` stream) the input rows are offset ranges, and the task reads
-    their records from Kafka itself first."""
+def bronze_step(routes: dict[str, str], max_bytes: int) -> ArrowStep:
+    """What the writing task does before the split: classify and route the Kafka records of its input."""
     route = classify_and_route(routes, max_bytes, dt.datetime.now(dt.UTC))
 
     def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        if kafka is not None:
-            batches = read_ranges(kafka, [r for b in batches for r in ranges_of(b)])
         return (route(b) for b in batches if b.num_rows)
 
     return ArrowStep(classify, ROUTED_SCHEMA)
 
 
 def make_batch_writer(
-    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats], kafka: KafkaOptions | None = None
+    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
-    in one pass (`write_split`: on delta-rs one Spark job whose Python tasks classify, split and write the
-    files), every table commit keyed by (app id, batch id). With `kafka`, batches are offset ranges
-    (`bronze_step`)."""
+    (`write_split`), every table commit keyed by (app id, batch id)."""
     routes = spec.topic_to_family()
     outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
     outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
@@ -150,7 +142,7 @@ def make_batch_writer(
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         st = BatchStats(batch_id)
-        step = bronze_step(routes, spec.max_bytes, kafka)
+        step = bronze_step(routes, spec.max_bytes)
         # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
         batch = batch.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
         counts = write_split(tables, batch, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
@@ -168,20 +160,13 @@ def make_batch_writer(
 
 def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSpec, continuous: bool
                          ) -> dict[str, str]:
-    """Kafka stream options for the spec's family topics (headers included: bronze keeps them). On the Python
-    source the stream carries offset ranges and the writing tasks read the records (`bronze_step`)."""
-    from lakehouse.spark import has_native_kafka
-    from lakehouse.streaming import available_now_options
-
+    """Kafka stream options for the spec's family topics (headers included: bronze keeps them)."""
     options = {
         "kafka.bootstrap.servers": settings.kafka_bootstrap,
         "startingOffsets": spec.starting_offsets,
         "includeHeaders": "true",
         "failOnDataLoss": "true",
-        **available_now_options(spark, continuous),
     }
-    if not has_native_kafka(spark):
-        options["emitOffsetRanges"] = "true"
     if spec.family == "all":
         names = "|".join(re.escape(f) for f in spec.families)
         options["subscribePattern"] = f"{re.escape(spec.topic_prefix)}({names})"
@@ -204,8 +189,7 @@ def ingest(
     stats: list[BatchStats] = []
     options = family_topic_options(spark, settings, spec, continuous)
     records = spark.readStream.format(kafka_format(spark)).options(**options).load()
-    ranges = KafkaOptions.parse(options) if options.get("emitOffsetRanges") == "true" else None
-    writer_fn = make_batch_writer(tables, spec, stats, ranges)
+    writer_fn = make_batch_writer(tables, spec, stats)
     checkpoint = spec.checkpoint or settings.checkpoint(spec.app_id)
 
     def start(trigger: dict[str, object]):

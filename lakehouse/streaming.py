@@ -15,24 +15,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 StartQuery = Callable[[dict[str, object]], StreamingQuery]  # trigger kwargs -> started query
-IDLE_MESSAGE = "Waiting for data to arrive"  # StreamingQuery.status after a trigger found no new data
-POLL_S = 0.1
 
 
 def run_query(
     spark: SparkSession, start: StartQuery, *, continuous: bool = False, interval: str = "5 seconds",
     timeout: float | None = None,
 ) -> None:
-    """Run the Kafka query that `start(trigger)` starts: available-now (ingest what is there, then stop) or,
-    with `continuous`, a micro-batch every `interval` (for `timeout` seconds when given).
-
-    Available-now on Spark's native Kafka source is `Trigger.AvailableNow`. Spark 4.1 runs a Python source
-    under that trigger as one single batch, so with the Python source the query's stream must be read with
-    `available_now_options` (the source then never plans past the offsets that were latest when the query
-    started) and runs with back-to-back micro-batches in *one* query, stopped as soon as a trigger finds no new
-    data: everything that was there is committed. A batch left uncommitted by a crash is replayed first."""
-    from lakehouse.spark import has_native_kafka
-
+    """Run the query that `start(trigger)` starts: available-now (`Trigger.AvailableNow`: ingest what is there,
+    in as many micro-batches as the source's limits make, then stop) or, with `continuous`, a micro-batch every
+    `interval` (for `timeout` seconds when given)."""
     if continuous:
         query = start({"processingTime": interval})
         if timeout is None:
@@ -41,25 +32,9 @@ def run_query(
             query.awaitTermination(timeout)
             query.stop()
         return
-    if has_native_kafka(spark):
-        start({"availableNow": True}).awaitTermination()
-        return
-    query = start({"processingTime": "0 seconds"})
-    try:
-        while not query.awaitTermination(POLL_S):  # raises the query's error, if any
-            status = query.status
-            if status["message"] == IDLE_MESSAGE and not status["isTriggerActive"]:
-                break
-    finally:
-        query.stop()
+    query = start({"availableNow": True})
+    query.awaitTermination()
     log.info("%s caught up after %s batches", query.name, len(query.recentProgress))
-
-
-def available_now_options(spark: SparkSession, continuous: bool) -> dict[str, str]:
-    """Kafka stream options `run_query` needs: the Python source's end-of-input bound for available-now runs."""
-    from lakehouse.spark import has_native_kafka
-
-    return {} if continuous or has_native_kafka(spark) else {"availableNow": "true"}
 
 
 def run_kafka_to_table(
@@ -86,8 +61,7 @@ def run_kafka_to_table(
     (for `timeout` seconds when given)."""
     from lakehouse.sources.kafka import read_kafka_stream
 
-    options = {"failOnDataLoss": "true", **available_now_options(ctx.spark, continuous),
-               **({"subscribePattern": topics} if pattern else {})}
+    options = {"failOnDataLoss": "true", **({"subscribePattern": topics} if pattern else {})}
     if max_offsets:
         options["maxOffsetsPerTrigger"] = str(max_offsets)
     records = read_kafka_stream(ctx.spark, ctx.settings, topics, options)

@@ -143,7 +143,7 @@ def beeline_query(
     With the defaults, each result row is one comma-separated line without a header (`csv2`). Raises
     ServiceNotRunning when nothing listens on the port and LakehouseError when BeeLine reports an error.
     """
-    from lakehouse.jvm import pyspark_jars_dir
+    from lakehouse.jars import pyspark_jars_dir
 
     if not _port_ready(settings):
         raise ServiceNotRunning(

@@ -1,22 +1,54 @@
-"""Kafka as Spark sees it: the native connector where its jar exists, else the Python source with the same
-options and columns. Jobs call `read_kafka_stream` / `read_kafka_batch` and never care which one runs."""
+"""Kafka as Spark sees it: Spark's own connector (`format("kafka")`) with the option names users know; every
+`kafka.*` option (`kafka.security.protocol`, `kafka.sasl.*`, ...) passes through to the consumer."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from lakehouse.config import Settings
 
+HEADERS_TYPE = ArrayType(StructType([StructField("key", StringType()), StructField("value", BinaryType())]))
+
+
+def kafka_schema(include_headers: bool = False) -> StructType:
+    """The output schema of Spark's Kafka source."""
+    fields = [
+        StructField("key", BinaryType()),
+        StructField("value", BinaryType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("timestamp", TimestampType()),
+        StructField("timestampType", IntegerType()),
+    ]
+    if include_headers:
+        fields.append(StructField("headers", HEADERS_TYPE))
+    return StructType(fields)
+
+
+def kafka_arrow_schema(include_headers: bool = False) -> pa.Schema:
+    """`kafka_schema` as the Arrow schema of the record batches Python tasks see (`mapInArrow`)."""
+    return to_arrow_schema(kafka_schema(include_headers), timestamp_utc=True)
+
+
+ARROW_HEADERS = kafka_arrow_schema(include_headers=True).field("headers").type
+
 
 def kafka_format(spark: SparkSession) -> str:
-    """The format name that reads Kafka in this session."""
-    from lakehouse.spark import has_native_kafka
-
-    if has_native_kafka(spark):
-        return "kafka"
-    from lakehouse.sources.kafka_source import KafkaPythonSource
-
-    return KafkaPythonSource.name()
+    """The format name that reads Kafka (kept as a function: a cluster may name its connector differently)."""
+    return "kafka"
 
 
 def _options(settings: Settings, topics: str, options: dict[str, str] | None) -> dict[str, str]:

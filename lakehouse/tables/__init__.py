@@ -1,5 +1,4 @@
-"""The one Delta table API. `get_tables(spark)` picks the backend: native Delta when its classes load,
-delta-rs (through the `deltars` Spark Python data source) otherwise."""
+"""The one Delta table API: Delta Lake's own (`NativeDeltaTables`), locally and on a cluster."""
 
 from __future__ import annotations
 
@@ -12,13 +11,6 @@ __all__ = ["DeltaTables", "MergeSpec", "TableInfo", "get_tables"]
 
 
 def get_tables(spark: SparkSession, settings: Settings | None = None) -> DeltaTables:
-    from lakehouse.spark import has_native_delta
+    from lakehouse.tables.native import NativeDeltaTables
 
-    settings = settings or get_settings()
-    if has_native_delta(spark):
-        from lakehouse.tables.native import NativeDeltaTables
-
-        return NativeDeltaTables(spark, settings)
-    from lakehouse.tables.deltars import DeltaRsTables
-
-    return DeltaRsTables(spark, settings)
+    return NativeDeltaTables(spark, settings or get_settings())

@@ -1,8 +1,7 @@
 """Register Delta tables in the Spark catalog (Hive metastore) so SQL, BI tools and dbt can use them by name.
 
-`register_table` emits the same SQL for both backends: with native Delta, `USING delta` is Delta Lake itself;
-without it, `delta` is the JVM catalog shim (infra/catalog-shim) over the delta-rs Python data source. The table
-is external: dropping it from the catalog keeps the data.
+`register_table` creates an external `USING delta` table over the table's location (Delta reads the schema
+from its log): dropping it from the catalog keeps the data.
 """
 
 from __future__ import annotations
@@ -83,27 +82,6 @@ def register_table(spark: SparkSession, name: str, location: str) -> None:
     current = table_location(spark, qualified)
     if current is not None and normalize_location(current) != normalize_location(location):
         raise LakehouseError(f"{name} is already registered at {current}, not {location}: drop it first")
-    _refresh_stale_schema(spark, qualified, location)
-
-
-def _refresh_stale_schema(spark: SparkSession, qualified: str, location: str) -> None:
-    """Re-register an external shim table whose stored schema lags its Delta log (e.g. after mergeSchema).
-
-    Native Delta reads the schema from the log itself; the catalog shim keeps the schema of CREATE time."""
-    from lakehouse.spark import has_native_delta
-
-    if has_native_delta(spark) or "://" in location:
-        return
-    from deltalake import DeltaTable
-
-    logged = [f.name for f in DeltaTable(location).schema().fields]
-    stored = spark.table(qualified).columns
-    if stored == logged:
-        return
-    if spark.catalog.getTable(qualified).tableType != "EXTERNAL":
-        return  # never drop a managed table: that would delete its data
-    spark.sql(f"DROP TABLE {qualified}")  # external: the Delta table itself stays
-    spark.sql(f"CREATE TABLE {qualified} USING delta LOCATION {_sql_string(location)}")
 
 
 def list_catalog_tables(spark: SparkSession, databases: list[str] | None = None) -> list[CatalogTableInfo]:

@@ -1,4 +1,4 @@
-"""Native Delta Lake backend (Databricks, EMR, or any session with the Delta jars)."""
+"""The table API on Delta Lake's own classes (the embedded default, Databricks, EMR)."""
 
 from __future__ import annotations
 
@@ -57,21 +57,27 @@ class NativeDeltaTables(DeltaTables):
         self._writer(df, "overwrite", partition_by).option("overwriteSchema", "true").save(self.location(name))
 
     def committed_batch(self, name: str, app_id: str) -> int | None:
+        """The newest `txnVersion` committed with `txnAppId = app_id`: Delta keeps these as `txn` actions in the
+        log (the snapshot's set transactions), not in DESCRIBE HISTORY."""
         if not self.exists(name):
             return None
-        rows = (
-            self.spark.sql(f"DESCRIBE HISTORY delta.`{self.location(name)}`")
-            .where(f"operationParameters['txnAppId'] = '{app_id}'")
-            .selectExpr("max(cast(operationParameters['txnVersion'] as bigint)) v")
-            .collect()
-        )
-        return rows[0]["v"] if rows else None
+        jvm = self.spark._jvm
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.location(name))
+        snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        version = snapshot.transactions().get(app_id)
+        return int(version.get()) if version.isDefined() else None
+
+    def _already_committed(self, name: str, app_id: str, batch_id: int) -> bool:
+        committed = self.committed_batch(name, app_id)
+        return committed is not None and committed >= batch_id
 
     def write_batch(
         self, df: DataFrame, name: str, app_id: str, batch_id: int, mode: str = "append",
         partition_by: list[str] | None = None,
     ) -> bool:
-        # Delta skips the write itself when (txnAppId, txnVersion) is already in the log.
+        if self._already_committed(name, app_id, batch_id):
+            return False
+        # Delta also skips the write itself when (txnAppId, txnVersion) is already in the log (a race).
         self._writer(df, mode, partition_by).option("txnAppId", app_id).option("txnVersion", batch_id).save(
             self.location(name)
         )
@@ -79,6 +85,8 @@ class NativeDeltaTables(DeltaTables):
 
     def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
               batch_id: int | None = None) -> bool:
+        if app_id is not None and batch_id is not None and self._already_committed(name, app_id, batch_id):
+            return False
         if not self.exists(name):
             self.create(name, df.schema)
         target = self._delta(name)

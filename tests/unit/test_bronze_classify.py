@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from lakehouse.sources.kafka_source import kafka_arrow_schema
+from lakehouse.sources.kafka import kafka_arrow_schema
 from transformations.bronze.events import CLASSIFIED_SCHEMA, classify_batch, dead_letter_reasons
 
 NOW = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)

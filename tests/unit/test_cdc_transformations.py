@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from cdc_envelopes import envelope, product
 
-from lakehouse.sources.kafka_source import kafka_schema
+from lakehouse.sources.kafka import kafka_schema
 from transformations.bronze.kafka_records import kafka_to_bronze
 from transformations.silver.cdc import (
     TABLES,

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from pyspark.sql import functions as F
 
-from lakehouse.sources.kafka_source import kafka_schema
+from lakehouse.sources.kafka import kafka_schema
 from transformations.bronze.kafka_records import kafka_to_bronze
 from transformations.silver.enrichment import to_reporting_currency, tokenize_pii
 from transformations.silver.events import (

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from lakehouse.sources.kafka_source import kafka_schema
+from lakehouse.sources.kafka import kafka_schema
 from transformations.bronze.kafka_records import BRONZE_COLUMNS, kafka_to_bronze
 from transformations.gold.sales import sales_daily
 from transformations.silver.orders import (

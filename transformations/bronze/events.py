@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import types as T
 
-from lakehouse.sources.kafka_source import ARROW_HEADERS, HEADERS_TYPE
+from lakehouse.sources.kafka import ARROW_HEADERS, HEADERS_TYPE
 
 EVENT_BRONZE_COLUMNS = [
     "topic", "partition", "offset", "kafka_timestamp", "key", "value", "value_bytes", "headers", "event_family",
