@@ -169,19 +169,11 @@ def _generate_events(args: argparse.Namespace, bootstrap: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from lakehouse.generator import generate_orders, produce_orders
     from lakehouse.services.broker import require_broker
 
     settings = get_settings()
     require_broker(settings.kafka_bootstrap)
-    if args.families:
-        _generate_events(args, settings.kafka_bootstrap)
-        return
-    batch = generate_orders(args.orders, args.seed, bad_rate=args.bad_rate, duplicate_rate=args.duplicate_rate)
-    produced = produce_orders(settings.kafka_bootstrap, args.topic, batch, args.partitions)
-    r = batch.report
-    print(f"produced {produced} records to {args.topic}: {r.valid_events} valid events, {r.duplicates} duplicates, "
-          f"{r.malformed_json} malformed JSON, {r.missing_field} missing field, {r.negative_amount} negative amount")
+    _generate_events(args, settings.kafka_bootstrap)
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -256,15 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list the jobs")
     p.set_defaults(func=_jobs)
 
-    p = sub.add_parser("generate", help="produce deterministic order events (with injected faults) to Kafka")
-    p.add_argument("--orders", type=int, default=1000)
+    p = sub.add_parser("generate", help="produce a deterministic commerce event stream (with injected faults) "
+                                        "to Kafka, one topic per family")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--topic", default="orders")
     p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--bad-rate", type=float, default=0.02)
-    p.add_argument("--duplicate-rate", type=float, default=0.01)
-    g = p.add_argument_group("event families (multi-topic stream; used when --families is given)")
-    g.add_argument("--families", help="all, or a mix like orders=2,payments=1,clickstream=4 (one topic each)")
+    g = p
+    g.add_argument("--families", default="all",
+                   help="all, or a mix like orders=2,payments=1,clickstream=4 (one topic each)")
     g.add_argument("--rate", type=float, default=1000.0, help="events per second of event time")
     g.add_argument("--duration", type=float, default=60.0, help="seconds of event time")
     g.add_argument("--channel-mix", help="e.g. web=3,mobile_app=2,amazon=1 (default: built-in mix)")

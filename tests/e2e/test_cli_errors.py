@@ -1,4 +1,4 @@
-"""Bad configuration ends with one clear line on stderr and a non-zero exit, not a stack trace."""
+"""Bad configuration ends with one clear line on stderr and exit code 2, not a stack trace."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode != 0
+    assert result.returncode == 2, (result.returncode, result.stderr)  # the README's promise
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and fragment in lines[0]
@@ -35,7 +35,7 @@ def test_unknown_job_name(tmp_path):
 
 def test_missing_broker(tmp_path):
     port = str(free_port())
-    result = lakehouse("run", "bronze_orders", LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_BROKER_PORT=port)
+    result = lakehouse("run", "bronze_events", LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_BROKER_PORT=port)
     assert_one_line_error(result, f"Kafka broker at 127.0.0.1:{port} is not reachable")
 
 
@@ -46,8 +46,9 @@ def test_home_that_is_a_file(tmp_path):
 
 
 def test_silver_before_bronze_names_the_missing_table(tmp_path):
-    result = lakehouse("run", "silver_orders", LAKEHOUSE_HOME=str(tmp_path))
-    assert_one_line_error(result, "bronze.orders_raw does not exist yet")
+    result = lakehouse("run", "gold_commerce", LAKEHOUSE_HOME=str(tmp_path))
+    assert_one_line_error(
+        result, "silver.orders_events does not exist yet: run silver_events, silver_cdc and bronze_landing/silver first")
 
 
 def test_bad_setting_value(tmp_path):

@@ -119,9 +119,13 @@ def test_missing_table_is_a_clear_error(tables):
 def test_optimize_compacts_and_vacuum_keeps_current_data(spark, tables, table_name):
     for start in range(0, 15, 5):
         tables.append(spark.createDataFrame(rows(5, start=start), SCHEMA).coalesce(1), table_name)
-    tables.optimize(table_name)
+    metrics = tables.optimize(table_name)
+    assert (metrics["metrics"]["numFilesRemoved"], metrics["metrics"]["numFilesAdded"]) == (3, 1)
     assert tables.row_count(table_name) == 15
-    tables.vacuum(table_name, retention_hours=0)
+    before = {p.name for p in Path(tables.location(table_name)).glob("*.parquet")}
+    removed = tables.vacuum(table_name, retention_hours=0)
+    after = {p.name for p in Path(tables.location(table_name)).glob("*.parquet")}
+    assert len(removed) == 3 and {Path(r).name for r in removed} == before - after and len(after) == 1
     assert sorted(by_id(tables.read(table_name))) == list(range(15))
 
 

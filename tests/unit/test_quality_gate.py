@@ -22,6 +22,10 @@ from lakehouse.quality.gate import (
 )
 from lakehouse.quality.suites import ExpectationSpec, load_suite
 
+SUITES = Path(__file__).parent / "suites"  # sample suites of the tests (not tables of the platform)
+ORDERS_SUITE = str(SUITES / "silver.orders.json")
+DAILY_SUITE = str(SUITES / "gold.sales_daily.json")
+
 SILVER_SCHEMA = (
     "event_id string, event_type string, order_id string, customer_id string, channel string, region string, "
     "currency string, event_time timestamp, total_amount decimal(18,2), units int, line_count int"
@@ -75,7 +79,7 @@ def silver_df(spark: SparkSession) -> DataFrame:
 def silver_gate(silver_df: DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tuple[GateResult, Path]:
     docs = tmp_path_factory.mktemp("data_docs")
     result = run_gate(
-        silver_df, "silver.orders", "silver.orders", run_id="run-1", table_version=7, docs_dir=docs
+        silver_df, ORDERS_SUITE, "silver.orders", run_id="run-1", table_version=7, docs_dir=docs
     )
     yield result, docs
     result.release()
@@ -100,7 +104,7 @@ def test_quarantine_split_is_exact(silver_gate: tuple[GateResult, Path], silver_
 
 def test_results_rows(silver_gate: tuple[GateResult, Path], spark: SparkSession) -> None:
     result, _ = silver_gate
-    suite = load_suite("silver.orders")
+    suite = load_suite(ORDERS_SUITE)
     assert len(result.results) == len(suite.expectations)
     by_exp = {r["expectation"]: r for r in result.results}
     amount = by_exp[BETWEEN_AMOUNT]
@@ -133,7 +137,7 @@ def test_data_docs_html(silver_gate: tuple[GateResult, Path]) -> None:
 
 def test_block_on_missing_column(silver_df: DataFrame) -> None:
     df = silver_df.drop("units")
-    result = run_gate(df, "silver.orders", "silver.orders", run_id="run-2", cache=False)
+    result = run_gate(df, ORDERS_SUITE, "silver.orders", run_id="run-2", cache=False)
     assert result.blocked
     text = " ".join(result.block_reasons)
     assert "expect_table_columns_to_match_set" in text and "'units' is missing" in text
@@ -149,10 +153,10 @@ def test_gold_block(spark: SparkSession) -> None:
     d = datetime(2024, 1, 1).date()
     persisted_before = set(spark.sparkContext._jsc.getPersistentRDDs().keySet().toArray())
     ok = [(d, "web", "EUR", 3, 5, Decimal("10.00")), (d, "store", "EUR", 1, 1, Decimal("0.00"))]
-    good = run_gate(spark.createDataFrame(ok, schema), "gold.sales_daily", "gold.sales_daily", "run-3")
+    good = run_gate(spark.createDataFrame(ok, schema), DAILY_SUITE, "gold.sales_daily", "run-3")
     assert not good.blocked and good.valid.count() == 2 and good.quarantined.count() == 0
     bad = ok + [(d, "ebay", "EUR", 0, 0, Decimal("-5.00"))]
-    blocked = run_gate(spark.createDataFrame(bad, schema), "gold.sales_daily", "gold.sales_daily", "run-4")
+    blocked = run_gate(spark.createDataFrame(bad, schema), DAILY_SUITE, "gold.sales_daily", "run-4")
     assert blocked.blocked
     assert blocked.block_reasons == [
         "expect_column_values_to_be_between(orders, min_value=1): 1 of 3 rows unexpected",

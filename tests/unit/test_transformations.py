@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from lakehouse.sources.kafka import kafka_schema
 from transformations.bronze.kafka_records import BRONZE_COLUMNS, kafka_to_bronze
-from transformations.gold.sales import sales_daily
 from transformations.silver.orders import (
     dedupe_events,
     parse_order_events,
@@ -72,16 +71,3 @@ def test_quarantine_rows_carry_reason_and_raw_payload(spark):
     row = quarantine_rows(bad, "_parse_error", "silver.orders", "run-1").collect()[0]
     assert (row["reason"], row["raw_payload"], row["source_offset"], row["run_id"]) == (
         "malformed JSON: payload does not parse", "oops", 0, "run-1")
-
-
-def test_sales_daily_aggregates_per_day_channel_currency(spark):
-    payloads = [event("e1", 1, "web", "30.00"), event("e2", 2, "web", "12.50"), event("e3", 3, "ebay", "5.00"),
-                event("e4", 4, "web", "1.00", day=3)]
-    ok, _ = split_parse_errors(parse_order_events(bronze(spark, payloads)))
-    got = [(str(r["order_date"]), r["channel"], r["currency"], r["orders"], r["units"], r["revenue"])
-           for r in sales_daily(ok).collect()]
-    assert got == [
-        ("2026-11-02", "ebay", "EUR", 1, 3, Decimal("5.00")),
-        ("2026-11-02", "web", "EUR", 2, 6, Decimal("42.50")),
-        ("2026-11-03", "web", "EUR", 1, 3, Decimal("1.00")),
-    ]
