@@ -85,7 +85,7 @@ class ProgressTimes(StreamingQueryListener):
     def sustained(self, name_prefix: str, records: dict[int, int] | None = None) -> tuple[int, float]:
         """(records, seconds) from the end of the first micro-batch to the end of the last one: the rate once the
         query runs (the first batch pays worker start-up and JIT warm-up; query start is outside batches).
-        `records` per batch id replaces Spark's input rows (a stream of offset ranges has a row per range)."""
+        `records` per batch id replaces Spark's input rows when given."""
         batches = sorted((b for name in self._matching(name_prefix) for b in self.batches.get(name, [])),
                          key=lambda b: b[2])
         if len(batches) < 2:
@@ -100,11 +100,10 @@ def _worker_import_paths(spark) -> str:
 
     def where(batches):
         import lakehouse
-        import pyspark_lakehouse
 
         for _ in batches:
             pass
-        yield pa.RecordBatch.from_pylist([{"p": f"{lakehouse.__file__}, {pyspark_lakehouse.__file__}"}])
+        yield pa.RecordBatch.from_pylist([{"p": lakehouse.__file__}])
 
     return spark.range(1, numPartitions=1).mapInArrow(where, "p string").first()["p"]
 
@@ -159,7 +158,7 @@ def bench(args: argparse.Namespace, settings) -> None:  # noqa: ANN001 - Setting
     t = time.perf_counter()
     spark = get_spark("bench-kafka-to-bronze", settings)
     tables = get_tables(spark, settings)
-    print(f"spark session {time.perf_counter() - t:.1f} s ({tables.backend}); workers import "
+    print(f"spark session {time.perf_counter() - t:.1f} s; workers import "
           f"{_worker_import_paths(spark)}", flush=True)
     progress = ProgressTimes()
     spark.streams.addListener(progress)

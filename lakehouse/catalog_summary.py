@@ -1,41 +1,22 @@
-"""`lakehouse tables`: every Delta table with layer, rows, version and last update, read from the Delta logs
-with delta-rs (fast, no Spark session, and independent of which engine wrote the table)."""
+"""`lakehouse tables`: every Delta table with layer, rows, version and last update, read through Delta Lake
+(rows from the log's file statistics: Delta answers `count()` from metadata)."""
 
 from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-from deltalake import DeltaTable
-
-from lakehouse.config import Settings
-from lakehouse.tables.base import TableInfo, millis_to_iso
+from lakehouse.tables.base import DeltaTables, TableInfo
 
 
-def discover(settings: Settings) -> list[tuple[str, str]]:
+def discover(tables: DeltaTables) -> list[tuple[str, str]]:
     """(name, location) of every table under the local tables root."""
     from lakehouse.tables.catalog import discover_tables
 
-    return sorted(discover_tables(settings.tables_root).items())
+    return sorted(discover_tables(tables.settings.tables_root).items())
 
 
-def table_info(name: str, location: str) -> TableInfo:
-    table = DeltaTable(location)
-    actions = pa.table(table.get_add_actions(flatten=True))
-    rows = int(sum(n or 0 for n in actions.column("num_records").to_pylist())) if actions.num_rows else 0
-    newest = table.history(1)
-    return TableInfo(
-        name=name,
-        layer=name.split(".", 1)[0],
-        location=location,
-        rows=rows,
-        version=table.version(),
-        last_update=millis_to_iso(newest[0].get("timestamp")) if newest else "",
-    )
-
-
-def all_tables(settings: Settings) -> list[TableInfo]:
-    return [table_info(name, location) for name, location in discover(settings)]
+def all_tables(tables: DeltaTables) -> list[TableInfo]:
+    return [tables.info(name) for name, _ in discover(tables)]
 
 
 def render(infos: list[TableInfo], as_json: bool = False) -> str:

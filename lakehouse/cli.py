@@ -178,8 +178,11 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _tables(args: argparse.Namespace) -> None:
     from lakehouse.catalog_summary import all_tables, render
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
 
-    print(render(all_tables(get_settings()), as_json=args.json))
+    settings = get_settings()
+    print(render(all_tables(get_tables(get_spark("lakehouse-tables", settings), settings)), as_json=args.json))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -203,7 +206,7 @@ def _demo(args: argparse.Namespace) -> None:
     tables = get_tables(get_spark("lakehouse-demo", settings), settings)
     elapsed = time.perf_counter() - started
     print("\n== tables ==")
-    print(render(all_tables(settings)))
+    print(render(all_tables(tables)))
     print("\n== injected by the generators vs caught by the pipeline ==")
     print(demo.injected_vs_caught(tables, stream, injected))
     print("\n== job seconds ==\n  " + ", ".join(f"{k} {v}" for k, v in timings.items()))

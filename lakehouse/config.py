@@ -36,7 +36,6 @@ class Settings:
     broker_port: int
     sql_port: int
     spark_master: str
-    delta_backend: str  # auto | native | deltars
     shuffle_partitions: int
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -46,9 +45,6 @@ class Settings:
         if home.exists() and not home.is_dir():
             raise LakehouseError(f"LAKEHOUSE_HOME={home} exists and is not a directory")
         broker_port = _env_int("LAKEHOUSE_BROKER_PORT", 19092)
-        backend = os.environ.get("LAKEHOUSE_DELTA_BACKEND", "auto")
-        if backend not in ("auto", "native", "deltars"):
-            raise LakehouseError(f"LAKEHOUSE_DELTA_BACKEND must be auto, native or deltars, got {backend!r}")
         return cls(
             home=home,
             tables_root=os.environ.get("LAKEHOUSE_TABLES_ROOT") or str(home / "tables"),
@@ -56,7 +52,6 @@ class Settings:
             broker_port=broker_port,
             sql_port=_env_int("LAKEHOUSE_SQL_PORT", 10099),
             spark_master=os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[*]"),
-            delta_backend=backend,
             shuffle_partitions=_env_int("LAKEHOUSE_SHUFFLE_PARTITIONS", 4),
         )
 

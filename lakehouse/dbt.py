@@ -2,7 +2,7 @@
 
 The profile uses dbt-spark's `method: session`, whose connection calls `SparkSession.builder.getOrCreate()`:
 running dbt in-process (`dbtRunner`) makes that return the session `get_spark` already configured (Hive
-metastore under $LAKEHOUSE_HOME, native Delta or the catalog shim for `file_format: delta`). dbt's target and
+metastore, Delta Lake for `file_format: delta`). dbt's target and
 log directories live under `$LAKEHOUSE_HOME/dbt`, not in the source tree.
 """
 

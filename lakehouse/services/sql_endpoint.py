@@ -1,8 +1,8 @@
 """SQL endpoint for BI tools: the Spark Thrift server (HiveServer2 protocol, JDBC `jdbc:hive2://`).
 
-`python -m lakehouse.services.sql_endpoint` builds a session with the platform's factory (so `USING delta`
-tables work with native Delta or the catalog shim), registers every Delta table found under the tables root
-(`gold.sales_daily`, ...), then starts `HiveThriftServer2.startWithContext` on 127.0.0.1:`settings.sql_port`
+`python -m lakehouse.services.sql_endpoint` builds a session with the platform's factory (Delta Lake's
+extension and catalog), registers every Delta table found under the tables root
+(`gold.sales`, ...), then starts `HiveThriftServer2.startWithContext` on 127.0.0.1:`settings.sql_port`
 and serves until SIGTERM/SIGINT. `start_sql_endpoint` / `stop_sql_endpoint` run it as a managed background
 process (PID file under `$LAKEHOUSE_HOME/run`).
 

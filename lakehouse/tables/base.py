@@ -1,4 +1,4 @@
-"""The one Delta table API every job uses; two backends implement it (native Delta, delta-rs)."""
+"""The one Delta table API every job uses (implemented on Delta Lake's own classes in `native.py`)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class DeltaTables(ABC):
               batch_id: int | None = None) -> bool:
         """MERGE `df` into the table; idempotent when (app_id, batch_id) are given. Returns False when skipped."""
 
-    # --- Arrow (driver-side batches: no Spark job when the backend can avoid one) --------------------
+    # --- Arrow (small driver-side batches: job state, quality results) ----------------------------------
     def merge_arrow(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None = None,
                     batch_id: int | None = None) -> bool:
         """`merge` with an Arrow source (default: through a Spark DataFrame)."""

@@ -8,28 +8,20 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
 
 from lakehouse.errors import LakehouseError
 
+SALES_SCHEMA = (
+    "order_date date, channel string, region string, currency string, orders long, units long, "
+    "revenue decimal(18,2), revenue_reporting decimal(18,2), reporting_currency string"
+)
 
-def _sales(rows: list[tuple]) -> pa.Table:
-    cols = list(zip(*rows, strict=True))
-    return pa.table(
-        {
-            "order_date": pa.array(cols[0], pa.date32()),
-            "channel": pa.array(cols[1], pa.string()),
-            "region": pa.array(cols[2], pa.string()),
-            "currency": pa.array(cols[3], pa.string()),
-            "orders": pa.array(cols[4], pa.int64()),
-            "units": pa.array(cols[5], pa.int64()),
-            "revenue": pa.array([Decimal(v) for v in cols[6]], pa.decimal128(18, 2)),
-            "revenue_reporting": pa.array([Decimal(v) for v in cols[7]], pa.decimal128(18, 2)),
-            "reporting_currency": pa.array(["EUR"] * len(rows), pa.string()),
-        }
-    )
+
+def _write_sales(spark, location: Path, rows: list[tuple], mode: str = "overwrite") -> None:
+    """gold.sales-shaped rows written with Delta Lake (the table API's writer) at `location`."""
+    data = [(*r[:6], Decimal(r[6]), Decimal(r[7]), "EUR") for r in rows]
+    spark.createDataFrame(data, SALES_SCHEMA).write.format("delta").mode(mode).save(str(location))
 
 
 def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
@@ -38,17 +30,12 @@ def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
     schema = f"dbt_src_{uuid.uuid4().hex[:8]}"  # a private source database (the shared home may hold gold)
     location = tmp_path / "sales"
     d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
-    write_deltalake(
-        str(location),
-        _sales(
-            [
-                (d1, "web", "EU", "EUR", 3, 5, "100.50", "100.50"),
-                (d2, "web", "EU", "EUR", 2, 2, "20.00", "20.00"),
-                (d1, "store", "EU", "EUR", 1, 1, "5.25", "5.25"),
-                (d2, "web", "NA", "USD", 1, 4, "40.00", "36.00"),
-            ]
-        ),
-    )
+    _write_sales(spark, location, [
+        (d1, "web", "EU", "EUR", 3, 5, "100.50", "100.50"),
+        (d2, "web", "EU", "EUR", 2, 2, "20.00", "20.00"),
+        (d1, "store", "EU", "EUR", 1, 1, "5.25", "5.25"),
+        (d2, "web", "NA", "USD", 1, 4, "40.00", "36.00"),
+    ])
     spark.sql(f"CREATE DATABASE {schema}")
     spark.sql(f"CREATE TABLE {schema}.sales USING delta LOCATION '{location}'")
     vars_arg = json.dumps({"source_schema": schema})
@@ -71,6 +58,6 @@ def test_dbt_build_marts(spark, settings, tmp_path: Path) -> None:
     assert provider.get("Provider", "").lower() == "delta"
 
     # an unknown channel fails the accepted_values test; the rebuild (create or replace) itself works
-    write_deltalake(str(location), _sales([(d2, "fax", "EU", "EUR", 1, 1, "1.00", "1.00")]), mode="append")
+    _write_sales(spark, location, [(d2, "fax", "EU", "EUR", 1, 1, "1.00", "1.00")], mode="append")
     with pytest.raises(LakehouseError, match="accepted_values"):
         run_dbt(spark, ["build", "--vars", vars_arg], settings=settings)

@@ -1,4 +1,4 @@
-"""The Delta table API, run against whichever backend this session has (native Delta or delta-rs)."""
+"""The Delta table API on Delta Lake itself; tables are read back with delta-rs as an independent reader."""
 
 from __future__ import annotations
 

@@ -131,8 +131,12 @@ def test_data_docs_html(silver_gate: tuple[GateResult, Path]) -> None:
     _, docs = silver_gate
     assert not (docs / "validations").exists()  # pages are rendered once per job, by publish_docs
     index = publish_docs(docs)
-    assert index.is_file() and "<html" in index.read_text().lower()
-    assert list((docs / "validations").rglob("*.html"))
+    pages = list((docs / "validations").rglob("*.html"))
+    assert len(pages) == 1 and index.is_file()
+    page = pages[0].read_text()
+    # the page renders this validation: its suite, a failed expectation and the column it checked
+    assert "silver.orders" in page and "total_amount" in page and "Failed" in page
+    assert pages[0].relative_to(docs).as_posix() in index.read_text()  # the index links to it
 
 
 def test_block_on_missing_column(silver_df: DataFrame) -> None:
