@@ -25,24 +25,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def bronze_batches(spark, stream, batches: int):
     """The generated records as bronze rows (classified like the bronze job does), cut into `batches`."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     from lakehouse.events import FAMILIES
-    from lakehouse.sources.kafka import kafka_arrow_schema
-    from transformations.bronze.events import EVENT_BRONZE_COLUMNS, classify_batch
+    from lakehouse.sources.kafka import kafka_schema
+    from transformations.bronze.events import EVENT_BRONZE_COLUMNS, classify
 
     now = dt.datetime.now(dt.UTC)
     rows = []
     for family in FAMILIES:
         for offset, (key, value, headers) in enumerate(stream.records[family]):
-            rows.append({"key": key, "value": value, "topic": family, "partition": offset % 4, "offset": offset,
-                         "timestamp": now, "timestampType": 0, "headers": [(k, v) for k, v in headers]})
-    records = pa.RecordBatch.from_pylist(rows, schema=kafka_arrow_schema(include_headers=True))
-    bronze = classify_batch(records, {f: f for f in FAMILIES}, stream.config.max_bytes, now)
-    bronze = bronze.filter(pc.is_null(bronze["reason"])).select(EVENT_BRONZE_COLUMNS)
-    classified = spark.createDataFrame(pa.Table.from_batches([bronze]))
+            rows.append((key, value, family, offset % 4, offset, now, 0, [(k, v) for k, v in headers]))
+    records = spark.createDataFrame(rows, kafka_schema(include_headers=True))
+    bronze = classify(records, {f: f for f in FAMILIES}, stream.config.max_bytes, now)
+    classified = bronze.where(F.col("reason").isNull()).select(EVENT_BRONZE_COLUMNS)
     cut = classified.withColumn("_batch", F.col("offset") % batches).cache()
     return [cut.where(F.col("_batch") == b).drop("_batch") for b in range(batches)]
 

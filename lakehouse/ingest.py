@@ -5,8 +5,8 @@ the run itself (jobs.bronze_events is the command-line wrapper).
 family name reads that family's topic only (one query per family, scale-out). Records that cannot be events
 (oversized, not UTF-8, not JSON, empty) go to the dead-letter table with a reason and their Kafka coordinates.
 
-Classification runs in the Python tasks that write the files (`bronze_step`), on the records Spark's Kafka
-connector delivers.
+Classification (`transformations.bronze.events.classify`) is Spark expressions plus one Arrow UDF over the
+payload bytes, on the records Spark's Kafka connector delivers.
 
 Exactly once: Kafka offsets live in the query's checkpoint, and every table write of a micro-batch is
 committed with the Delta transaction id (app id, batch id), so a replayed batch is skipped per table. The app
@@ -19,31 +19,27 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql import functions as F
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.tables import DeltaTables
-from lakehouse.tables.split import ArrowStep, write_split
+from lakehouse.tables.split import write_split
 from transformations.bronze.events import (
-    CLASSIFIED_SCHEMA,
     DEAD_LETTER_COLUMNS,
     DEFAULT_MAX_BYTES,
     EVENT_BRONZE_COLUMNS,
-    classify_batch,
+    classify,
 )
 
 DEAD_LETTER_TABLE = "bronze.dead_letter"
 ROUTE_COLUMN = "_route"  # family name for good records, DEAD_LETTER_ROUTE for the rest
 DEAD_LETTER_ROUTE = "\x00dead_letter"  # cannot be a family name
-ROUTED_SCHEMA = StructType([*CLASSIFIED_SCHEMA.fields, StructField(ROUTE_COLUMN, StringType())])
 log = logging.getLogger("bronze_events")
 
 
@@ -108,26 +104,12 @@ def check_single_mode(tables: DeltaTables, spec: IngestSpec) -> None:
                 )
 
 
-def classify_and_route(routes: dict[str, str], max_bytes: int, ingested_at: dt.datetime
-                       ) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+def classify_and_route(records: DataFrame, routes: dict[str, str], max_bytes: int,
+                       ingested_at: dt.datetime) -> DataFrame:
     """Kafka rows -> classified bronze rows + the route column (family, or the dead-letter route)."""
-
-    def step(batch: pa.RecordBatch) -> pa.RecordBatch:
-        rows = classify_batch(batch, routes, max_bytes, ingested_at)
-        route = pc.if_else(pc.is_null(rows["reason"]), rows["event_family"], pa.scalar(DEAD_LETTER_ROUTE))
-        return rows.append_column(ROUTE_COLUMN, route)
-
-    return step
-
-
-def bronze_step(routes: dict[str, str], max_bytes: int) -> ArrowStep:
-    """What the writing task does before the split: classify and route the Kafka records of its input."""
-    route = classify_and_route(routes, max_bytes, dt.datetime.now(dt.UTC))
-
-    def classify(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return (route(b) for b in batches if b.num_rows)
-
-    return ArrowStep(classify, ROUTED_SCHEMA)
+    rows = classify(records, routes, max_bytes, ingested_at)
+    route = F.when(F.col("reason").isNull(), F.col("event_family")).otherwise(F.lit(DEAD_LETTER_ROUTE))
+    return rows.withColumn(ROUTE_COLUMN, route)
 
 
 def make_batch_writer(
@@ -142,11 +124,9 @@ def make_batch_writer(
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         st = BatchStats(batch_id)
-        step = bronze_step(routes, spec.max_bytes)
-        # one Kafka range per task would give a file per table per range: no more tasks than cores (no shuffle)
-        batch = batch.coalesce(batch.sparkSession.sparkContext.defaultParallelism)
-        counts = write_split(tables, batch, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
-                             partition_by=["ingest_date"], prepare=step)
+        routed = classify_and_route(batch, routes, spec.max_bytes, dt.datetime.now(dt.UTC))
+        counts = write_split(tables, routed, ROUTE_COLUMN, outputs, spec.app_id, batch_id,
+                             partition_by=["ingest_date"])
         st.rows = sum(counts.values())
         for key, (name, _) in outputs.items():
             if counts.get(key):

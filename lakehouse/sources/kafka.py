@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
@@ -36,14 +34,6 @@ def kafka_schema(include_headers: bool = False) -> StructType:
     if include_headers:
         fields.append(StructField("headers", HEADERS_TYPE))
     return StructType(fields)
-
-
-def kafka_arrow_schema(include_headers: bool = False) -> pa.Schema:
-    """`kafka_schema` as the Arrow schema of the record batches Python tasks see (`mapInArrow`)."""
-    return to_arrow_schema(kafka_schema(include_headers), timestamp_utc=True)
-
-
-ARROW_HEADERS = kafka_arrow_schema(include_headers=True).field("headers").type
 
 
 def kafka_format(spark: SparkSession) -> str:

@@ -1,4 +1,4 @@
-"""Bronze classification on Arrow batches: family from topic or header, dead-letter reasons in order."""
+"""Bronze classification: dead-letter reasons in order (Arrow), family from topic or header (Spark)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from lakehouse.sources.kafka import kafka_arrow_schema
-from transformations.bronze.events import CLASSIFIED_SCHEMA, classify_batch, dead_letter_reasons
+from lakehouse.sources.kafka import kafka_schema
+from transformations.bronze.events import CLASSIFIED_SCHEMA, classify, dead_letter_reasons
 
 NOW = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)
 
 
-def _batch(values: list[bytes | None], topics: list[str], headers: list | None = None) -> pa.RecordBatch:
-    rows = [{"key": b"k\xff", "value": v, "topic": t, "partition": 1, "offset": i, "timestamp": NOW,
-             "timestampType": 0, "headers": (headers or [None] * len(values))[i]}
+def _records(spark, values: list[bytes | None], topics: list[str], headers: list | None = None):
+    rows = [(b"k\xff", v, t, 1, i, NOW, 0, (headers or [None] * len(values))[i])
             for i, (v, t) in enumerate(zip(values, topics, strict=True))]
-    return pa.RecordBatch.from_pylist(rows, schema=kafka_arrow_schema(include_headers=True))
+    return spark.createDataFrame(rows, kafka_schema(include_headers=True))
 
 
 @pytest.mark.parametrize(("value", "reason"), [
@@ -43,18 +42,22 @@ def test_valid_rows_next_to_a_non_utf8_one_stay_valid() -> None:
     assert dead_letter_reasons(pa.array(values), max_bytes=100).to_pylist() == [None, "not_utf8", None, "not_json"]
 
 
-def test_classified_rows_exact() -> None:
-    batch = _batch([b'{"a": 1}', b"{", b'{"b": 2}', b"{}"], ["shop_orders", "shop_orders", "other", "other"],
-                   headers=[None, [("event_family", b"orders")], [("event_family", b"payments")], None])
-    out = classify_batch(batch, {"shop_orders": "orders"}, max_bytes=100, ingested_at=NOW)
-    assert out.schema.names == [f.name for f in CLASSIFIED_SCHEMA.fields]
-    assert [(r["offset"], r["event_family"], r["reason"], r["value_bytes"]) for r in out.to_pylist()] == [
+def test_classified_rows_exact(spark) -> None:
+    records = _records(spark, [b'{"a": 1}', b"{", b'{"b": 2}', b"{}", b"\xc3\x28", b""],
+                       ["shop_orders", "shop_orders", "other", "other", "other", "other"],
+                       headers=[None, [("event_family", b"orders")], [("x", b"y"), ("event_family", b"payments")],
+                                None, [("event_family", b"")], [("event_family", b"pay\xffments")]])
+    out = classify(records, {"shop_orders": "orders"}, max_bytes=100, ingested_at=NOW)
+    assert [(f.name, f.dataType) for f in out.schema] == [(f.name, f.dataType) for f in CLASSIFIED_SCHEMA]
+    rows = out.orderBy("offset").collect()
+    assert [(r["offset"], r["event_family"], r["reason"], r["value_bytes"]) for r in rows] == [
         (0, "orders", None, 8), (1, "orders", "not_json", 1), (2, "payments", None, 8), (3, "unknown", None, 2),
+        (4, "unknown", "not_utf8", 2), (5, "pay\ufffdments", "empty", 0),
     ]
-    first = out.to_pylist()[0]
+    first = rows[0]
     assert first["key"] == b"k\xff"  # keys stay bytes, as delivered
-    assert first["ingested_at"] == NOW and first["ingest_date"] == dt.date(2026, 11, 27)
-    assert first["kafka_timestamp"] == NOW and first["partition"] == 1
+    assert first["ingested_at"] == NOW.replace(tzinfo=None) and first["ingest_date"] == dt.date(2026, 11, 27)
+    assert first["kafka_timestamp"] == NOW.replace(tzinfo=None) and first["partition"] == 1
 
 
 def test_dead_letter_suite_knows_every_reason_the_classifier_gives() -> None:

@@ -4,23 +4,26 @@ ingest time), and the dead-letter split for records that cannot be events (overs
 Field-level problems (wrong types, missing fields, negative prices, unknown SKUs) are *not* bronze's business:
 those records stay in the family table and are caught by silver's schema and quality gate.
 
-Classification works on Arrow record batches (it runs inside the Python task that writes the bronze files, so
-records cross from the JVM to Python once): UTF-8 is checked for a whole batch at once by Arrow (record by
-record only for a batch that has an invalid one), JSON syntax record by record with msgspec, which validates
-without building objects. Any JSON value is an event payload candidate (RFC 8259; duplicate keys allowed).
+`classify` is a Spark transformation: Kafka coordinates, family (from the topic, else the `event_family` header)
+and sizes are Spark expressions; only the payload bytes cross to Python, once, in an Arrow UDF
+(`dead_letter_reasons`) where UTF-8 is checked for a whole batch at once by Arrow (record by record only for a
+batch that has an invalid one) and JSON syntax record by record with msgspec, which validates without building
+objects. Any JSON value is an event payload candidate (RFC 8259; duplicate keys allowed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.functions import arrow_udf
 
-from lakehouse.sources.kafka import ARROW_HEADERS, HEADERS_TYPE
+from lakehouse.sources.kafka import HEADERS_TYPE
 
 EVENT_BRONZE_COLUMNS = [
     "topic", "partition", "offset", "kafka_timestamp", "key", "value", "value_bytes", "headers", "event_family",
@@ -84,51 +87,43 @@ def dead_letter_reasons(values: pa.Array, max_bytes: int) -> pa.Array:
     return pa.array(reasons, pa.string())
 
 
-def event_families(topics: pa.Array, headers: pa.Array | None, topic_to_family: dict[str, str]) -> pa.Array:
-    """The event family of each record: from its topic, else from its `event_family` header, else unknown."""
-    names = list(topic_to_family)
-    index = pc.index_in(topics, value_set=pa.array(names, pa.string()))
-    mapped = pc.take(pa.array([topic_to_family[t] for t in names], pa.string()), index)
-    if mapped.null_count == 0:
-        return mapped
-    families = mapped.to_pylist()
-    header_lists = headers.to_pylist() if headers is not None else [None] * len(families)
-    for i, family in enumerate(families):
-        if family is None:
-            found = [h["value"] for h in header_lists[i] or [] if h["key"] == "event_family" and h["value"]]
-            families[i] = found[0].decode("utf-8", "replace") if found else UNKNOWN_FAMILY
-    return pa.array(families, pa.string())
+def _reasons_udf(max_bytes: int):
+    """`dead_letter_reasons` as an Arrow UDF over the payload column."""
+
+    def reasons(values: pa.Array) -> pa.Array:
+        return dead_letter_reasons(values, max_bytes)
+
+    return arrow_udf(reasons, T.StringType())
 
 
-def classify_batch(batch: pa.RecordBatch, topic_to_family: dict[str, str], max_bytes: int,
-                   ingested_at: dt.datetime) -> pa.RecordBatch:
+def family_column(topic_to_family: dict[str, str]) -> Column:
+    """The event family of each record: from its topic, else from its first non-empty `event_family` header
+    (invalid UTF-8 replaced), else `unknown`."""
+    by_topic = F.create_map(*[F.lit(x) for pair in topic_to_family.items() for x in pair]) if topic_to_family \
+        else F.create_map().cast("map<string,string>")
+    tagged = F.filter("headers", lambda h: (h["key"] == "event_family") & (F.octet_length(h["value"]) > 0))
+    from_header = F.make_valid_utf8(F.try_element_at(tagged, F.lit(1))["value"].cast("string"))
+    return F.coalesce(by_topic[F.col("topic")], from_header, F.lit(UNKNOWN_FAMILY))
+
+
+def classify(records: DataFrame, topic_to_family: dict[str, str], max_bytes: int,
+             ingested_at: dt.datetime) -> DataFrame:
     """Kafka source rows (key, value, topic, partition, offset, timestamp, ..., headers) -> bronze rows with
     `reason` (null for records the family table keeps); columns and types as `CLASSIFIED_SCHEMA`."""
-    n = batch.num_rows
-    value = batch["value"].cast(pa.binary())
-    headers = batch["headers"] if "headers" in batch.schema.names else pa.nulls(n, ARROW_HEADERS)
     when = ingested_at.astimezone(dt.UTC)
-    columns = {
-        "topic": batch["topic"],
-        "partition": batch["partition"].cast(pa.int32()),
-        "offset": batch["offset"].cast(pa.int64()),
-        "kafka_timestamp": batch["timestamp"].cast(pa.timestamp("us", tz="UTC")),
-        "key": batch["key"].cast(pa.binary()),
-        "value": value,
-        "value_bytes": pc.fill_null(pc.binary_length(value), 0).cast(pa.int32()),
-        "headers": headers,
-        "event_family": event_families(batch["topic"], headers, topic_to_family),
-        "reason": dead_letter_reasons(value, max_bytes),
-        "ingested_at": pa.repeat(pa.scalar(when, pa.timestamp("us", tz="UTC")), n),
-        "ingest_date": pa.repeat(pa.scalar(when.date(), pa.date32()), n),
-    }
-    return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
-
-
-def classify_batches(batches: Iterator[pa.RecordBatch], topic_to_family: dict[str, str], max_bytes: int,
-                     ingested_at: dt.datetime) -> Iterator[pa.RecordBatch]:
-    """`classify_batch` for `mapInArrow`: `df.mapInArrow(lambda it: classify_batches(it, ...), CLASSIFIED_SCHEMA)`."""
-    for batch in batches:
-        if batch.num_rows:
-            yield classify_batch(batch, topic_to_family, max_bytes, ingested_at)
-
+    headers = F.col("headers") if "headers" in records.columns else F.lit(None).cast(HEADERS_TYPE)
+    rows = records.withColumn("headers", headers)
+    return rows.select(
+        F.col("topic"),
+        F.col("partition").cast("int").alias("partition"),
+        F.col("offset").cast("long").alias("offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").cast("binary").alias("key"),
+        F.col("value").cast("binary").alias("value"),
+        F.coalesce(F.octet_length("value"), F.lit(0)).cast("int").alias("value_bytes"),
+        F.col("headers"),
+        family_column(topic_to_family).alias("event_family"),
+        _reasons_udf(max_bytes)(F.col("value").cast("binary")).alias("reason"),
+        F.lit(when).cast("timestamp").alias("ingested_at"),
+        F.lit(when.date()).alias("ingest_date"),
+    )
