@@ -45,7 +45,9 @@ $(VENV)/.installed: pyproject.toml
 # Delta Lake, Spark's Kafka connector, the PostgreSQL JDBC driver and the Apache Kafka broker, pinned in
 # infra/maven/pom.xml, copied once into $(LAKEHOUSE_JARS); later runs need no network.
 $(JARS_STAMP): $(MAVEN_POMS)
-	mvn -B -q -f infra/maven/pom.xml package -Djars.dir=$(LAKEHOUSE_JARS)
+	rm -rf $(LAKEHOUSE_JARS).partial
+	mvn -B -q -f infra/maven/pom.xml package -Djars.dir=$(LAKEHOUSE_JARS).partial
+	rm -rf $(LAKEHOUSE_JARS) && mv $(LAKEHOUSE_JARS).partial $(LAKEHOUSE_JARS)
 	@touch $@
 
 jars: system $(JARS_STAMP)
