@@ -4,8 +4,8 @@ every commerce gold table, the forecast and the marts, catch exactly what the ge
 things are, and change no table on its second run.
 
 A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
-checkpoints, which the session's other modules (same table names, same app ids) must not see. Its broker binary
-is the session broker's (no second download)."""
+checkpoints, which the session's other modules (same table names, same app ids) must not see. It starts its own
+broker (own home, own port)."""
 
 from __future__ import annotations
 
@@ -47,16 +47,13 @@ class DemoRuns:
 
 
 @pytest.fixture(scope="module")
-def demo(settings, broker):
+def demo(settings):
     from lakehouse.catalog_summary import all_tables
-    from lakehouse.services.broker import binary_path
     from lakehouse.services.process import free_port
 
     home = Path(tempfile.mkdtemp(prefix="lh-demo-e2e-"))
     home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
     local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
-    local.bin_dir.mkdir(parents=True)
-    binary_path(local).symlink_to(binary_path(broker.settings))
     if settings.shim_jar.is_file():
         local.shim_jar.parent.mkdir(parents=True)
         shutil.copy(settings.shim_jar, local.shim_jar)
