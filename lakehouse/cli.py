@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("services", help="start/stop/status of the local Kafka-protocol broker")
+    p = sub.add_parser("services", help="start/stop/status of the local Apache Kafka broker")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=_services)
 

@@ -83,10 +83,6 @@ class Settings:
         return self.home / "run"
 
     @property
-    def bin_dir(self) -> Path:
-        return self.home / "bin"
-
-    @property
     def mlflow_uri(self) -> str:
         return f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
@@ -112,7 +108,7 @@ class Settings:
         return f"{self.tables_root.rstrip('/')}/{layer}/{table}"
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.checkpoints, self.warehouse, self.logs, self.run_dir, self.bin_dir):
+        for path in (self.home, self.checkpoints, self.warehouse, self.logs, self.run_dir):
             path.mkdir(parents=True, exist_ok=True)
         if "://" not in self.tables_root:
             Path(self.tables_root).mkdir(parents=True, exist_ok=True)

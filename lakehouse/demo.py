@@ -1,6 +1,6 @@
 """The commerce platform end to end on the embedded default, then a summary.
 
-Local services (Kafka-protocol broker, PostgreSQL ERP + Debezium capture, S3 landing zone), a seeded ERP
+Local services (Apache Kafka broker, PostgreSQL ERP + Debezium capture, S3 landing zone), a seeded ERP
 database, a generated multi-family event stream with injected faults and landing files (settlement reports
 that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
 bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, gold_commerce, demand_forecast, dbt_marts.

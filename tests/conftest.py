@@ -55,11 +55,12 @@ def table_name() -> str:
     return f"silver.t_{uuid.uuid4().hex[:10]}"
 
 
-# --- Kafka-protocol broker (Tansu) ---------------------------------------------------------------------------
+# --- Kafka broker (Apache Kafka, KRaft) ---------------------------------------------------------------------
 
 
 class KafkaTestBroker:
-    """A real local broker on a free port with its own $LAKEHOUSE_HOME; `restart()` loses all data."""
+    """A real local Apache Kafka broker on a free port with its own $LAKEHOUSE_HOME (config and data under
+    `<home>/kafka`). `restart()` keeps every topic, record and committed offset (they are on disk)."""
 
     def __init__(self, home: Path) -> None:
         import dataclasses
@@ -87,23 +88,24 @@ class KafkaTestBroker:
         self.stop()
         self.start()
 
+    @property
+    def pid(self) -> int | None:
+        from lakehouse.services.process import status
+
+        return status("broker", self.settings).pid
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaTestBroker]:
-    """One Tansu broker for the test session (data in memory). Tests use their own topic names."""
+    """One broker for the test session. Tests use their own topic names."""
     b = KafkaTestBroker(tmp_path_factory.mktemp("kafka_home")).start()
     yield b
     b.stop()
 
 
 @pytest.fixture()
-def fresh_broker(tmp_path: Path, broker: KafkaTestBroker) -> Iterator[KafkaTestBroker]:
-    """A broker of this test only (for restarts / data loss); starts in well under a second."""
-    from lakehouse.services.broker import binary_path
-
-    b = KafkaTestBroker(tmp_path / "kafka_home")
-    b.settings.bin_dir.mkdir(parents=True, exist_ok=True)
-    binary_path(b.settings).symlink_to(binary_path(broker.settings))  # no second download
-    b.start()
+def fresh_broker(tmp_path: Path) -> Iterator[KafkaTestBroker]:
+    """A broker of this test only, for restarts (a JVM: a few seconds to start, more on a busy machine)."""
+    b = KafkaTestBroker(tmp_path / "kafka_home").start()
     yield b
     b.stop()

