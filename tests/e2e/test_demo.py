@@ -60,7 +60,8 @@ def demo(settings, broker):
     if settings.shim_jar.is_file():
         local.shim_jar.parent.mkdir(parents=True)
         shutil.copy(settings.shim_jar, local.shim_jar)
-    env = {k: v for k, v in os.environ.items() if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT", "LAKEHOUSE_METASTORE_URL")}  # its own
     env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
         f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL")})
 
