@@ -8,23 +8,32 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from lakehouse.config import get_settings
+from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
 
 
 def _services(args: argparse.Namespace) -> None:
-    from lakehouse.services import broker
+    from lakehouse import demo
+    from lakehouse.services import broker, postgres, process
+    from lakehouse.services.metastore import metastore_db
 
     settings = get_settings()
+    cfg = postgres.pg_config(settings)
     if args.action == "start":
         settings.ensure_dirs()
-        status = broker.start_broker(settings)
-        print(f"kafka broker: running (pid {status.pid}) on {settings.kafka_bootstrap}")
+        with process.stop_on_failure(process.StartedHere()) as started:
+            demo.start_broker(settings, started)
+            demo.start_postgres(settings, started)
+        print(f"kafka broker: running (pid {process.status(broker.SERVICE, settings).pid}) on {settings.kafka_bootstrap}")
+        print(f"postgres: running (pid {postgres.server_pid(cfg)}) on 127.0.0.1:{cfg.port}; "
+              f"Hive metastore {metastore_db(settings).jdbc_url}")
     elif args.action == "stop":
         stopped = broker.stop_broker(settings)
         print("kafka broker: stopped" if stopped else "kafka broker: was not running")
+        print("postgres: stopped" if postgres.stop(cfg) else "postgres: was not running")
     else:
         print(f"kafka broker: {broker.broker_status(settings)}")
+        print(f"postgres: {postgres.status(cfg)}")
 
 
 def _sql_endpoint(args: argparse.Namespace) -> None:
@@ -187,14 +196,22 @@ def _tables(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     from lakehouse import demo
-    from lakehouse.catalog_summary import all_tables, render
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
+    from lakehouse.services import process
 
     settings = get_settings()
     started = time.perf_counter()
     settings.ensure_dirs()
-    services = demo.start_services(settings)
+    with process.stop_on_failure(process.StartedHere()) as started_here:
+        _demo_run(settings, demo.start_services(settings, started_here), started)
+
+
+def _demo_run(settings: Settings, services: dict[str, str], started: float) -> None:
+    """The demo after its services run: inputs, the pipeline, the summary."""
+    from lakehouse import demo
+    from lakehouse.catalog_summary import all_tables, render
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
     print(f"demo services: {', '.join(f'{k} {v}' for k, v in services.items())}")
     stream = demo.seed_events(settings)
     r = stream.report
@@ -219,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("services", help="start/stop/status of the local Apache Kafka broker")
+    p = sub.add_parser("services", help="start/stop/status of the local Apache Kafka broker and PostgreSQL "
+                       "(ERP + Hive metastore)")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=_services)
 

@@ -1,7 +1,7 @@
 """Settings: one root directory ($LAKEHOUSE_HOME) for all local state, endpoints, environment overrides.
 
-Every path the platform writes locally is derived here, so tables, checkpoints, the metastore, the MLflow
-store and logs always live together under one directory.
+Every path the platform writes locally is derived here, so tables, checkpoints, the MLflow store and logs
+always live together under one directory (the Hive metastore is a database of the home's PostgreSQL cluster).
 """
 
 from __future__ import annotations
@@ -68,10 +68,6 @@ class Settings:
     @property
     def warehouse(self) -> Path:
         return self.home / "warehouse"
-
-    @property
-    def metastore(self) -> Path:
-        return self.home / "metastore_db"
 
     @property
     def logs(self) -> Path:

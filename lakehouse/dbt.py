@@ -1,9 +1,9 @@
 """Run the dbt project (dbt_project/) in this process, on the platform's Spark session.
 
 The profile uses dbt-spark's `method: session`, whose connection calls `SparkSession.builder.getOrCreate()`:
-running dbt in-process (`dbtRunner`) makes that return the session `get_spark` already configured (Hive
-metastore, Delta Lake for `file_format: delta`). dbt's target and
-log directories live under `$LAKEHOUSE_HOME/dbt`, not in the source tree.
+running dbt in-process (`dbtRunner`) makes that return the session `get_spark` already configured (the Hive
+metastore shared in PostgreSQL, lakehouse.services.metastore; Delta Lake for `file_format: delta`). dbt's
+target and log directories live under `$LAKEHOUSE_HOME/dbt`, not in the source tree.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.config import Settings
+from lakehouse.services.process import StartedHere
 
 SEED = 42
 ERP_CUSTOMERS = 300
@@ -47,27 +48,59 @@ def state_dir(settings: Settings) -> Path:
 # --- inputs ------------------------------------------------------------------------------------------------
 
 
-def start_services(settings: Settings) -> dict[str, str]:
-    """Broker, PostgreSQL (ERP seeded once with the generator's catalogue), CDC capture and S3 (each a no-op when
-    it already runs); waits until the capture has published the seeded ERP. Returns where each service is."""
+def start_services(settings: Settings, started: StartedHere | None = None) -> dict[str, str]:
+    """Broker, PostgreSQL (ERP seeded once with the generator's catalogue; the Hive metastore), CDC capture and S3
+    (each a no-op when it already runs); waits until the capture has published the seeded ERP. Every service
+    this call starts is recorded in `started` (so a failed run stops exactly those). Returns where each one is."""
     from lakehouse.cdc import capture, wait_quiet, workload
     from lakehouse.events.generator import CATALOGUE_SKUS
-    from lakehouse.services import broker, postgres, s3
+    from lakehouse.services import postgres, s3
+    from lakehouse.services.metastore import metastore_db
 
-    broker.start_broker(settings)
-    pg = postgres.pg_config(settings)
-    postgres.start(pg)
+    started = started if started is not None else StartedHere()
+    start_broker(settings, started)
+    pg = start_postgres(settings, started)
     with postgres.connect(pg) as conn:
         workload.seed(conn, seed=SEED, products=CATALOGUE_SKUS, customers=ERP_CUSTOMERS)
         rows = sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                    for t in ("warehouses", "suppliers", "products", "inventory", "customers", "fx_rates"))
-    capture.start_capture(settings, pg)
+    _start_managed(started, "cdc capture", capture.SERVICE, settings, lambda: capture.start_capture(settings, pg))
     wait_quiet(settings.kafka_bootstrap, timeout=600, at_least=rows)
     s3_cfg = s3.S3Config.from_env()
-    s3.start_s3(settings, s3_cfg)
+    _start_managed(started, "s3", s3.SERVICE, settings, lambda: s3.start_s3(settings, s3_cfg))
     s3.ensure_bucket(s3_cfg)
     return {"Kafka broker": settings.kafka_bootstrap, "PostgreSQL ERP": f"127.0.0.1:{pg.port}/{pg.dbname}",
+            "Hive metastore": metastore_db(settings).jdbc_url,
             "CDC capture": f"{settings.logs / 'cdc-capture.log'}", "S3 landing": f"{s3_cfg.endpoint}/{s3_cfg.bucket}"}
+
+
+def _start_managed(started: StartedHere, label: str, service: str, settings: Settings, start) -> None:
+    """Start a process.py-managed service; remember its PID when this call started it."""
+    from lakehouse.services import process
+
+    was = process.status(service, settings).pid
+    pid = start().pid
+    if was is None and pid is not None:
+        started.stops.append((label, lambda: process.stop_pid(service, pid, settings=settings)))
+
+
+def start_broker(settings: Settings, started: StartedHere) -> None:
+    """The Kafka-protocol broker (lakehouse.services.broker), recorded in `started` when this call started it."""
+    from lakehouse.services import broker
+
+    _start_managed(started, "kafka broker", broker.SERVICE, settings, lambda: broker.start_broker(settings))
+
+
+def start_postgres(settings: Settings, started: StartedHere):
+    """The home's PostgreSQL cluster (ERP + Hive metastore), recorded in `started` when this call started it."""
+    from lakehouse.services import postgres
+
+    cfg = postgres.pg_config(settings)
+    was = postgres.server_pid(cfg)
+    pid = postgres.start(cfg)
+    if was is None:
+        started.stops.append(("postgres", lambda: postgres.stop_pid(cfg, pid)))
+    return cfg
 
 
 def stream_config(settings: Settings):
@@ -224,7 +257,6 @@ def where_things_are(settings: Settings, services: dict[str, str]) -> str:
         ("quality results", "ops.quality_results, ops.quality_validations"),
         ("Data Docs", settings.data_docs_index),
         ("MLflow", f"{settings.mlflow_uri} (`mlflow ui --backend-store-uri {settings.mlflow_uri}`)"),
-        ("metastore", str(settings.metastore)),
         *services.items(),
         ("SQL endpoint", f"`lakehouse sql-endpoint start` -> {jdbc_url(settings)}"),
     ]

@@ -4,7 +4,8 @@
   one: it is used unchanged (Delta and Kafka come from the cluster or `--jars`).
 * Locally (the embedded default) a `local[*]` session is built the way a cluster is configured: Delta Lake's SQL
   extension and catalog, Spark's own Kafka connector, the pinned jars from `make` (lakehouse.jars), UTC, bound to
-  127.0.0.1, small shuffles, workers on this venv's python.
+  127.0.0.1, small shuffles, workers on this venv's python, and the Hive metastore shared by every local process
+  in the home's PostgreSQL (lakehouse.services.metastore; `get_spark` starts that cluster when it is not running).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Settings, get_settings
+from lakehouse.services.metastore import MetastoreDb
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +32,15 @@ def delta_conf() -> dict[str, str]:
     return {"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG}
 
 
-def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
+def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) -> SparkSession.Builder:
     from lakehouse.jars import spark_jars
+    from lakehouse.services.metastore import spark_conf
 
     settings.ensure_dirs()
     python = os.environ.get("PYSPARK_PYTHON") or sys.executable
     os.environ["PYSPARK_PYTHON"] = python
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python)
-    metastore_url = f"jdbc:derby:;databaseName={settings.metastore};create=true"
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
@@ -53,11 +55,10 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
         # Delta's log replay uses this many partitions (default 50: one task per partition on 2 cores)
         .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
         .config("spark.sql.warehouse.dir", str(settings.warehouse))
-        .config("spark.hadoop.javax.jdo.option.ConnectionURL", metastore_url)
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-Dderby.system.home={settings.home} -Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG}",
-        )
+        # also on the JVM's class path: the Hive client's isolated loader finds the metastore's JDBC driver only
+        # there, and the SQL endpoint's sessions load Delta's catalog from there (neither sees spark.jars)
+        .config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in spark_jars()))
+        .config("spark.driver.extraJavaOptions", f"-Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG}")
         .config("spark.executorEnv.PYSPARK_PYTHON", python)
         .config("spark.python.daemon.module", "lakehouse.worker_daemon")  # workers fork with libraries loaded
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -65,7 +66,7 @@ def _local_builder(app_name: str, settings: Settings) -> SparkSession.Builder:
         .config("spark.driver.memory", os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "4g"))
         .enableHiveSupport()
     )
-    for key, value in delta_conf().items():
+    for key, value in {**delta_conf(), **spark_conf(metastore)}.items():
         builder = builder.config(key, value)
     return builder
 
@@ -90,6 +91,10 @@ def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> 
         return active
     if _on_cluster():
         return SparkSession.builder.appName(app_name).getOrCreate()  # configured by the cluster / spark-submit
-    spark = _local_builder(app_name, settings).getOrCreate()
+    from lakehouse.services import metastore
+
+    db = metastore.ensure_running(settings)  # the shared Hive metastore in PostgreSQL
+    spark = _local_builder(app_name, settings, db).getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
+    metastore.ensure_schema(spark, db)
     return spark

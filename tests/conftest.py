@@ -12,18 +12,27 @@ import pytest
 from lakehouse import config
 
 
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def lakehouse_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An isolated $LAKEHOUSE_HOME for the whole test session (tables, checkpoints, metastore, MLflow)."""
+    """An isolated $LAKEHOUSE_HOME for the whole test session (tables, checkpoints, MLflow), whose PostgreSQL
+    cluster (Hive metastore) listens on a free port."""
+    from lakehouse.services.process import free_port
+
     home = Path(os.environ.get("LAKEHOUSE_TEST_HOME") or tmp_path_factory.mktemp("lakehouse_home"))
-    previous = os.environ.get("LAKEHOUSE_HOME")
+    previous = {name: os.environ.get(name) for name in ("LAKEHOUSE_HOME", "LAKEHOUSE_PG_PORT")}
     os.environ["LAKEHOUSE_HOME"] = str(home)
+    os.environ["LAKEHOUSE_PG_PORT"] = str(free_port())
     config.reset_settings()
     yield home
-    if previous is None:
-        os.environ.pop("LAKEHOUSE_HOME", None)
-    else:
-        os.environ["LAKEHOUSE_HOME"] = previous
+    for name, value in previous.items():
+        _set_env(name, value)
     config.reset_settings()
 
 
@@ -33,7 +42,45 @@ def settings(lakehouse_home: Path) -> config.Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(settings: config.Settings):
+def metastore(settings: config.Settings) -> Iterator:
+    """The session home's PostgreSQL cluster with the Hive metastore, started for the test session and deleted
+    after it. $LAKEHOUSE_METASTORE_URL points every session of this test run at it, also those of jobs run as
+    subprocesses in homes of their own."""
+    from lakehouse.services import metastore as hive
+    from lakehouse.services import postgres
+
+    cfg = postgres.pg_config(settings)
+    postgres.start(cfg)
+    db = hive.metastore_db(settings)
+    previous = os.environ.get(hive.URL_ENV)
+    os.environ[hive.URL_ENV] = db.jdbc_url
+    yield db
+    _set_env(hive.URL_ENV, previous)
+    if os.environ.get("LAKEHOUSE_TEST_HOME"):
+        postgres.stop(cfg)
+    else:
+        postgres.destroy(cfg)
+
+
+@pytest.fixture()
+def fresh_metastore(metastore) -> Iterator:
+    """An empty metastore database of this test in the session's cluster (jobs in homes of their own whose fixed
+    table names would clash in the shared one): pass `fresh_metastore.jdbc_url` as $LAKEHOUSE_METASTORE_URL."""
+    import psycopg
+
+    from lakehouse.services import metastore as hive
+
+    db = hive.MetastoreDb(metastore.host, metastore.port, f"ms_{uuid.uuid4().hex[:10]}", metastore.user)
+    admin = f"host={db.host} port={db.port} user={db.user} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db.dbname}"')
+    yield db
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{db.dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def spark(settings: config.Settings, metastore):
     """The one Spark session of the test process, built by the platform's own factory."""
     from lakehouse.spark import get_spark
 

@@ -223,33 +223,6 @@ def require_broker(bootstrap: str | None = None, timeout: float = 2.0) -> str:
     return bootstrap
 
 
-def home_of_broker(pid: int) -> Path | None:
-    """The $LAKEHOUSE_HOME whose managed broker `pid` is (its argv ends with <home>/kafka/server.properties
-    and <home>/run/broker.pid names it), else None."""
-    cmd = process.cmdline(pid)
-    if MAIN_CLASS not in cmd or not cmd[-1].endswith("/kafka/server.properties"):
-        return None
-    home = Path(cmd[-1]).parent.parent
-    try:
-        return home if int((home / "run" / f"{SERVICE}.pid").read_text().strip()) == pid else None
-    except (OSError, ValueError):
-        return None
-
-
-def port_taken_error(port: int) -> LakehouseError:
-    """Why 127.0.0.1:`port` cannot be ours: another home's broker, else the process listening there."""
-    pid = process.listener_pid(port)
-    home = home_of_broker(pid) if pid else None
-    where = f"127.0.0.1:{port} is in use"
-    if home is not None:
-        return LakehouseError(
-            f"cannot start the broker: {where} by the broker of LAKEHOUSE_HOME={home} (pid {pid}); stop it with "
-            f"`LAKEHOUSE_HOME={home} lakehouse services stop` or choose another LAKEHOUSE_BROKER_PORT"
-        )
-    holder = f"pid {pid} ({' '.join(process.cmdline(pid))[:160]})" if pid else "another program"
-    return LakehouseError(f"cannot start the broker: {where} by {holder}; choose another LAKEHOUSE_BROKER_PORT")
-
-
 def start_broker(settings: Settings | None = None, timeout: float = 90.0) -> process.ProcessStatus:
     """Start the broker on 127.0.0.1:`settings.broker_port` and wait until it answers (no-op when this home's
     broker already runs there). Formats the data dir on the first start."""
@@ -262,8 +235,7 @@ def start_broker(settings: Settings | None = None, timeout: float = 90.0) -> pro
         )
     extra: dict[str, object] = {}
     if not current.running:
-        if process.port_in_use(settings.broker_port):
-            raise port_taken_error(settings.broker_port)
+        process.check_port_free(SERVICE, settings.broker_port, settings.home)  # before formatting anything
         controller_port = process.free_port()
         format_storage(settings, write_config(settings, controller_port))
         extra = {"controller_port": controller_port, "data_dir": str(data_dir(settings))}

@@ -8,6 +8,10 @@ Each service `name` owns two files under `settings.run_dir`:
 `start` is idempotent: when the PID file names a live process whose ready check passes, nothing is started.
 Stale PID files (process gone, or PID reused by an unrelated program) are removed. Used for the Kafka
 broker and reusable for PostgreSQL, Debezium, S3 and the SQL endpoint.
+
+Ports are claimed machine-wide (`claim_port`: a file per port under /tmp/lakehouse-ports naming the service,
+its PID and its $LAKEHOUSE_HOME), so a port taken by a service of another home is reported with that home.
+`StartedHere` remembers which services one command started, to stop exactly those when the command fails.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError, ServiceNotRunning
 
 ReadyCheck = Callable[[], bool]
+PORT_CLAIMS = Path(os.environ.get("LAKEHOUSE_PORT_CLAIMS") or "/tmp/lakehouse-ports")
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,60 @@ def _socket_owner(sockets: set[str]) -> int | None:
     return None
 
 
+def _claims_dir() -> Path:
+    if not PORT_CLAIMS.is_dir():
+        PORT_CLAIMS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            PORT_CLAIMS.chmod(0o1777)  # every user's services claim ports here
+    return PORT_CLAIMS
+
+
+def claim_port(port: int, service: str, home: Path, pid: int) -> None:
+    """Record that `service` (PID `pid`) of $LAKEHOUSE_HOME `home` listens on `port`."""
+    path = _claims_dir() / f"{port}.json"
+    tmp = path.with_name(f"{port}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"service": service, "home": str(home), "pid": pid}))
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def release_port(port: int, pid: int) -> None:
+    """Forget the claim on `port` if process `pid` made it."""
+    owner = port_owner(port, alive_only=False)
+    if owner is not None and owner.get("pid") == pid:
+        (PORT_CLAIMS / f"{port}.json").unlink(missing_ok=True)
+
+
+def port_owner(port: int, alive_only: bool = True) -> dict | None:
+    """{'service', 'home', 'pid'} of the lakehouse service that claimed `port` (None if none, or it died)."""
+    try:
+        owner = json.loads((PORT_CLAIMS / f"{port}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if alive_only and not pid_alive(int(owner.get("pid") or 0)):
+        return None
+    return owner
+
+
+def check_port_free(name: str, port: int, home: Path | None = None) -> None:
+    """Raise a LakehouseError naming who holds 127.0.0.1:`port`: a service of this or another $LAKEHOUSE_HOME
+    (from its claim), else the listening program's PID and command line (from /proc)."""
+    if not port_in_use(port):
+        return
+    where = f"cannot start {name}: port 127.0.0.1:{port} is already in use by"
+    owner = port_owner(port)
+    if owner is None:
+        pid = listener_pid(port)
+        holder = f" (pid {pid}: {' '.join(cmdline(pid))[:160]})" if pid else ""
+        raise LakehouseError(f"{where} another program{holder}")
+    if home is not None and owner["home"] == str(home):
+        raise LakehouseError(f"{where} {owner['service']} (pid {owner['pid']}) of this LAKEHOUSE_HOME")
+    raise LakehouseError(
+        f"{where} {owner['service']} (pid {owner['pid']}) of LAKEHOUSE_HOME={owner['home']}; stop it with "
+        f"`LAKEHOUSE_HOME={owner['home']} lakehouse services stop` or choose another port"
+    )
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (for tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -206,10 +265,9 @@ def start(
             f"{name} (pid {current.pid}) is running but not ready; see {current.log_file} "
             f"or restart it with `lakehouse services stop` then `start`"
         )
-    if port is not None and port_in_use(port):
-        raise LakehouseError(
-            f"cannot start {name}: port 127.0.0.1:{port} is already in use by another program"
-        )
+    home = (settings or get_settings()).home
+    if port is not None:
+        check_port_free(name, port, home)
     log_path = Path(log_file)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -234,6 +292,8 @@ def start(
         **(extra or {}),
     }
     meta_file(name, settings).write_text(json.dumps(meta))
+    if port is not None:
+        claim_port(port, name, home, proc.pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -276,6 +336,9 @@ def stop(name: str, timeout: float = 10.0, settings: Settings | None = None) -> 
     pid = _owned_pid(name, settings)
     if pid is None:
         return False
+    port = _read_meta(name, settings).get("port")
+    if port is not None:
+        release_port(int(port), pid)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -301,3 +364,52 @@ def _reap(pid: int) -> None:
     """Collect the exit status if `pid` is our child (avoids zombies when this process started it)."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+@dataclass
+class StartedHere:
+    """The services one command started (not those already running), to stop exactly those if it fails.
+
+    `start(label, running, start, stop)` calls `start()`; when `running()` was false before, `stop` is remembered.
+    `stop_all()` stops the remembered services, newest first, and returns their labels.
+    """
+
+    stops: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+
+    def start(self, label: str, running: Callable[[], bool], start: Callable[[], object],
+              stop: Callable[[], object]) -> object:
+        was_running = running()
+        result = start()
+        if not was_running:
+            self.stops.append((label, stop))
+        return result
+
+    def stop_all(self) -> list[str]:
+        stopped: list[str] = []
+        while self.stops:
+            label, stop = self.stops.pop()
+            with contextlib.suppress(Exception):  # stop the others even if one cannot be stopped
+                stop()
+                stopped.append(label)
+        return stopped
+
+
+def stop_pid(name: str, pid: int, timeout: float = 10.0, settings: Settings | None = None) -> bool:
+    """Stop service `name` only if its PID file still names `pid` (the process this command started)."""
+    if _owned_pid(name, settings) != pid:
+        return False
+    return stop(name, timeout=timeout, settings=settings)
+
+
+@contextlib.contextmanager
+def stop_on_failure(started: StartedHere) -> Iterator[StartedHere]:
+    """Yield `started`; on any exception (Ctrl-C too) stop what it started, print which, and re-raise."""
+    import sys
+
+    try:
+        yield started
+    except BaseException:
+        stopped = started.stop_all()
+        if stopped:
+            print(f"stopped the services this run started: {', '.join(stopped)}", file=sys.stderr)
+        raise

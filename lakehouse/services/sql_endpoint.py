@@ -6,10 +6,9 @@ extension and catalog), registers every Delta table found under the tables root
 and serves until SIGTERM/SIGINT. `start_sql_endpoint` / `stop_sql_endpoint` run it as a managed background
 process (PID file under `$LAKEHOUSE_HOME/run`).
 
-The embedded Derby metastore allows one process at a time (pyspark ships no Derby network server): while the
-endpoint runs it owns the metastore of its $LAKEHOUSE_HOME, and Spark jobs on the same home fail to open the
-catalog. Run batch jobs first, then start the endpoint (it registers what they wrote), or stop it for a job
-run. Jobs that only read/write table paths (not catalog names) are unaffected.
+The catalog is the Hive metastore in the home's PostgreSQL (lakehouse.services.metastore), shared with every
+other Spark process: jobs write and register tables while the endpoint serves them, and each query reads the
+newest commit of a Delta table.
 """
 
 from __future__ import annotations

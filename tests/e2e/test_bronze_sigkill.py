@@ -1,7 +1,7 @@
 """SIGKILL the bronze job mid-stream, restart it: nothing lost, nothing duplicated.
 
-The job runs as its own process (own $LAKEHOUSE_HOME) against the session's broker; tables are checked with
-delta-rs, another Delta implementation."""
+The job runs as its own process (own $LAKEHOUSE_HOME, the test session's shared Hive metastore) against the
+session's broker; tables are checked with delta-rs, another Delta implementation."""
 
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ from lakehouse.events.generator import FAULTS, StreamConfig, generate_stream, pr
 pytestmark = pytest.mark.e2e
 
 
-def _job(home: Path, bootstrap: str, module: str, *args: str) -> subprocess.Popen:
-    """Start `python -m <module> args` in its own process group (so a SIGKILL takes its JVM too)."""
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_KAFKA_BOOTSTRAP": bootstrap}
+def _job(home: Path, bootstrap: str, module: str, *args: str, metastore: str) -> subprocess.Popen:
+    """Start `python -m <module> args` in its own process group (so a SIGKILL takes its JVM too), on the Hive
+    metastore at JDBC URL `metastore`."""
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_KAFKA_BOOTSTRAP": bootstrap,
+           "LAKEHOUSE_METASTORE_URL": metastore}
     env.pop("LAKEHOUSE_TABLES_ROOT", None)
     log = open(home / f"{module}-{time.time_ns()}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
@@ -69,7 +71,7 @@ def _batches(checkpoint: Path, log: str) -> int:
     return sum(1 for p in entries.iterdir() if p.name.isdigit()) if entries.is_dir() else 0
 
 
-def test_bronze_events_survives_random_sigkills(broker, tmp_path):
+def test_bronze_events_survives_random_sigkills(broker, tmp_path, fresh_metastore):
     """Kill `jobs.bronze_events` (continuous, small batches) at 2 seeded random points — a random number of
     micro-batches after the last kill has been planned, plus a random delay, so kills land in reads, writes,
     Delta commits and checkpoint commits, including the replay of a batch the previous kill left unfinished —
@@ -92,7 +94,8 @@ def test_bronze_events_survives_random_sigkills(broker, tmp_path):
         target = _batches(checkpoint, "offsets") + rng.randint(1, 3)
         delay = rng.uniform(0, 2)
         job = _job(tmp_path, broker.bootstrap, "jobs.bronze_events", *args, "--trigger", "continuous",
-                   "--interval", "0 seconds", "--max-offsets-per-trigger", str(EVENTS_BATCH))
+                   "--interval", "0 seconds", "--max-offsets-per-trigger", str(EVENTS_BATCH),
+                   metastore=fresh_metastore.jdbc_url)
         deadline = time.time() + 180
         while _batches(checkpoint, "offsets") < target and job.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -103,7 +106,8 @@ def test_bronze_events_survives_random_sigkills(broker, tmp_path):
                       "delay_s": round(delay, 2)})
     assert kills[-1]["committed"] < total_batches, f"the stream was done before the last kill {kills}; {ctx}"
 
-    final = _job(tmp_path, broker.bootstrap, "jobs.bronze_events", *args, "--trigger", "available-now")
+    final = _job(tmp_path, broker.bootstrap, "jobs.bronze_events", *args, "--trigger", "available-now",
+                 metastore=fresh_metastore.jdbc_url)
     assert final.wait(300) == 0, f"final run failed; kills {kills}; {ctx}"
 
     tables = tmp_path / "tables" / "bronze"

@@ -55,7 +55,8 @@ def demo(settings, spark):
     home = Path(tempfile.mkdtemp(prefix="lh-demo-e2e-"))
     home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
     local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
-    env = {k: v for k, v in os.environ.items() if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT", "LAKEHOUSE_METASTORE_URL")}  # its own
     env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
         f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL")})
 

@@ -90,10 +90,9 @@ def test_port_of_another_homes_broker_is_named_in_the_error(fresh_broker, tmp_pa
     with pytest.raises(LakehouseError) as err:
         service.start_broker(other)
     assert str(err.value) == (
-        f"cannot start the broker: 127.0.0.1:{fresh_broker.settings.broker_port} is in use by the broker of "
-        f"LAKEHOUSE_HOME={fresh_broker.settings.home} (pid {fresh_broker.pid}); stop it with "
-        f"`LAKEHOUSE_HOME={fresh_broker.settings.home} lakehouse services stop` or choose another "
-        "LAKEHOUSE_BROKER_PORT"
+        f"cannot start broker: port 127.0.0.1:{fresh_broker.settings.broker_port} is already in use by broker "
+        f"(pid {fresh_broker.pid}) of LAKEHOUSE_HOME={fresh_broker.settings.home}; stop it with "
+        f"`LAKEHOUSE_HOME={fresh_broker.settings.home} lakehouse services stop` or choose another port"
     )
     assert not (tmp_path / "other_home" / "kafka").exists()
 
@@ -107,5 +106,5 @@ def test_port_held_by_another_program_names_its_pid(tmp_path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", b.settings.broker_port))
         sock.listen()
-        with pytest.raises(LakehouseError, match=rf"in use by pid {os.getpid()} \("):
+        with pytest.raises(LakehouseError, match=rf"in use by another program \(pid {os.getpid()}: "):
             b.start()
