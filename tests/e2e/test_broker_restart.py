@@ -51,9 +51,11 @@ def _produce(bootstrap: str, records: list[tuple[str, bytes, bytes, list]]) -> l
     return coords
 
 
-def _job(home: Path, bootstrap: str, *args: str) -> subprocess.Popen:
-    """`python -m jobs.bronze_events args` in its own process group (a SIGKILL takes its JVM too)."""
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_KAFKA_BOOTSTRAP": bootstrap}
+def _job(home: Path, bootstrap: str, *args: str, metastore: str) -> subprocess.Popen:
+    """`python -m jobs.bronze_events args` in its own process group (a SIGKILL takes its JVM too), on the Hive
+    metastore at JDBC URL `metastore` (its table names would clash in the session's)."""
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_KAFKA_BOOTSTRAP": bootstrap,
+           "LAKEHOUSE_METASTORE_URL": metastore}
     env.pop("LAKEHOUSE_TABLES_ROOT", None)
     log = open(home / "bronze_events.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "jobs.bronze_events", *args], cwd=REPO_ROOT, env=env,
@@ -83,7 +85,7 @@ def _log_tail(home: Path) -> str:
     return (home / "bronze_events.log").read_text(errors="replace")[-3000:]
 
 
-def test_bronze_stream_rides_through_a_broker_restart_exactly_once(fresh_broker, tmp_path) -> None:
+def test_bronze_stream_rides_through_a_broker_restart_exactly_once(fresh_broker, tmp_path, fresh_metastore) -> None:
     prefix = f"restart_{uuid.uuid4().hex[:6]}_"
     config = StreamConfig(seed=7, rate=20, duration_s=30, faults=dict.fromkeys(FAULTS, 0.03),
                           topic_prefix=prefix, max_bytes=4096)
@@ -96,7 +98,8 @@ def test_bronze_stream_rides_through_a_broker_restart_exactly_once(fresh_broker,
     checkpoint, tables = tmp_path / "checkpoints" / "bronze_events_all", tmp_path / "tables" / "bronze"
 
     job = _job(tmp_path, fresh_broker.bootstrap, "--topic-prefix", prefix, "--max-bytes", str(config.max_bytes),
-               "--trigger", "continuous", "--interval", "1 second", "--max-offsets-per-trigger", str(BATCH))
+               "--trigger", "continuous", "--interval", "1 second", "--max-offsets-per-trigger", str(BATCH),
+               metastore=fresh_metastore.jdbc_url)
     try:
         deadline = time.time() + 240
         while _commits(checkpoint) < 1 and job.poll() is None and time.time() < deadline:
