@@ -115,11 +115,13 @@ def test_to_reporting_currency_uses_rate_valid_at_event_time(spark):
         [("a", Decimal("10.00"), "USD", dt.datetime(2026, 11, 2, 11)),   # before the 12:00 change: 0.9
          ("b", Decimal("10.00"), "USD", dt.datetime(2026, 11, 2, 12)),   # at the change: 0.8
          ("c", Decimal("10.00"), "EUR", dt.datetime(2026, 11, 2, 12)),
-         ("d", Decimal("10.00"), "USD", dt.datetime(2026, 10, 31))],     # no rate yet
+         ("d", Decimal("10.00"), "USD", dt.datetime(2026, 10, 31)),      # before the first version: 0.9
+         ("e", Decimal("10.00"), "CHF", dt.datetime(2026, 11, 2))],      # no CHF rate at all
         "id string, amount decimal(18,2), currency string, ts timestamp")
     eur = to_reporting_currency(rows, fx, "amount", "currency", "ts")
     assert sorted((r["id"], r["amount_eur"]) for r in eur.collect()) == [
-        ("a", Decimal("9.00")), ("b", Decimal("8.00")), ("c", Decimal("10.00")), ("d", None)]
+        ("a", Decimal("9.00")), ("b", Decimal("8.00")), ("c", Decimal("10.00")), ("d", Decimal("9.00")),
+        ("e", None)]
     gbp = to_reporting_currency(rows.where("id in ('a', 'c')"), fx, "amount", "currency", "ts", reporting="GBP")
     assert sorted((r["id"], r["amount_gbp"]) for r in gbp.collect()) == [
         ("a", Decimal("7.50")), ("c", Decimal("8.33"))]

@@ -12,14 +12,17 @@ MONEY = "decimal(18,2)"
 
 
 def _rate_as_of(rows: DataFrame, fx_rates: DataFrame, currency: Column, ts: Column, out: str) -> DataFrame:
-    """Adds `out`: rate_to_eur of `currency` with the latest valid_from <= `ts` (1 for EUR, null when none)."""
+    """Adds `out`: rate_to_eur of `currency` with the latest valid_from <= `ts`; before the first version, the
+    first version (1 for EUR, null for a currency with no rate)."""
     fx = fx_rates.select(F.col("currency").alias("_fx_cur"), F.col("rate_to_eur").alias("_fx_rate"),
                          F.col("valid_from").alias("_fx_from"))
-    joined = rows.join(fx, (currency == F.col("_fx_cur")) & (F.col("_fx_from") <= ts), "left")
-    latest = Window.partitionBy("_row").orderBy(F.col("_fx_from").desc_nulls_last())
+    joined = rows.join(fx, currency == F.col("_fx_cur"), "left")
+    applies = F.col("_fx_from") <= ts
+    best = Window.partitionBy("_row").orderBy(
+        applies.desc_nulls_last(), F.when(applies, F.col("_fx_from")).desc_nulls_last(), F.col("_fx_from").asc())
     rate = F.when(currency == "EUR", F.lit(1)).otherwise(F.col("_fx_rate")).cast(RATE)
     return (
-        joined.withColumn("_n", F.row_number().over(latest)).where("_n = 1")
+        joined.withColumn("_n", F.row_number().over(best)).where("_n = 1")
         .withColumn(out, rate).drop("_n", "_fx_cur", "_fx_rate", "_fx_from")
     )
 
@@ -36,8 +39,10 @@ def to_reporting_currency(
 
     `fx_rates` holds one row per rate version: currency, rate_to_eur (1 unit of currency in EUR), valid_from
     (e.g. the ERP `updated_at` of each fx_rates change). The rate used is the latest with valid_from <= the
-    row's `ts_col` (as-of join); a non-EUR reporting currency crosses both rates through EUR. Rows with no
-    rate yet keep a null amount. Every input row is kept once.
+    row's `ts_col` (as-of join); a non-EUR reporting currency crosses both rates through EUR. A row older than
+    the currency's first version uses that version (CDC's snapshot dates the first version at capture time, but
+    the rate held before it, e.g. for late or backfilled events); a currency with no rate at all keeps a null
+    amount. Every input row is kept once.
     """
     rows = df.withColumn("_row", F.monotonically_increasing_id())
     rows = _rate_as_of(rows, fx_rates, F.col(currency_col), F.col(ts_col), "_to_eur")
