@@ -99,8 +99,9 @@ def _worker_import_paths(spark) -> str:
     import pyarrow as pa
 
     def where(batches):
-        import lakehouse
         import pyspark_lakehouse
+
+        import lakehouse
 
         for _ in batches:
             pass
