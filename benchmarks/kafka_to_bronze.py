@@ -99,9 +99,8 @@ def _worker_import_paths(spark) -> str:
     import pyarrow as pa
 
     def where(batches):
-        import pyspark_lakehouse
-
         import lakehouse
+        import pyspark_lakehouse
 
         for _ in batches:
             pass
