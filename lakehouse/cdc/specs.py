@@ -104,8 +104,7 @@ def load_specs(directory: Path = SPECS_DIR) -> dict[str, CdcTable]:
 def mirror_spec(table: str, keys: list[str], columns: list[str], stored: list[str] | None = None) -> CdcTable:
     """The SCD1 mirror of a table without a spec: text columns (the stored ones first, then the batch's new ones,
     keys first when the table is new), primary key from Debezium's message key."""
-    order = list(stored or [])
-    order += [c for c in [*keys, *columns] if c not in order]
+    order = list(dict.fromkeys([*(stored or []), *keys, *columns]))
     return CdcTable(name=table, keys=tuple(keys), columns=tuple((c, StringType()) for c in order),
                     scd1=mirror_table(table), generic=True)
 

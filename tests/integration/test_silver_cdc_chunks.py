@@ -4,7 +4,6 @@ chunk cut short by a crash is redone up to the same bronze version (one transact
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def test_one_version_per_chunk_gives_the_same_silver_as_one_batch(spark, setting
     assert [r[0] for r in got["silver.products"]] == ["A"]
     assert [r[-1] for r in got[DEAD_LETTER]] == ["malformed: not a Debezium JSON envelope"]
     # a table without a spec: mirrored on its message key (code, text columns)
-    assert got["silver.erp_gift_cards"] == [("G1", 22, dt.datetime(2026, 5, 28, 20, 26, 40, 22000))]
+    assert [r[:2] for r in got["silver.erp_gift_cards"]] == [("G1", 22)]
     # B deleted in v1 and re-created in v2: a chunk boundary between them leaves the (superseded) v1 tombstone
     assert set(expected.pop(TOMBSTONES)) <= set(got.pop(TOMBSTONES))
     assert got == expected

@@ -62,19 +62,19 @@ def test_a_new_erp_table_is_mirrored_with_no_code_change_and_stays_exact(spark, 
     mirror = "silver.erp_gift_cards"
     _append(ctx, [_gift("c", 10, after={"code": "G1", "balance": "25.00"}),
                   _gift("c", 11, after={"code": "G2", "balance": "50.00"})])
-    silver.run(ctx)
+    silver.apply_changes(ctx)
     assert _rows(ctx, mirror, ["code", "balance", "_lsn"]) == [("G1", "25.00", 10), ("G2", "50.00", 11)]
 
     _append(ctx, [_gift("d", 20, before={"code": "G1", "balance": "25.00"}),  # PK update G1 -> G3
                   _gift("c", 20, after={"code": "G3", "balance": "25.00"}),
                   _gift("d", 21, before={"code": "G2"}), (GIFT, {"code": "G2"}, None)])  # delete + tombstone
-    silver.run(ctx)
+    silver.apply_changes(ctx)
     assert _rows(ctx, mirror, ["code", "balance", "_lsn"]) == [("G3", "25.00", 20)]
 
     _append(ctx, [_gift("c", 30, after={"code": "G2", "balance": "70.00", "note": "vip"}),  # re-insert, new column
                   _gift("u", 31, {"code": "G3", "balance": "25.00"}, {"code": "G3", "balance": "5.00"}),
                   _gift("c", 10, after={"code": "G1", "balance": "25.00"})])  # re-delivered after its delete
-    stats = silver.run(ctx)
+    stats = silver.apply_changes(ctx)
     assert stats["envelopes"] == 3
     assert ctx.tables.read(mirror).columns == ["code", "balance", "_lsn", "_source_ts", "note"]
     assert _rows(ctx, mirror, ["code", "balance", "note", "_lsn", "_source_ts"]) == [
@@ -86,7 +86,7 @@ def test_a_new_erp_table_is_mirrored_with_no_code_change_and_stays_exact(spark, 
 def test_a_table_whose_message_key_names_no_column_is_dead_lettered(spark, settings, tmp_path):
     ctx = _context(spark, settings, tmp_path)
     _append(ctx, [(GIFT, None, envelope("c", 1, after={"code": "G1"}, table="gift_cards"))])
-    silver.run(ctx)
+    silver.apply_changes(ctx)
     assert not ctx.tables.exists("silver.erp_gift_cards")
     assert _rows(ctx, DEAD_LETTER, ["topic", "reason"]) == [
         (GIFT, "missing primary key (none in the message key)")]
@@ -100,7 +100,8 @@ HISTORY = ["sku", "price", "_lsn_from", "_lsn_to", "is_current", "_ended_by_dele
 
 
 def _products_over_three_runs(ctx: JobContext) -> list[dict]:
-    """Applies three bronze versions of product changes, one run each; returns each run's stats."""
+    """Applies three bronze versions of product changes, one run each (without the mirrors' suites); returns each
+    run's stats."""
     runs = [
         [_product("c", 10, after=product("A", "1.00")), _product("c", 11, after=product("B", "2.00"))],
         [_product("u", 20, product("A", "1.00"), product("A", "1.50")),
@@ -113,7 +114,7 @@ def _products_over_three_runs(ctx: JobContext) -> list[dict]:
     out = []
     for records in runs:
         _append(ctx, records)
-        out.append(silver.run(ctx))
+        out.append(silver.apply_changes(ctx))
     return out
 
 
@@ -161,7 +162,7 @@ def test_a_chunk_replayed_after_a_crash_before_its_marker_commits_applies_nothin
         _products_over_three_runs(cut)  # the third run merged every target, then died before its marker
     monkeypatch.setattr(cut.tables, "write_batch", write)
     before = {t: cut.tables.version(t) for t in silver.targets(cut.tables)}
-    assert silver.run(cut)["chunks"] == 1  # the replay
+    assert silver.apply_changes(cut)["chunks"] == 1  # the replay
     after = {t: cut.tables.version(t) for t in silver.targets(cut.tables)}
     assert {t: after[t] - before[t] for t in after if after[t] != before[t]} == {DEAD_LETTER: 1}
     for table in ("silver.products", "silver.product_prices_history", "silver.cdc_tombstones"):
