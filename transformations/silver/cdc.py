@@ -96,9 +96,10 @@ def parse_envelopes(bronze: DataFrame) -> DataFrame:
 
 
 def batch_tables(parsed: DataFrame, specified: list[str]) -> DataFrame:
-    """One row per ERP table in a parsed batch: `table`, `envelopes`, `changes` (good envelopes), `deletes`, `key_columns`
-    (the primary key Debezium reports in the message key) and `column_sets` (distinct column lists of the row
-    images; only for tables not in `specified`, whose columns are discovered). Small: one row per table."""
+    """One row per ERP table in a parsed batch: `table`, `envelopes`, `changes` (good envelopes), `deletes`,
+    `key_columns` (the primary key Debezium reports in the message key) and `column_sets` (distinct column lists
+    of the row images; only for tables not in `specified`, whose columns are discovered). Small: one row per
+    table, the only thing the job collects."""
     good = F.col("reason").isNull()
     unspecified = ~F.col("table").isin(*specified) if specified else F.lit(True)
     key_columns = F.map_keys(F.from_json(F.col("key"), TEXT_MAP))
