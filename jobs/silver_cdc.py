@@ -1,31 +1,41 @@
-"""Silver CDC: new bronze.erp_cdc_raw versions -> SCD1 current-state and SCD2 history tables by MERGE.
+"""Silver CDC: new bronze.erp_cdc_raw versions -> SCD1 current-state and SCD2 history tables by Delta MERGE.
 
-Per key the newest source LSN wins; re-delivered events are deduplicated; deletes remove rows (and leave a
-tombstone in silver.cdc_tombstones); malformed or unknown-table envelopes go to silver.cdc_dead_letter with a
-reason. Before anything is applied, the whole pending bronze range passes its structure suite (bronze.erp_cdc_raw,
-all block: a failure applies nothing, the job exits non-zero and the next run validates the same range again).
-The backlog is applied in chunks of at most --max-versions bronze versions, each committed before the
-next is read. Exactly once: every target commit carries the transaction id (app id, last bronze version of the
-chunk) and is skipped when already made; the dead-letter commit comes last and marks the chunk as done; a chunk
-cut short by a crash is redone up to the same version."""
+Distributed end to end: envelopes are parsed by Spark, changes are deduplicated per key by LSN and applied by
+one MERGE per target over the batch's changes only; the driver holds one small row per ERP table of a batch
+(its counts, message-key columns and, for tables without a spec, column names), never a table or a history.
+
+What each ERP table becomes is declared by its spec (`lakehouse/cdc/tables/<table>.json`, see
+lakehouse.cdc.specs); a captured table without a spec is mirrored as SCD1 on the primary key Debezium reports
+(silver.erp_<table>, text columns, new columns added as they appear). Per key the newest source LSN wins;
+re-delivered events are deduplicated; deletes remove rows (and leave a tombstone in silver.cdc_tombstones);
+malformed envelopes go to silver.cdc_dead_letter with a reason. Before anything is applied, the whole pending
+bronze range passes its structure suite (bronze.erp_cdc_raw, all block: a failure applies nothing, the job
+exits non-zero and the next run validates the same range again). The backlog is applied in chunks of at most
+--max-versions bronze versions, each committed before the next is read. Exactly once: every target commit
+carries the transaction id (app id, last bronze version of the chunk) and is skipped when already made; the
+dead-letter commit comes last and marks the chunk as done; a chunk cut short by a crash is redone up to the
+same version. After the apply, the warn-only suites of the mirrors validate the rows of the keys the run
+changed (not whole tables)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
-import operator
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
+from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
 from lakehouse.job import (
     JobContext,
     job_context,
@@ -40,6 +50,7 @@ from lakehouse.quality.suites import resolve_suite_path
 from lakehouse.tables import MergeSpec
 from transformations.silver.cdc import (
     DEAD_LETTER,
+    DEAD_LETTER_COLUMNS,
     DEAD_LETTER_SCHEMA,
     PII_MERGE,
     PII_SCHEMA,
@@ -49,67 +60,53 @@ from transformations.silver.cdc import (
     TOMBSTONE_SCHEMA,
     TOMBSTONES,
     CdcTable,
-    dead_letters_arrow,
-    key_text,
-    latest_changes,
-    parse_batch,
-    scd1_arrow,
+    batch_tables,
+    dead_letters,
+    latest_per_key,
+    parse_envelopes,
     scd1_merge_kwargs,
     scd1_schema,
+    scd1_source,
     scd2_merge_kwargs,
-    scd2_rebuild_arrow,
+    scd2_rebuild,
     scd2_schema,
+    table_changes,
     tokenize_changes,
-    tombstones_arrow,
+    tombstone_rows,
+    without_superseded,
 )
 
 SOURCE = "bronze.erp_cdc_raw"
 APP_ID = "silver_cdc"
-MAX_VERSIONS = 100  # bronze versions per chunk: bounds what one commit round holds in memory
+MAX_VERSIONS = 100  # bronze versions per chunk: bounds what one commit round holds (on the executors)
+BRONZE_COLUMNS = ["topic", "partition", "offset", "key", "value"]
 PAUSE_ENV = "LAKEHOUSE_SILVER_CDC_PAUSE_S"  # fault-injection tests: pause after each step so a SIGKILL lands there
 log = logging.getLogger(APP_ID)
 
 
-def targets() -> list[str]:
+def targets(tables=None) -> list[str]:  # noqa: ANN001 - DeltaTables
+    """Every silver CDC table: the specs' targets, the generic mirrors `tables` holds, the side tables."""
     names = [t for spec in TABLES.values() for t in (spec.scd1, spec.scd2) if t]
-    return [*names, TOMBSTONES, PII_TABLE, DEAD_LETTER]
+    mirrors = [n for n in (tables.list_names() if tables else []) if n.startswith(MIRROR_PREFIX) and n not in names]
+    return [*names, *mirrors, TOMBSTONES, PII_TABLE, DEAD_LETTER]
 
 
 def ensure_tables(ctx: JobContext) -> None:
-    """Create every silver CDC table (empty) so each exists even before its first change."""
+    """Create every silver CDC table of the specs (empty) so each exists even before its first change."""
     ctx.tables.create(PII_TABLE, PII_SCHEMA)
     for spec in TABLES.values():
         if spec.scd1:
-            ctx.tables.create(spec.scd1, scd1_schema(spec))
+            ctx.tables.create(spec.scd1, scd1_schema(spec), _partitions(spec, spec.scd1))
         if spec.scd2:
-            ctx.tables.create(spec.scd2, scd2_schema(spec))
+            ctx.tables.create(spec.scd2, scd2_schema(spec), _partitions(spec, spec.scd2))
     ctx.tables.create(TOMBSTONES, TOMBSTONE_SCHEMA)
     ctx.tables.create(DEAD_LETTER, DEAD_LETTER_SCHEMA)
 
 
-def _tombstones_of(ctx: JobContext, touched: dict[str, set[str]]) -> dict[str, dict[str, int]]:
-    """{table: {key text: lsn}} of the stored tombstones of the touched keys only."""
-    wanted = [pc.field("source_table") == t for t, keys in touched.items() if keys]
-    if not wanted:
-        return {}
-    key_texts = sorted({k for keys in touched.values() for k in keys})
-    cond = functools.reduce(operator.or_, wanted) & pc.field("key").isin(key_texts)
-    stored = ctx.tables.read_arrow(TOMBSTONES, cond).to_pydict()
-    out: dict[str, dict[str, int]] = {}
-    for table, key, lsn in zip(stored["source_table"], stored["key"], stored["lsn"], strict=True):
-        out.setdefault(table, {})[key] = lsn
-    return out
-
-
-def _history_of(ctx: JobContext, spec: CdcTable, keys: set[tuple]) -> pa.Table:
-    """The stored SCD2 versions of `keys` only (the filter lets the reader skip files and row groups)."""
-    if len(spec.keys) == 1:
-        cond = pc.field(spec.keys[0]).isin(sorted(k[0] for k in keys))
-    else:
-        cond = functools.reduce(operator.and_, [
-            pc.field(k).isin(sorted({key[i] for key in keys})) for i, k in enumerate(spec.keys)
-        ])
-    return ctx.tables.read_arrow(spec.scd2, cond)
+def _partitions(spec: CdcTable, target: str) -> list[str] | None:
+    """The spec's partition columns that the target carries (SCD2 targets hold keys and tracked columns only)."""
+    carried = scd1_schema(spec).fieldNames() if target == spec.scd1 else scd2_schema(spec).fieldNames()
+    return [c for c in spec.partition_by if c in carried] or None
 
 
 def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, int] | None:
@@ -117,33 +114,37 @@ def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, i
 
     A chunk cut short by a crash (a target already holds a batch id past the last finished chunk) is redone up
     to the same version, so each target applies each chunk once, under one transaction id."""
-    side_writes = [(t, APP_ID) for t in targets() if t != DEAD_LETTER]
+    side_writes = [(t, APP_ID) for t in targets(ctx.tables) if t != DEAD_LETTER]
     return pending_range(ctx.tables, SOURCE, (DEAD_LETTER, APP_ID), side_writes, max_versions)
 
 
-def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, int]:
+def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, object]:
     """Apply the bronze versions not processed yet, up to the current one, chunk by chunk (at most `max_versions`
-    versions each; None: one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds'} (empty if there
-    was nothing). A run does not chase a bronze job that keeps committing: the next run takes what came since."""
+    versions each; None: one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds', 'since'}
+    (empty if there was nothing; 'since': each target's version before the run, None if it did not exist).
+    A run does not chase a bronze job that keeps committing: the next run takes what came since."""
     started = time.perf_counter()
     until = ctx.tables.version(SOURCE)
-    stats = {"envelopes": 0, "chunks": 0}
-    if (first := next_chunk(ctx, max_versions)) is not None:
-        validate_bronze(ctx, first[0], until)
+    stats: dict[str, object] = {"envelopes": 0, "chunks": 0}
+    if (first := next_chunk(ctx, max_versions)) is None:
+        return {}
+    since = {t: ctx.tables.version(t) if ctx.tables.exists(t) else None for t in targets(ctx.tables)}
+    validate_bronze(ctx, first[0], until)
+    ensure_tables(ctx)
     while (chunk := next_chunk(ctx, max_versions)) is not None:
         stats["envelopes"] += apply_chunk(ctx, *chunk)
         stats["chunks"] += 1
         stats["bronze_version"] = chunk[1]
         if chunk[1] >= until:
             break
-    return {**stats, "seconds": round(time.perf_counter() - started, 2)} if stats["chunks"] else {}
+    return {**stats, "since": since, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def validate_bronze(ctx: JobContext, after: int | None, up_to: int) -> GateResult:
     """The structure gate over the whole pending bronze range (after, up_to], once per run before any chunk is
     applied (one Spark read and GX validation per run, not per chunk): a block applies nothing and raises."""
-    gate = run_gate(ctx.tables.read_appends(SOURCE, after, up_to), SOURCE, SOURCE, ctx.run_id, table_version=up_to,
-                    docs_dir=ctx.settings.quality_docs)
+    bronze = ctx.tables.read_appends(SOURCE, after, up_to).select(*BRONZE_COLUMNS)
+    gate = run_gate(bronze, SOURCE, SOURCE, ctx.run_id, table_version=up_to, docs_dir=ctx.settings.quality_docs)
     record_gate(ctx.tables, gate, f"{APP_ID}:bronze", up_to, ctx.settings.data_docs_index)
     gate.release()
     log.info("%s v%s..v%s: %s in %.2f s (input %.2f s)", SOURCE, -1 if after is None else after, up_to,
@@ -152,79 +153,159 @@ def validate_bronze(ctx: JobContext, after: int | None, up_to: int) -> GateResul
     return gate
 
 
+def resolve_spec(ctx: JobContext, table: str, key_columns: list[str] | None,
+                 column_sets: list[list[str]]) -> CdcTable:
+    """The spec of an ERP table in a batch: its spec file (primary key defaulting to the message key), or the
+    generic SCD1 mirror, whose table is created or given the batch's new columns here."""
+    keys = list(key_columns or [])
+    spec = TABLES.get(table)
+    if spec is not None:
+        return spec if spec.keys else dataclasses.replace(spec, keys=tuple(keys))
+    columns = [c for cols in sorted(column_sets, key=lambda c: (-len(c), c)) for c in cols]
+    target = f"{MIRROR_PREFIX}{table}"
+    stored = ctx.tables.read(target).columns if ctx.tables.exists(target) else None
+    spec = mirror_spec(table, keys, list(dict.fromkeys(columns)), [c for c in stored or [] if not c.startswith("_")])
+    if spec.keys:
+        schema = scd1_schema(spec)
+        if stored is None:
+            ctx.tables.create(target, schema)
+        elif new := [f for f in schema.fields if f.name not in stored]:
+            ctx.tables.add_columns(target, new)
+    return spec
+
+
+Merge = Callable[[DataFrame, str, dict, int], None]
+
+
+def apply_table(ctx: JobContext, parsed: DataFrame, spec: CdcTable, merge: Merge,
+                changes_count: int) -> tuple[DataFrame, DataFrame | None, DataFrame | None]:
+    """MERGE one ERP table's changes into its targets; returns (dead letters, new tombstones, PII rows)."""
+    changes, bad = table_changes(parsed, spec)
+    if not spec.keys:
+        return bad, None, None
+    pii = None
+    if spec.pii:
+        changes, pii = tokenize_changes(changes, spec, ctx.settings.pii_salt)
+    tombstones = None
+    if spec.scd1:
+        latest = latest_per_key(changes, spec.keys)
+        stored = ctx.tables.read(TOMBSTONES)
+        merge(scd1_source(without_superseded(latest, stored, spec), spec), spec.scd1, scd1_merge_kwargs(spec),
+              changes_count)
+        tombstones = tombstone_rows(latest, spec)
+    if spec.scd2:
+        history = ctx.tables.read(spec.scd2)
+        merge(scd2_rebuild(history, changes, spec), spec.scd2, scd2_merge_kwargs(spec), changes_count)
+    return bad, tombstones, pii
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
 def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
     """Apply bronze versions (done, current]; returns the number of envelopes.
 
-    One read of the new bronze rows into Arrow; envelopes are parsed once; every target gets one MERGE from an
-    Arrow table (delta-rs merges it without a Spark job), keyed by (APP_ID, current)."""
+    The chunk's envelopes are parsed once and kept on the executors; every target gets one MERGE of the chunk's
+    changes, keyed by (APP_ID, current); the dead-letter commit comes last."""
     tables = ctx.tables
     started = time.perf_counter()
-    ensure_tables(ctx)
-    bronze = tables.read_appends_arrow(SOURCE, done, current, ["topic", "partition", "offset", "key", "value"])
-    t0 = time.perf_counter()
-    batch = parse_batch(bronze)
-    log.info("read %s bronze rows in %.2f s, parsed in %.2f s", bronze.num_rows, t0 - started,
-             time.perf_counter() - t0)
-    pause = float(os.environ.get(PAUSE_ENV) or 0)
-    time.sleep(pause)
-    pii = [tokenize_changes(changes, TABLES[name], ctx.settings.pii_salt)
-           for name, changes in batch.changes.items() if changes and TABLES[name].pii]
-    latest = {name: latest_changes(changes) for name, changes in batch.changes.items() if changes}
-    touched = {name: {key_text(TABLES[name], k) for k in keys} for name, keys in latest.items()
-               if TABLES[name].scd1}
-    tombstones = _tombstones_of(ctx, touched)
+    bronze = tables.read_appends(SOURCE, done, current).select(*BRONZE_COLUMNS)
+    parsed = parse_envelopes(bronze).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        batch = [r.asDict() for r in batch_tables(parsed, list(TABLES)).collect()]
+        envelopes = sum(r["envelopes"] for r in batch)
+        log.info("read %s bronze envelopes of %s tables in %.2f s", envelopes, len(batch),
+                 time.perf_counter() - started)
+        pause = float(os.environ.get(PAUSE_ENV) or 0)
+        time.sleep(pause)
 
-    def merge(source: pa.Table, target: str, spec_kwargs: dict) -> None:
-        if source.num_rows == 0:
-            return
-        t0 = time.perf_counter()
-        if tables.merge_arrow(source, target, MergeSpec(**spec_kwargs), app_id=APP_ID, batch_id=current):
-            log.info("merged %s rows into %s in %.2f s", source.num_rows, target, time.perf_counter() - t0)
-            time.sleep(pause)
+        def merge(source: DataFrame, target: str, spec_kwargs: dict, rows: int) -> None:
+            t0 = time.perf_counter()
+            if tables.merge(source, target, MergeSpec(**spec_kwargs), app_id=APP_ID, batch_id=current):
+                log.info("merged %s rows into %s in %.2f s", rows, target, time.perf_counter() - t0)
+                time.sleep(pause)
 
-    new_tombstones = []
-    for name, per_key in latest.items():
-        spec = TABLES[name]
-        if spec.scd1:
-            merge(scd1_arrow(per_key, tombstones.get(name, {}), spec), spec.scd1, scd1_merge_kwargs(spec))
-            new_tombstones.append(tombstones_arrow(per_key, spec))
-        if spec.scd2 and not _committed(ctx, spec.scd2, current):
-            history = _history_of(ctx, spec, set(per_key))
-            merge(scd2_rebuild_arrow(history, batch.changes[name], spec), spec.scd2, scd2_merge_kwargs(spec))
-    if new_tombstones:
-        merge(pa.concat_tables(new_tombstones), TOMBSTONES, TOMBSTONE_MERGE)
-    if pii:
-        merge(pa.concat_tables(pii), PII_TABLE, PII_MERGE)
-    # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    tables.write_batch_arrow(dead_letters_arrow(batch.dead, now), DEAD_LETTER, APP_ID, current)
-    log.info("silver CDC: %s envelopes from %s v%s..v%s in %.2f s", batch.envelopes, SOURCE,
+        dead = [parsed.where(F.col("reason").isNotNull()).select(*DEAD_LETTER_COLUMNS)]
+        tombstones, pii = [], []
+        for row in batch:
+            if not row["changes"]:
+                continue
+            spec = resolve_spec(ctx, row["table"], row["key_columns"], row["column_sets"])
+            bad, tomb, restricted = apply_table(ctx, parsed, spec, merge, row["changes"])
+            dead.append(bad)
+            tombstones += [tomb] if tomb is not None and row["deletes"] else []
+            pii += [restricted] if restricted is not None else []
+        if tombstones:
+            merge(_union(tombstones), TOMBSTONES, TOMBSTONE_MERGE, sum(r["deletes"] for r in batch))
+        if pii:
+            merge(_union(pii), PII_TABLE, PII_MERGE, 0)
+        # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        tables.write_batch(dead_letters(_union(dead), now), DEAD_LETTER, APP_ID, current)
+    finally:
+        parsed.unpersist()
+    log.info("silver CDC: %s envelopes from %s v%s..v%s in %.2f s", envelopes, SOURCE,
              -1 if done is None else done, current, time.perf_counter() - started)
-    return batch.envelopes
+    return envelopes
 
 
-def _committed(ctx: JobContext, target: str, batch_id: int) -> bool:
-    """True when `target` already holds this bronze version (a rerun after a crash)."""
-    committed = ctx.tables.committed_batch(target, APP_ID)
-    return committed is not None and committed >= batch_id
+def _mirror_keys(target: str) -> list[str] | None:
+    """The primary key of a spec's target (None for tables the specs do not name)."""
+    for spec in TABLES.values():
+        if target == spec.scd1:
+            return list(spec.keys)
+        if target == spec.scd2:
+            return [*spec.keys, "_lsn_from"]
+    return None
 
 
-def validate_mirror(ctx: JobContext) -> dict[str, GateResult]:
-    """Validate every silver CDC table that has a suite, as it stands after the apply (warn-only suites: silver
-    mirrors the system of record, so findings are reported in ops.quality_validations, never refused)."""
+def changed_rows(ctx: JobContext, target: str, since: int | None) -> DataFrame | None:
+    """The current rows of every key `target` changed after version `since` (all rows when None); None when
+    nothing changed. For SCD2 targets a key is (primary key, `_lsn_from`): each changed version."""
+    tables = ctx.tables
+    now = tables.version(target)
+    if since is None:
+        return tables.read(target)
+    if now <= since:
+        return None
+    keys = _mirror_keys(target)
+    touched = tables.read_changes(target, since, now).select(*keys).distinct()
+    return tables.read(target, version=now).join(touched, keys, "left_semi")
+
+
+def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None) -> dict[str, GateResult]:
+    """Validate the silver CDC tables that have a suite, as they stand after the apply (warn-only suites: silver
+    mirrors the system of record, so findings are reported in ops.quality_validations, never refused).
+
+    `since` ({target: version before the run}): only the rows of the keys the run changed; None: whole tables."""
     version = ctx.tables.committed_batch(DEAD_LETTER, APP_ID)
     gates: dict[str, GateResult] = {}
     for spec in TABLES.values():
         for target in (spec.scd1, spec.scd2):
             if not target or not ctx.tables.exists(target) or not resolve_suite_path(target).is_file():
                 continue
-            gate = run_gate(ctx.tables.read(target), target, target, ctx.run_id, table_version=version,
+            rows = ctx.tables.read(target) if since is None else changed_rows(ctx, target, since.get(target))
+            if rows is None:
+                continue
+            gate = run_gate(rows, target, target, ctx.run_id, table_version=version,
                             docs_dir=ctx.settings.quality_docs)
             record_gate(ctx.tables, gate, f"{APP_ID}:{target}", version or 0, ctx.settings.data_docs_index)
             gate.release()
-            log.info("%s: %s", target, gate.message)
+            log.info("%s: %s (%s rows)", target, gate.message, gate.rows)
             gates[target] = gate
     return gates
+
+
+def run(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, object]:
+    """One silver_cdc run: the bronze gate, the chunks, the mirrors' suites over what changed; returns the
+    apply's stats with 'seconds' covering the whole run (empty when there was nothing to do)."""
+    started = time.perf_counter()
+    stats = apply_changes(ctx, max_versions)
+    if stats:
+        validate_mirror(ctx, stats["since"])
+        stats["seconds"] = round(time.perf_counter() - started, 2)
+    return stats
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -233,12 +314,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     require_tables(SOURCE, hint="run the bronze_cdc job first")
     ctx = job_context(APP_ID)
-    if apply_changes(ctx, args.max_versions):
-        validate_mirror(ctx)
-    for name in targets():
+    run(ctx, args.max_versions)
+    for name in targets(ctx.tables):
         if ctx.tables.exists(name):
             ctx.tables.register(name)
 
 
 if __name__ == "__main__":
     sys.exit(run_main(main))
+

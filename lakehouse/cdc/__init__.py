@@ -4,8 +4,9 @@ import re
 
 TOPIC_PREFIX = "erp"
 SCHEMA = "public"
-ERP_TABLES = ("warehouses", "suppliers", "products", "inventory", "customers", "fx_rates")
-# every table of the captured schema, modelled or not (bronze subscribes by pattern; silver dead-letters the rest)
+ERP_TABLES = ("warehouses", "suppliers", "products", "inventory", "customers", "fx_rates")  # with a spec (specs.py)
+# every table of the captured schema, with a spec or not (bronze subscribes by pattern; silver mirrors the rest as
+# silver.erp_<table>, SCD1 on the key Debezium reports)
 TOPIC_PATTERN = re.escape(f"{TOPIC_PREFIX}.{SCHEMA}.") + ".+"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql.types import StructField, StructType
 
 from lakehouse.config import Settings, split_table_name
 
@@ -103,6 +103,11 @@ class DeltaTables(ABC):
     def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
               batch_id: int | None = None) -> bool:
         """MERGE `df` into the table; idempotent when (app_id, batch_id) are given. Returns False when skipped."""
+
+    def add_columns(self, name: str, fields: list[StructField]) -> None:
+        """Add nullable columns to an existing table (schema evolution of a mirror whose source gained columns)."""
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in fields)
+        self.spark.sql(f"ALTER TABLE delta.`{self.location(name)}` ADD COLUMNS ({columns})")
 
     # --- Arrow (small driver-side batches: job state, quality results) ----------------------------------
     def merge_arrow(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None = None,
