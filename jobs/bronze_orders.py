@@ -10,8 +10,7 @@ if __package__ in (None, ""):  # spark-submit jobs/bronze_orders.py
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from lakehouse.config import get_settings
-from lakehouse.job import job_context, parser, run_main
-from lakehouse.services.broker import require_broker
+from lakehouse.job import job_context, parser, require_kafka, run_main
 from lakehouse.streaming import run_kafka_to_table
 from transformations.bronze.kafka_records import kafka_to_bronze
 
@@ -29,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     args = p.parse_args(argv)
 
-    require_broker(get_settings().kafka_bootstrap)  # fail fast, before a Spark session starts
+    require_kafka(get_settings())  # fail fast, before a Spark session starts
     ctx = job_context(APP_ID)
     run_kafka_to_table(
         ctx, args.topic, TABLE, APP_ID, kafka_to_bronze,
