@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,13 @@ def _env(work_dir: Path) -> dict[str, str]:
             "SPARK_LOCAL_DIRS": str(work_dir / "tmp")}
 
 
+def _master_properties(work_dir: Path) -> Path:
+    """No REST submission server (it would take the fixed port 6066); jobs come through spark-submit's RPC."""
+    path = work_dir / "master.properties"
+    path.write_text("spark.master.rest.enabled false\n")
+    return path
+
+
 def master_state(web_ui: str, timeout: float = 2.0) -> dict:
     """The master's JSON status page (workers, applications)."""
     with urllib.request.urlopen(f"{web_ui}/json/", timeout=timeout) as response:  # noqa: S310 - local URL
@@ -109,7 +117,7 @@ def start_cluster(spec: ClusterSpec | None = None, settings: Settings | None = N
     ui_port = process.free_port()
     master = process.start(
         MASTER, _daemon_argv("org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(port),
-                             "--webui-port", str(ui_port)),
+                             "--webui-port", str(ui_port), "--properties-file", str(_master_properties(work_dir))),
         settings.logs / f"{MASTER}.log", lambda: process.port_in_use(port) and process.port_in_use(ui_port),
         timeout, port=port, env=env, cwd=work_dir, settings=settings,
         extra={"master_url": f"spark://{HOST}:{port}", "web_ui": f"http://{HOST}:{ui_port}"},
@@ -124,13 +132,24 @@ def start_cluster(spec: ClusterSpec | None = None, settings: Settings | None = N
                          "--memory", spec.memory, "--work-dir", str(worker_dir), "--webui-port", "0", url),
             settings.logs / f"spark-worker-{n}.log", None, timeout, env=env, cwd=worker_dir, settings=settings,
         )
-    process._wait_ready(lambda: _alive_workers(web_ui) >= spec.workers, timeout, master.pid)
+    _wait_for_workers(web_ui, spec.workers, timeout)
     status = cluster_status(settings)
     if status.alive_workers < spec.workers:
         stop_cluster(settings)
         raise LakehouseError(f"{status.alive_workers} of {spec.workers} Spark workers registered within "
                              f"{timeout:.0f}s; see {settings.logs}/spark-*.log")
     return status
+
+
+def _wait_for_workers(web_ui: str, workers: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _alive_workers(web_ui) >= workers:
+                return
+        except OSError:  # the master's web UI is still starting
+            pass
+        time.sleep(0.5)
 
 
 def _worker_names(settings: Settings) -> list[str]:
