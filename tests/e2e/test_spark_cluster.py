@@ -31,6 +31,8 @@ SILVER_FAMILIES = ("orders", "inventory", "payments", "clickstream")  # what gol
 # one record per produce request: Tansu's ListOffsets counts record batches, and Spark's Kafka source (unlike
 # lakehouse.sources.kafka_admin) trusts it; harmless on Apache Kafka
 ONE_RECORD_BATCHES = {"linger.ms": 0, "batch.num.messages": 1}
+# silver_events took over 15 min per run on 2 cores at load average 15-27 (four engineers' test suites)
+JOB_TIMEOUT_S = 3600
 # wall-clock columns of a run (when a row was written or validated), not data
 VOLATILE = {"ingested_at", "quarantined_at", "processed_at", "validated_at", "run_id", "updated_at", "loaded_at"}
 # ops tables of the quality gates: one row per validation, with run ids, timings and Data Docs paths
@@ -60,7 +62,7 @@ def _run(home: Path, master: str, broker, prefix: str, stream) -> PipelineRun:
     seconds: dict[str, float] = {}
     for job in PIPELINE:
         started = time.monotonic()
-        result = submit(job, args.get(job, []), master=master, env=env, cwd=home, timeout=900,
+        result = submit(job, args.get(job, []), master=master, env=env, cwd=home, timeout=JOB_TIMEOUT_S,
                         options=["--driver-memory", "1g", "--executor-memory", "1g"])
         seconds[job] = time.monotonic() - started
         (home / f"{job}.submit.log").write_text(result.stdout + result.stderr)
