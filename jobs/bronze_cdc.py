@@ -15,8 +15,7 @@ if __package__ in (None, ""):  # spark-submit jobs/bronze_cdc.py
 
 from lakehouse.cdc import TOPIC_PATTERN, all_topics
 from lakehouse.config import get_settings
-from lakehouse.job import JobContext, job_context, parser, run_main
-from lakehouse.services.broker import require_broker
+from lakehouse.job import JobContext, job_context, parser, require_kafka, run_main
 from lakehouse.sources.kafka_admin import create_topics
 from lakehouse.streaming import run_kafka_to_table
 from transformations.bronze.kafka_records import kafka_to_bronze
@@ -42,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--interval", default="5 seconds")
     p.add_argument("--max-offsets-per-trigger", type=int, default=None)
     p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
-    p.add_argument("--checkpoint", default=None, help="default: $LAKEHOUSE_HOME/checkpoints/bronze_cdc")
+    p.add_argument("--checkpoint", default=None, help="default: <tables root>/_checkpoints/bronze_cdc")
     args = p.parse_args(argv)
-    require_broker(get_settings().kafka_bootstrap)
+    require_kafka(get_settings())
     ctx = job_context(APP_ID)
     ingest(ctx, args.trigger == "continuous", args.interval, args.max_offsets_per_trigger, args.timeout,
            args.checkpoint)

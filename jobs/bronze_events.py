@@ -17,8 +17,7 @@ if __package__ in (None, ""):  # spark-submit jobs/bronze_events.py
 from lakehouse.config import get_settings
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import IngestSpec, ingest
-from lakehouse.job import job_context, parser, run_main
-from lakehouse.services.broker import require_broker
+from lakehouse.job import job_context, parser, require_kafka, run_main
 from transformations.bronze.events import DEFAULT_MAX_BYTES
 
 
@@ -36,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = IngestSpec(family=args.family, topic_prefix=args.topic_prefix, max_bytes=args.max_bytes,
                       max_offsets_per_trigger=args.max_offsets_per_trigger)
     spec.families  # noqa: B018 - validate before starting Spark
-    require_broker(get_settings().kafka_bootstrap)
+    require_kafka(get_settings())
     ctx = job_context(spec.app_id)
     ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger == "continuous", args.interval, args.timeout)
     for name in spec.output_tables():

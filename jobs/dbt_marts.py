@@ -16,6 +16,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
+from lakehouse.state import read_text, state_path, write_text
 
 SOURCES = ["gold.sales"]
 log = logging.getLogger("dbt_marts")
@@ -49,17 +50,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lakehouse.dbt import run_dbt
 
     dbt_args = args.dbt_args or ["build"]
-    stamp_file = ctx.settings.home / "dbt" / "last_build.json"
+    stamp_file = state_path(ctx.settings, "dbt_marts", "last_build.json")  # under the tables root
     stamp = build_stamp(ctx)
     plain_build = dbt_args == ["build"]
-    if plain_build and not args.force and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp \
+    previous = read_text(stamp_file)
+    if plain_build and not args.force and previous is not None and json.loads(previous) == stamp \
             and marts_exist(ctx):
         log.info("marts are up to date with %s", stamp["sources"])
         return
     run_dbt(ctx.spark, dbt_args)
     if plain_build:
-        stamp_file.parent.mkdir(parents=True, exist_ok=True)
-        stamp_file.write_text(json.dumps(stamp))
+        write_text(stamp_file, json.dumps(stamp))
 
 
 if __name__ == "__main__":

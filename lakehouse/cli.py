@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -109,6 +110,38 @@ def _run(args: argparse.Namespace) -> None:
     from lakehouse.jobs_registry import run_job
 
     run_job(args.job, args.job_args)
+
+
+def _spark_cluster(args: argparse.Namespace) -> None:
+    from lakehouse.services import spark_cluster
+
+    settings = get_settings()
+    if args.action == "start":
+        settings.ensure_dirs()
+        spec = spark_cluster.ClusterSpec(workers=args.workers, cores=args.cores, memory=args.memory)
+        st = spark_cluster.start_cluster(spec, settings)
+        print(f"spark cluster: {st.master_url} with {st.alive_workers} workers (web UI {st.web_ui})")
+    elif args.action == "stop":
+        print("spark cluster: stopped" if spark_cluster.stop_cluster(settings) else "spark cluster: was not running")
+    else:
+        st = spark_cluster.cluster_status(settings)
+        print(f"spark cluster: {st.master_url} (master pid {st.master_pid}, worker pids {list(st.worker_pids)}, "
+              f"{st.alive_workers} alive)" if st.running else "spark cluster: not running")
+
+
+def _submit(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from lakehouse.submit import is_local_master, submit_argv
+
+    argv = submit_argv(args.job, [a for a in args.job_args if a != "--"], master=args.master)
+    if args.print:
+        print(" ".join(argv))
+        return
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"} if is_local_master(args.master) else None
+    code = subprocess.run(argv, env=env).returncode
+    if code:
+        raise LakehouseError(f"spark-submit of {args.job} exited with code {code}")
 
 
 def _jobs(_: argparse.Namespace) -> None:
@@ -265,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("job_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("spark-cluster", help="start/stop/status of a local Spark standalone master and workers")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cores", type=int, default=1, help="per worker")
+    p.add_argument("--memory", default="1g", help="per worker, for executors")
+    p.set_defaults(func=_spark_cluster)
+
+    p = sub.add_parser("submit", help="spark-submit a job (pinned jars, Delta conf, this Python); args after the "
+                                      "job go to the job")
+    p.add_argument("--master", default=os.environ.get("LAKEHOUSE_SPARK_MASTER") or "local[*]",
+                   help="e.g. spark://127.0.0.1:7077 (`lakehouse spark-cluster status`), yarn, local[*]")
+    p.add_argument("--print", action="store_true", help="print the spark-submit command instead of running it")
+    p.add_argument("job")
+    p.add_argument("job_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_submit)
 
     p = sub.add_parser("jobs", help="list the jobs")
     p.set_defaults(func=_jobs)

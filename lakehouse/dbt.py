@@ -15,12 +15,13 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from lakehouse.config import REPO_ROOT, Settings, get_settings
+from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.resources import resource_path
 
 log = logging.getLogger(__name__)
 
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+DBT_PROJECT_DIR = resource_path("dbt_project")
 
 
 def _path_flags(command: str, settings: Settings, args: Sequence[str]) -> list[str]:

@@ -256,7 +256,7 @@ def where_things_are(settings: Settings, services: dict[str, str]) -> str:
         ("checkpoints", str(settings.checkpoints)),
         ("quality results", "ops.quality_results, ops.quality_validations"),
         ("Data Docs", settings.data_docs_index),
-        ("MLflow", f"{settings.mlflow_uri} (`mlflow ui --backend-store-uri {settings.mlflow_uri}`)"),
+        ("MLflow", f"{settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}`)"),
         *services.items(),
         ("SQL endpoint", f"`lakehouse sql-endpoint start` -> {jdbc_url(settings)}"),
     ]

@@ -140,8 +140,10 @@ def make_batch_writer(
 
 def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSpec, continuous: bool
                          ) -> dict[str, str]:
-    """Kafka stream options for the spec's family topics (headers included: bronze keeps them)."""
+    """Kafka stream options for the spec's family topics (headers included: bronze keeps them), with the
+    settings' Kafka client options (authentication: $LAKEHOUSE_KAFKA_OPTIONS)."""
     options = {
+        **settings.kafka_options,
         "kafka.bootstrap.servers": settings.kafka_bootstrap,
         "startingOffsets": spec.starting_offsets,
         "includeHeaders": "true",

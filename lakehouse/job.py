@@ -59,6 +59,44 @@ def require_tables(*names: str, hint: str = "") -> None:
             raise LakehouseError(f"{name} does not exist yet" + (f": {hint}" if hint else ""))
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def bootstrap_is_local(bootstrap: str) -> bool:
+    """True when every broker of `bootstrap` (host:port,...) is on this machine."""
+    hosts = [server.strip().rsplit(":", 1)[0] for server in bootstrap.split(",") if server.strip()]
+    return bool(hosts) and all(host in LOCAL_HOSTS for host in hosts)
+
+
+def require_kafka(settings: Settings | None = None, timeout: float = 3.0) -> str:
+    """Fail fast (before a Spark session starts) when the job's Kafka brokers do not answer.
+
+    A local bootstrap is checked with a Kafka request and the error says how to start the local broker; a
+    remote one (a cluster user's, maybe authenticated) only needs one broker accepting TCP connections, and
+    the error names the settings to check instead."""
+    import socket
+
+    from lakehouse.errors import ServiceNotRunning
+
+    settings = settings or get_settings()
+    bootstrap = settings.kafka_bootstrap
+    if bootstrap_is_local(bootstrap):
+        from lakehouse.services.broker import require_broker
+
+        return require_broker(bootstrap)
+    for server in (s.strip() for s in bootstrap.split(",") if s.strip()):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return bootstrap
+        except (OSError, ValueError):
+            continue
+    raise ServiceNotRunning(
+        f"no Kafka broker of {bootstrap} accepts connections from this driver; check LAKEHOUSE_KAFKA_BOOTSTRAP, "
+        f"the network path to the brokers and the client options in $LAKEHOUSE_KAFKA_OPTIONS"
+    )
+
+
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Run a job's main; a LakehouseError ends with one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,18 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Settings, get_settings
+from lakehouse.resources import resource_path
 from lakehouse.services.metastore import MetastoreDb
 
 log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "infra" / "log4j2.properties"
+LOG4J_CONFIG = resource_path("infra/log4j2.properties")
 
 
 def delta_conf() -> dict[str, str]:
@@ -77,8 +77,11 @@ def _on_cluster() -> bool:
         return True
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit
         return False
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
+    # connect to spark-submit's JVM first: before that, SparkConf() holds no spark.* system properties and
+    # every submitted job would look local (and the local builder would override --master)
+    SparkContext._ensure_initialized()
     master = SparkConf().get("spark.master", "local[*]") or "local[*]"
     return not master.startswith("local")
 

@@ -26,10 +26,10 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from lakehouse.config import REPO_ROOT
 from lakehouse.errors import LakehouseError
+from lakehouse.resources import resource_path
 
-SCHEMA_ROOT = REPO_ROOT / "schemas" / "events"
+SCHEMA_ROOT = resource_path("schemas") / "events"
 FAMILIES = ("orders", "inventory", "payments", "shipments", "clickstream")
 
 

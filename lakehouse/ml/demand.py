@@ -36,6 +36,7 @@ from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -125,21 +126,31 @@ def _split_holdout(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] 
 
 
 def configure_mlflow(settings: Settings) -> None:
+    """Point MLflow at the environment's tracking/registry URIs ($MLFLOW_TRACKING_URI, $MLFLOW_REGISTRY_URI,
+    a Databricks workspace), or at the embedded SQLite store under $LAKEHOUSE_HOME."""
     import mlflow
 
-    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
-    settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
+    if settings.mlflow_embedded:
+        (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+        settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_registry_uri)
+
+
+def mlflow_client(settings: Settings) -> MlflowClient:
+    """A client of the tracking and registry URIs `configure_mlflow` uses."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_registry_uri)
 
 
 def experiment_id(settings: Settings, name: str = EXPERIMENT_NAME) -> str:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = mlflow_client(settings)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    if not settings.mlflow_embedded:  # the tracking server decides where artifacts go
+        return client.create_experiment(name)
     location = Path(settings.mlflow_artifacts) / name
     return client.create_experiment(name, artifact_location=location.resolve().as_uri())
 
@@ -164,7 +175,6 @@ def train_demand_model(
     """Train on gold sales, log to MLflow (experiment `demand_forecast`), register and alias `champion`."""
     import mlflow
     from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
     from pyspark.sql import functions as F
 
     settings = settings or get_settings()
@@ -231,7 +241,7 @@ def train_demand_model(
         )
         run_id = run.info.run_id
     version = str(info.registered_model_version)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = mlflow_client(settings)
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
     log.info(
         "trained %s v%s on %d days in %.1fs: %s",
@@ -272,12 +282,10 @@ def forecast_frame(spark: SparkSession, sales_df: DataFrame, horizon_days: int =
 
 def _resolve_model(model_uri: str, settings: Settings) -> tuple[str, str]:
     """(name, version) for models:/name/version or models:/name@alias; ("", "") for other URIs."""
-    from mlflow.tracking import MlflowClient
-
     if not model_uri.startswith("models:/"):
         return "", ""
     ref = model_uri[len("models:/") :].strip("/")
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = mlflow_client(settings)
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return name, str(client.get_model_version_by_alias(name, alias).version)

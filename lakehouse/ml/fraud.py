@@ -25,6 +25,7 @@ from lakehouse.ml.demand import (
     check_worker_python,
     configure_mlflow,
     experiment_id,
+    mlflow_client,
     pip_requirements,
     trusted_types,
 )
@@ -72,11 +73,10 @@ def train_fraud_model(signals: DataFrame, settings: Settings | None = None) -> T
     """Fit on the given fraud signals, log with skops, register MODEL_NAME and alias it `champion`."""
     import mlflow
     from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
 
     settings = settings or get_settings()
     started = time.perf_counter()
-    X = signals.select(*feature_columns()).toPandas()
+    X = signals.select(*feature_columns()).orderBy(*feature_columns()).toPandas()  # same fit on any partitioning
     if X.empty:
         raise LakehouseError("no fraud signals to train the anomaly model on")
     model = AnomalyScorer().fit(X)
@@ -92,7 +92,7 @@ def train_fraud_model(signals: DataFrame, settings: Settings | None = None) -> T
             input_example=example, registered_model_name=MODEL_NAME,
         )
     version = str(info.registered_model_version)
-    MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri).set_registered_model_alias(
+    mlflow_client(settings).set_registered_model_alias(
         MODEL_NAME, CHAMPION_ALIAS, version)
     log.info("trained %s v%s on %d orders in %.1f s", MODEL_NAME, version, len(X), time.perf_counter() - started)
     return TrainedModel(run.info.run_id, f"models:/{MODEL_NAME}/{version}", version, {"train_rows": float(len(X))},
@@ -102,10 +102,9 @@ def train_fraud_model(signals: DataFrame, settings: Settings | None = None) -> T
 def champion_uri(settings: Settings) -> str | None:
     """models:/fraud_anomaly/<version> of the champion, or None when no model is registered yet."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     configure_mlflow(settings)
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client = mlflow_client(settings)
     try:
         return f"models:/{MODEL_NAME}/{client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version}"
     except MlflowException:

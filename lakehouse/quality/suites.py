@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lakehouse.config import REPO_ROOT
 from lakehouse.errors import LakehouseError
+from lakehouse.resources import resource_path
 
-EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+EXPECTATIONS_DIR = resource_path("expectations")
 EXPECTATIONS_ENV = "LAKEHOUSE_EXPECTATIONS_DIR"  # a deployment's own suites (e.g. a fix rolled out without a release)
 SEVERITIES = ("warn", "quarantine", "block")
 NULL_POLICIES = ("pass", "fail")

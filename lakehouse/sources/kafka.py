@@ -42,9 +42,11 @@ def kafka_format(spark: SparkSession) -> str:
 
 
 def _options(settings: Settings, topics: str, options: dict[str, str] | None) -> dict[str, str]:
-    """`topics` (comma-separated) is the subscription unless `options` set subscribePattern or assign."""
+    """`topics` (comma-separated) is the subscription unless `options` set subscribePattern or assign; the
+    settings' Kafka client options (authentication: $LAKEHOUSE_KAFKA_OPTIONS) apply to every read."""
     options = options or {}
-    merged = {"kafka.bootstrap.servers": settings.kafka_bootstrap, "startingOffsets": "earliest"}
+    merged = {"kafka.bootstrap.servers": settings.kafka_bootstrap, "startingOffsets": "earliest",
+              **settings.kafka_options}
     if not {k.lower() for k in options} & {"subscribepattern", "assign"}:
         merged["subscribe"] = topics
     merged.update(options)

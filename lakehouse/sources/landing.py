@@ -5,7 +5,7 @@ bucket. A run lists the prefix (boto3 `list_objects_v2`, paginated) and ingests 
 
 Exactly-once, like Spark's offset log + commit log:
 
-* **File log (the offset log)** - `$LAKEHOUSE_HOME/checkpoints/<app_id>/batches/<batch_id>.json` holds a
+* **File log (the offset log)** - `<tables_root>/_checkpoints/<app_id>/batches/<batch_id>.json` holds a
   batch's exact object list `(key, etag, size, last_modified)`. It is written (atomically, create-exclusive)
   *before* any object is read, so a batch's content is fixed once planned.
 * **Delta transaction id (the commit log)** - the batch's rows are written with
@@ -45,6 +45,7 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from lakehouse.config import is_remote
 from lakehouse.errors import LakehouseError
 from lakehouse.tables import DeltaTables
 
@@ -321,12 +322,20 @@ class PlannedBatch:
 
 
 class FileLog:
-    """Planned batches of one ingestion app, one JSON file per batch, written before the batch is processed."""
+    """Planned batches of one ingestion app, one JSON file per batch, written before the batch is processed.
+
+    `checkpoint_dir` is a local path or a URI (s3://... under the tables root on a cluster, read and written
+    with pyarrow's filesystems). Locally a batch file is created atomically and exclusively (hard link); on an
+    object store the existence check and the write are two steps (one planner per app id is assumed there)."""
 
     def __init__(self, checkpoint_dir: str | Path) -> None:
-        self.dir = Path(checkpoint_dir) / "batches"
+        location = str(checkpoint_dir)
+        self.remote = is_remote(location)
+        self.dir: Path | str = f"{location.rstrip('/')}/batches" if self.remote else Path(location) / "batches"
 
     def batches(self) -> list[PlannedBatch]:
+        if self.remote:
+            return self._remote_batches()
         if not self.dir.is_dir():
             return []
         paths = sorted((p for p in self.dir.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
@@ -334,6 +343,8 @@ class FileLog:
 
     def record(self, batch: PlannedBatch) -> PlannedBatch:
         """Write `batch` durably and exclusively (a second planner of the same id fails)."""
+        if self.remote:
+            return self._remote_record(batch)
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"{batch.batch_id}.json"
         tmp = self.dir / f".{batch.batch_id}.{os.getpid()}.tmp"
@@ -344,10 +355,7 @@ class FileLog:
         try:
             os.link(tmp, final)  # atomic and fails if the id is taken
         except FileExistsError:
-            raise LakehouseError(
-                f"landing batch {batch.batch_id} was planned by another run ({final}); is a second ingestion "
-                f"of the same kind running?"
-            ) from None
+            raise self._taken(batch, final) from None
         finally:
             tmp.unlink(missing_ok=True)
         dir_fd = os.open(self.dir, os.O_RDONLY)
@@ -355,6 +363,38 @@ class FileLog:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        return batch
+
+    @staticmethod
+    def _taken(batch: PlannedBatch, where: object) -> LakehouseError:
+        return LakehouseError(
+            f"landing batch {batch.batch_id} was planned by another run ({where}); is a second ingestion "
+            f"of the same kind running?"
+        )
+
+    def _remote_batches(self) -> list[PlannedBatch]:
+        from pyarrow import fs
+
+        filesystem, root = fs.FileSystem.from_uri(str(self.dir))
+        infos = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
+        names = sorted((i.base_name for i in infos if i.base_name.endswith(".json")
+                        and i.base_name[:-5].isdigit()), key=lambda n: int(n[:-5]))
+        batches = []
+        for name in names:
+            with filesystem.open_input_stream(f"{root}/{name}") as fh:
+                batches.append(PlannedBatch.from_json(fh.read().decode()))
+        return batches
+
+    def _remote_record(self, batch: PlannedBatch) -> PlannedBatch:
+        from pyarrow import fs
+
+        filesystem, root = fs.FileSystem.from_uri(str(self.dir))
+        final = f"{root}/{batch.batch_id}.json"
+        if filesystem.get_file_info(final).type != fs.FileType.NotFound:
+            raise self._taken(batch, f"{self.dir}/{batch.batch_id}.json")
+        filesystem.create_dir(root, recursive=True)  # a no-op on object stores
+        with filesystem.open_output_stream(final) as fh:
+            fh.write(batch.to_json().encode())
         return batch
 
 

@@ -95,7 +95,7 @@ def test_bronze_stream_rides_through_a_broker_restart_exactly_once(fresh_broker,
     half = len(records) // 2
     create_topics(fresh_broker.bootstrap, [config.topic(f) for f in FAMILIES], 2)
     produced = _produce(fresh_broker.bootstrap, records[:half])
-    checkpoint, tables = tmp_path / "checkpoints" / "bronze_events_all", tmp_path / "tables" / "bronze"
+    checkpoint, tables = tmp_path / "tables" / "_checkpoints" / "bronze_events_all", tmp_path / "tables" / "bronze"
 
     job = _job(tmp_path, fresh_broker.bootstrap, "--topic-prefix", prefix, "--max-bytes", str(config.max_bytes),
                "--trigger", "continuous", "--interval", "1 second", "--max-offsets-per-trigger", str(BATCH),

@@ -87,7 +87,7 @@ def test_bronze_events_survives_random_sigkills(broker, tmp_path, fresh_metastor
     produce_stream(broker.bootstrap, stream, partitions=2)
     total_batches = -(-stream.report.produced // EVENTS_BATCH)
     args = ["--topic-prefix", prefix, "--max-bytes", str(config.max_bytes)]
-    checkpoint = tmp_path / "checkpoints" / "bronze_events_all"
+    checkpoint = tmp_path / "tables" / "_checkpoints" / "bronze_events_all"
 
     kills = []
     for _ in range(2):

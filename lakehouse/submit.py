@@ -1,0 +1,100 @@
+"""`spark-submit` of a job, configured in one place: the same entry points users run, on any master.
+
+`submit_argv(job, args, master=...)` builds
+`spark-submit --master M --jars <pinned jars> --conf <Delta, UTC, Python> <jobs/job.py> args`:
+
+* `--jars`: the pinned jars of `make jars` (Delta Lake, Spark's Kafka connector, PostgreSQL JDBC); executors
+  fetch them from the driver. A cluster that ships Delta itself (Databricks) passes `jars=[]`.
+* Delta's SQL extension and catalog (lakehouse.spark.delta_conf), UTC for Spark SQL and the JVMs.
+* `spark.pyspark.python`: the driver's and executors' interpreter (this venv by default), which must import
+  `lakehouse`, `transformations` and `jobs` (the installed package: an editable checkout or the wheel).
+* On a master of this machine (local[...], spark://127.0.0.1:...) the driver binds 127.0.0.1.
+
+The job file comes from the installed `jobs` package, so a wheel installed outside the checkout submits the
+same way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lakehouse.config import Settings, get_settings
+from lakehouse.errors import LakehouseError
+
+LOCAL_MASTER_HOSTS = ("127.0.0.1", "localhost")
+
+
+def job_file(job: str) -> Path:
+    """jobs/<job>.py of the installed `jobs` package."""
+    import jobs
+
+    path = Path(jobs.__file__).resolve().parent / f"{job}.py"
+    if not path.is_file():
+        from lakehouse.jobs_registry import job_names
+
+        raise LakehouseError(f"unknown job {job!r}; jobs are: {', '.join(job_names())}")
+    return path
+
+
+def spark_submit() -> Path:
+    """bin/spark-submit of the installed pyspark package."""
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent / "bin" / "spark-submit"
+
+
+def is_local_master(master: str) -> bool:
+    return master.startswith("local") or any(f"://{h}:" in master for h in LOCAL_MASTER_HOSTS)
+
+
+def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
+    """The --conf pairs every submitted job gets."""
+    from lakehouse.spark import delta_conf
+
+    python = python or sys.executable
+    conf = {
+        **delta_conf(),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": str(settings.shuffle_partitions),
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": os.environ.get("LAKEHOUSE_SPARK_UI", "false"),
+    }
+    if is_local_master(master):
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    return conf
+
+
+def submit_argv(job: str, args: Sequence[str] = (), *, master: str, settings: Settings | None = None,
+                jars: Sequence[Path] | None = None, conf: Mapping[str, str] | None = None,
+                python: str | None = None, options: Sequence[str] = ()) -> list[str]:
+    """The spark-submit command line of `job` (a name in jobs/) with `args`; `options` are extra
+    spark-submit options (e.g. `--executor-memory 1g`), `conf` overrides the default --conf pairs."""
+    from lakehouse.jars import spark_jars
+
+    settings = settings or get_settings()
+    jars = spark_jars() if jars is None else jars
+    argv = [str(spark_submit()), "--master", master]
+    if jars:
+        argv += ["--jars", ",".join(str(p) for p in jars)]
+    for key, value in {**submit_conf(settings, master, python), **(conf or {})}.items():
+        argv += ["--conf", f"{key}={value}"]
+    return [*argv, *options, str(job_file(job)), *args]
+
+
+def submit(job: str, args: Sequence[str] = (), *, master: str, env: Mapping[str, str] | None = None,
+           cwd: str | Path | None = None, timeout: float | None = None, **kwargs: object
+           ) -> subprocess.CompletedProcess[str]:
+    """Run `submit_argv(...)` and return the finished process (output captured)."""
+    argv = submit_argv(job, args, master=master, **kwargs)  # type: ignore[arg-type]
+    run_env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})} if is_local_master(master) \
+        else {**os.environ, **(env or {})}
+    return subprocess.run(argv, env=run_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
