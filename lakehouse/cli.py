@@ -130,16 +130,17 @@ def _spark_cluster(args: argparse.Namespace) -> None:
 
 
 def _submit(args: argparse.Namespace) -> None:
+    import shlex
     import subprocess
 
-    from lakehouse.submit import is_local_master, submit_argv
+    from lakehouse.submit import submit_argv, submit_env
 
-    argv = submit_argv(args.job, [a for a in args.job_args if a != "--"], master=args.master)
+    job_args = args.job_args[1:] if args.job_args[:1] == ["--"] else args.job_args
+    argv = submit_argv(args.job, job_args, master=args.master)
     if args.print:
-        print(" ".join(argv))
+        print(shlex.join(argv))
         return
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"} if is_local_master(args.master) else None
-    code = subprocess.run(argv, env=env).returncode
+    code = subprocess.run(argv, env=submit_env(args.master)).returncode
     if code:
         raise LakehouseError(f"spark-submit of {args.job} exited with code {code}")
 
@@ -301,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("spark-cluster", help="start/stop/status of a local Spark standalone master and workers")
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--cores", type=int, default=1, help="per worker")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cores", type=int, default=2, help="per worker")
     p.add_argument("--memory", default="1g", help="per worker, for executors")
     p.set_defaults(func=_spark_cluster)
 

@@ -1,7 +1,9 @@
 """The one Spark session factory.
 
 * On a cluster (Databricks, EMR, a standalone master) a session already exists or `spark-submit` configured
-  one: it is used unchanged (Delta and Kafka come from the cluster or `--jars`).
+  one: it is used unchanged (Delta and Kafka come from the cluster or `--jars`). One addition: a job that
+  `lakehouse submit` sent to a master on this machine (conf `spark.lakehouse.homeMetastore=true`, see
+  lakehouse.submit) has its driver here, and that driver uses the home's Hive metastore like a local session.
 * Locally (the embedded default) a `local[*]` session is built the way a cluster is configured: Delta Lake's SQL
   extension and catalog, Spark's own Kafka connector, the pinned jars from `make` (lakehouse.jars), UTC, bound to
   127.0.0.1, small shuffles, workers on this venv's python, and the Hive metastore shared by every local process
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+HOME_METASTORE_CONF = "spark.lakehouse.homeMetastore"  # "true": a submitted driver uses the home's metastore
 LOG4J_CONFIG = resource_path("infra/log4j2.properties")
 
 
@@ -34,7 +37,6 @@ def delta_conf() -> dict[str, str]:
 
 def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) -> SparkSession.Builder:
     from lakehouse.jars import spark_jars
-    from lakehouse.services.metastore import spark_conf
 
     settings.ensure_dirs()
     python = os.environ.get("PYSPARK_PYTHON") or sys.executable
@@ -54,7 +56,6 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
         # Delta's log replay uses this many partitions (default 50: one task per partition on 2 cores)
         .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
-        .config("spark.sql.warehouse.dir", str(settings.warehouse))
         # also on the JVM's class path: the Hive client's isolated loader finds the metastore's JDBC driver only
         # there, and the SQL endpoint's sessions load Delta's catalog from there (neither sees spark.jars)
         .config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in spark_jars()))
@@ -64,9 +65,19 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.driver.memory", os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "4g"))
-        .enableHiveSupport()
     )
-    for key, value in {**delta_conf(), **spark_conf(metastore)}.items():
+    for key, value in delta_conf().items():
+        builder = builder.config(key, value)
+    return _with_metastore(builder, settings, metastore)
+
+
+def _with_metastore(builder: SparkSession.Builder, settings: Settings, metastore: MetastoreDb
+                    ) -> SparkSession.Builder:
+    """Hive support on the home's metastore database (the JDBC driver must be on the driver's class path)."""
+    from lakehouse.services.metastore import spark_conf
+
+    builder = builder.config("spark.sql.warehouse.dir", str(settings.warehouse)).enableHiveSupport()
+    for key, value in spark_conf(metastore).items():
         builder = builder.config(key, value)
     return builder
 
@@ -86,16 +97,32 @@ def _on_cluster() -> bool:
     return not master.startswith("local")
 
 
+def _uses_home_metastore() -> bool:
+    """True for a driver submitted with `spark.lakehouse.homeMetastore=true` (lakehouse.submit, for a master on
+    this machine): its catalog is the home's Hive metastore, as in a local session."""
+    from pyspark import SparkConf
+
+    return (SparkConf().get(HOME_METASTORE_CONF, "false") or "false").lower() == "true"
+
+
 def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> SparkSession:
     """Return the process's Spark session, building the embedded default when no session exists."""
     settings = settings or get_settings()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    if _on_cluster():
-        return SparkSession.builder.appName(app_name).getOrCreate()  # configured by the cluster / spark-submit
     from lakehouse.services import metastore
 
+    if _on_cluster():
+        builder = SparkSession.builder.appName(app_name)  # configured by the cluster / spark-submit
+        if not _uses_home_metastore():
+            return builder.getOrCreate()
+        settings.ensure_dirs()
+        db = metastore.ensure_running(settings)
+        spark = _with_metastore(builder, settings, db).getOrCreate()
+        spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
+        metastore.ensure_schema(spark, db)
+        return spark
     db = metastore.ensure_running(settings)  # the shared Hive metastore in PostgreSQL
     spark = _local_builder(app_name, settings, db).getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))

@@ -1,14 +1,20 @@
 """`spark-submit` of a job, configured in one place: the same entry points users run, on any master.
 
 `submit_argv(job, args, master=...)` builds
-`spark-submit --master M --jars <pinned jars> --conf <Delta, UTC, Python> <jobs/job.py> args`:
+`spark-submit --master M --jars <pinned jars> --driver-class-path <PostgreSQL JDBC jar> --conf ... jobs/<job>.py
+args`:
 
 * `--jars`: the pinned jars of `make jars` (Delta Lake, Spark's Kafka connector, PostgreSQL JDBC); executors
   fetch them from the driver. A cluster that ships Delta itself (Databricks) passes `jars=[]`.
-* Delta's SQL extension and catalog (lakehouse.spark.delta_conf), UTC for Spark SQL and the JVMs.
+* `--driver-class-path`: the PostgreSQL JDBC driver. The driver JVM is running before the job builds its
+  session, and Spark's Hive client loads the metastore's JDBC driver from the JVM's class path only.
+* Delta's SQL extension and catalog (lakehouse.spark.delta_conf), UTC for Spark SQL and the JVMs, the settings'
+  shuffle partitions, the platform's Python worker daemon and Arrow.
 * `spark.pyspark.python`: the driver's and executors' interpreter (this venv by default), which must import
   `lakehouse`, `transformations` and `jobs` (the installed package: an editable checkout or the wheel).
-* On a master of this machine (local[...], spark://127.0.0.1:...) the driver binds 127.0.0.1.
+* On a master of this machine (local[...], spark://127.0.0.1:...) the driver binds 127.0.0.1 and uses the
+  home's Hive metastore (`spark.lakehouse.homeMetastore=true`, read by lakehouse.spark.get_spark), so a job
+  on the local standalone cluster sees the same catalog as a local run.
 
 The job file comes from the installed `jobs` package, so a wheel installed outside the checkout submits the
 same way.
@@ -33,7 +39,7 @@ def job_file(job: str) -> Path:
     import jobs
 
     path = Path(jobs.__file__).resolve().parent / f"{job}.py"
-    if not path.is_file():
+    if job.startswith("_") or not path.is_file():
         from lakehouse.jobs_registry import job_names
 
         raise LakehouseError(f"unknown job {job!r}; jobs are: {', '.join(job_names())}")
@@ -48,46 +54,65 @@ def spark_submit() -> Path:
 
 
 def is_local_master(master: str) -> bool:
+    """local[...] or a standalone master on this machine: the driver runs here, next to the home's services."""
     return master.startswith("local") or any(f"://{h}:" in master for h in LOCAL_MASTER_HOSTS)
 
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
-    from lakehouse.spark import delta_conf
+    from lakehouse.spark import HOME_METASTORE_CONF, LOG4J_CONFIG, delta_conf
 
     python = python or sys.executable
+    local = is_local_master(master)
+    java_options = "-Duser.timezone=UTC" + (f" -Dlog4j.configurationFile={LOG4J_CONFIG}" if local else "")
     conf = {
         **delta_conf(),
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": java_options,
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        # Delta's log replay uses this many partitions (default 50 tasks for a few small JSON files)
         "spark.databricks.delta.snapshotPartitions": str(settings.shuffle_partitions),
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
+        "spark.python.daemon.module": "lakehouse.worker_daemon",  # workers fork with libraries loaded
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": os.environ.get("LAKEHOUSE_SPARK_UI", "false"),
     }
-    if is_local_master(master):
-        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    if local:
+        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                 HOME_METASTORE_CONF: "true"}
     return conf
 
 
 def submit_argv(job: str, args: Sequence[str] = (), *, master: str, settings: Settings | None = None,
                 jars: Sequence[Path] | None = None, conf: Mapping[str, str] | None = None,
                 python: str | None = None, options: Sequence[str] = ()) -> list[str]:
-    """The spark-submit command line of `job` (a name in jobs/) with `args`; `options` are extra
-    spark-submit options (e.g. `--executor-memory 1g`), `conf` overrides the default --conf pairs."""
+    """The spark-submit command line of `job` (a name in jobs/) with `args`; `jars` default to the pinned jars
+    (`[]`: none, for a cluster that has them), `options` are extra spark-submit options (e.g.
+    `--executor-memory 1g`), `conf` overrides the default --conf pairs."""
     from lakehouse.jars import spark_jars
 
     settings = settings or get_settings()
-    jars = spark_jars() if jars is None else jars
+    jars = spark_jars() if jars is None else list(jars)
     argv = [str(spark_submit()), "--master", master]
     if jars:
         argv += ["--jars", ",".join(str(p) for p in jars)]
+        jdbc = [str(p) for p in jars if Path(p).name.startswith("postgresql-")]
+        if jdbc:  # the Hive client of the driver loads the metastore's JDBC driver from the class path only
+            argv += ["--driver-class-path", os.pathsep.join(jdbc)]
     for key, value in {**submit_conf(settings, master, python), **(conf or {})}.items():
         argv += ["--conf", f"{key}={value}"]
     return [*argv, *options, str(job_file(job)), *args]
+
+
+def submit_env(master: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of spark-submit: this one plus `env`; SPARK_LOCAL_IP=127.0.0.1 on a master of this
+    machine (the driver's and the JVM's own addresses stay on the loopback)."""
+    local = {"SPARK_LOCAL_IP": "127.0.0.1"} if is_local_master(master) else {}
+    return {**os.environ, **local, **(env or {})}
 
 
 def submit(job: str, args: Sequence[str] = (), *, master: str, env: Mapping[str, str] | None = None,
@@ -95,6 +120,5 @@ def submit(job: str, args: Sequence[str] = (), *, master: str, env: Mapping[str,
            ) -> subprocess.CompletedProcess[str]:
     """Run `submit_argv(...)` and return the finished process (output captured)."""
     argv = submit_argv(job, args, master=master, **kwargs)  # type: ignore[arg-type]
-    run_env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})} if is_local_master(master) \
-        else {**os.environ, **(env or {})}
-    return subprocess.run(argv, env=run_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, env=submit_env(master, env), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
