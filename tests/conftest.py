@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,9 @@ def metastore(settings: config.Settings) -> Iterator:
         postgres.destroy(cfg)
 
 
-@pytest.fixture()
-def fresh_metastore(metastore) -> Iterator:
-    """An empty metastore database of this test in the session's cluster (jobs in homes of their own whose fixed
-    table names would clash in the shared one): pass `fresh_metastore.jdbc_url` as $LAKEHOUSE_METASTORE_URL."""
+@contextmanager
+def _metastore_database(metastore) -> Iterator:
+    """A new empty database in the session's metastore cluster, dropped on exit."""
     import psycopg
 
     from lakehouse.services import metastore as hive
@@ -74,9 +74,27 @@ def fresh_metastore(metastore) -> Iterator:
     admin = f"host={db.host} port={db.port} user={db.user} dbname=postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db.dbname}"')
-    yield db
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{db.dbname}" WITH (FORCE)')
+    try:
+        yield db
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{db.dbname}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def fresh_metastore(metastore) -> Iterator:
+    """An empty metastore database of this test in the session's cluster (jobs in homes of their own whose fixed
+    table names would clash in the shared one): pass `fresh_metastore.jdbc_url` as $LAKEHOUSE_METASTORE_URL."""
+    with _metastore_database(metastore) as db:
+        yield db
+
+
+@pytest.fixture(scope="module")
+def new_metastore(metastore) -> Iterator[Callable[[], object]]:
+    """`new_metastore()` makes another empty metastore database (like `fresh_metastore`) for a module's fixtures;
+    all are dropped after the module."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(_metastore_database(metastore))
 
 
 @pytest.fixture(scope="session")
