@@ -125,19 +125,32 @@ def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
 
     from lakehouse.submit import submit_argv
 
-    jars = [tmp_path / "delta-spark_4.1_2.13-4.4.0.jar", tmp_path / "spark-sql-kafka-0-10_2.13-4.1.1.jar"]
+    jars = [tmp_path / "delta-spark_4.1_2.13-4.4.0.jar", tmp_path / "postgresql-42.7.14.jar",
+            tmp_path / "spark-sql-kafka-0-10_2.13-4.1.3.jar"]
     argv = submit_argv("silver_events", ["--family", "orders"], master="spark://127.0.0.1:7077",
                        settings=Settings.from_env(), jars=jars)
     assert argv[0].endswith("pyspark/bin/spark-submit")
-    assert argv[1:5] == ["--master", "spark://127.0.0.1:7077", "--jars", ",".join(map(str, jars))]
+    # the driver's Hive client loads the metastore's JDBC driver from the class path only
+    assert argv[1:7] == ["--master", "spark://127.0.0.1:7077", "--jars", ",".join(map(str, jars)),
+                         "--driver-class-path", str(jars[1])]
     confs = {argv[i + 1] for i, a in enumerate(argv) if a == "--conf"}
     assert {"spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "spark.sql.session.timeZone=UTC", f"spark.pyspark.python={sys.executable}",
-            "spark.driver.host=127.0.0.1"} <= confs
+            "spark.python.daemon.module=lakehouse.worker_daemon", "spark.sql.shuffle.partitions=4",
+            "spark.driver.host=127.0.0.1", "spark.lakehouse.homeMetastore=true"} <= confs
     assert argv[-3:] == [str(Path(__file__).resolve().parents[2] / "jobs" / "silver_events.py"), "--family", "orders"]
+    # a remote cluster: its own jars (none passed), its own metastore, the driver's address its own
     remote = submit_argv("gold_commerce", master="yarn", settings=Settings.from_env(), jars=[])
-    assert "--jars" not in remote and not any(a.startswith("spark.driver.host=") for a in remote)
+    assert "--jars" not in remote and "--driver-class-path" not in remote
+    assert not any(a.startswith(("spark.driver.host=", "spark.lakehouse.homeMetastore=")) for a in remote)
+
+
+def test_submit_rejects_unknown_jobs(env):
+    from lakehouse.submit import submit_argv
+
+    with pytest.raises(LakehouseError, match="unknown job 'bronze_orders'"):
+        submit_argv("bronze_orders", master="local[*]", settings=Settings.from_env(), jars=[])
 
 
 def test_resources_resolve_to_the_checkout_folders():
