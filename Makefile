@@ -67,5 +67,6 @@ clean-state:
 	-$(VENV)/bin/lakehouse sql-endpoint stop
 	-$(VENV)/bin/lakehouse cdc stop
 	-$(VENV)/bin/lakehouse landing stop
+	-$(VENV)/bin/lakehouse spark-cluster stop
 	-$(VENV)/bin/lakehouse services stop
 	rm -rf $(LAKEHOUSE_HOME)
