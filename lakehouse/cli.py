@@ -120,7 +120,8 @@ def _spark_cluster(args: argparse.Namespace) -> None:
         settings.ensure_dirs()
         spec = spark_cluster.ClusterSpec(workers=args.workers, cores=args.cores, memory=args.memory)
         st = spark_cluster.start_cluster(spec, settings)
-        print(f"spark cluster: {st.master_url} with {st.alive_workers} workers (web UI {st.web_ui})")
+        workers = f"{st.alive_workers} worker" + ("" if st.alive_workers == 1 else "s")
+        print(f"spark cluster: {st.master_url} with {workers} (web UI {st.web_ui})")
     elif args.action == "stop":
         print("spark cluster: stopped" if spark_cluster.stop_cluster(settings) else "spark cluster: was not running")
     else:
