@@ -73,6 +73,8 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # Delta's log replay uses this many partitions (default 50 tasks for a few small JSON files)
         "spark.databricks.delta.snapshotPartitions": str(settings.shuffle_partitions),
+        # Delta's VACUUM lists files with this many tasks (default 10000 tasks per listing)
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.shuffle_partitions),
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
         "spark.python.daemon.module": "lakehouse.worker_daemon",  # workers fork with libraries loaded

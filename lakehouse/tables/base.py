@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructField, StructType
 
@@ -110,27 +109,15 @@ class DeltaTables(ABC):
         self.spark.sql(f"ALTER TABLE delta.`{self.location(name)}` ADD COLUMNS ({columns})")
 
     # --- Arrow (small driver-side batches: job state, quality results) ----------------------------------
-    def merge_arrow(self, source: pa.Table, name: str, spec: MergeSpec, app_id: str | None = None,
-                    batch_id: int | None = None) -> bool:
-        """`merge` with an Arrow source (default: through a Spark DataFrame)."""
-        return self.merge(self.spark.createDataFrame(source), name, spec, app_id, batch_id)
-
     def write_batch_arrow(self, source: pa.Table, name: str, app_id: str, batch_id: int,
                           partition_by: list[str] | None = None) -> bool:
         """`write_batch` (append) with an Arrow source (default: through a Spark DataFrame)."""
         return self.write_batch(self.spark.createDataFrame(source), name, app_id, batch_id,
                                 partition_by=partition_by)
 
-    def read_arrow(self, name: str, filter: pc.Expression | None = None) -> pa.Table:
-        """The current table as Arrow, optionally only rows matching `filter` (the backend may skip files)."""
-        table = self.read(name).toArrow()
-        return table if filter is None else table.filter(filter)
-
-    def read_appends_arrow(self, name: str, after_version: int | None, up_to_version: int,
-                           columns: list[str] | None = None) -> pa.Table:
-        """`read_appends` as Arrow (optionally only `columns`)."""
-        df = self.read_appends(name, after_version, up_to_version)
-        return (df.select(*columns) if columns else df).toArrow()
+    def read_arrow(self, name: str) -> pa.Table:
+        """The current table as Arrow (small tables only: job state, test checks)."""
+        return self.read(name).toArrow()
 
     # --- reads and maintenance ------------------------------------------------------------------
     @abstractmethod

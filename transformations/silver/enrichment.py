@@ -16,14 +16,16 @@ def _rate_as_of(rows: DataFrame, fx_rates: DataFrame, currency: Column, ts: Colu
     first version (1 for EUR, null for a currency with no rate)."""
     fx = fx_rates.select(F.col("currency").alias("_fx_cur"), F.col("rate_to_eur").alias("_fx_rate"),
                          F.col("valid_from").alias("_fx_from"))
-    joined = rows.join(fx, currency == F.col("_fx_cur"), "left")
-    applies = F.col("_fx_from") <= ts
-    best = Window.partitionBy("_row").orderBy(
-        applies.desc_nulls_last(), F.when(applies, F.col("_fx_from")).desc_nulls_last(), F.col("_fx_from").asc())
-    rate = F.when(currency == "EUR", F.lit(1)).otherwise(F.col("_fx_rate")).cast(RATE)
+    first = fx.groupBy(F.col("_fx_cur").alias("_first_cur")).agg(
+        F.min_by("_fx_rate", "_fx_from").alias("_first_rate"))
+    joined = rows.join(fx, (currency == F.col("_fx_cur")) & (F.col("_fx_from") <= ts), "left")
+    latest = Window.partitionBy("_row").orderBy(F.col("_fx_from").desc_nulls_last())
+    found = F.coalesce(F.col("_fx_rate"), F.col("_first_rate"))
+    rate = F.when(currency == "EUR", F.lit(1)).otherwise(found).cast(RATE)
     return (
-        joined.withColumn("_n", F.row_number().over(best)).where("_n = 1")
-        .withColumn(out, rate).drop("_n", "_fx_cur", "_fx_rate", "_fx_from")
+        joined.withColumn("_n", F.row_number().over(latest)).where("_n = 1")
+        .join(first, currency == F.col("_first_cur"), "left")
+        .withColumn(out, rate).drop("_n", "_fx_cur", "_fx_rate", "_fx_from", "_first_cur", "_first_rate")
     )
 
 
