@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("spark-cluster", help="start/stop/status of a local Spark standalone master and workers")
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--cores", type=int, default=2, help="per worker")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cores", type=int, default=1, help="per worker")
     p.add_argument("--memory", default="1g", help="per worker, for executors")
     p.set_defaults(func=_spark_cluster)
 

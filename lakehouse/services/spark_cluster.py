@@ -1,5 +1,5 @@
-"""A Spark standalone cluster on this machine: one master and N workers (default one with 2 cores), each its own
-JVM, bound to 127.0.0.1.
+"""A Spark standalone cluster on this machine: one master and N workers (default two with 1 core each), each its
+own JVM, bound to 127.0.0.1.
 
 The daemons run from the installed pyspark package (`java -cp <pyspark>/jars/* org.apache.spark.deploy...`,
 what `spark-class` runs), are managed like every local service (lakehouse.services.process: PID files under
@@ -30,8 +30,8 @@ DAEMON_HEAP = "256m"
 class ClusterSpec:
     """Shape of the local cluster."""
 
-    workers: int = 1
-    cores: int = 2
+    workers: int = 2
+    cores: int = 1  # per worker
     memory: str = "1g"  # offered by each worker to executors
     master_port: int | None = None  # None: a free port
     work_dir: Path | None = None  # None: <home>/spark-cluster

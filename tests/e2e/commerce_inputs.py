@@ -1,18 +1,22 @@
-"""Inputs of a silver_events run without PostgreSQL/CDC: generated events for Kafka and the reference tables
-CDC would feed (catalogue, FX history), written with delta-rs so that the test process needs no Spark session."""
+"""Inputs of a commerce pipeline run without PostgreSQL/CDC or S3: generated events of every family for Kafka, and
+the tables CDC and the landing zone would feed (catalogue, FX history, warehouses, stock, the settlement report
+of the stream's captured payments), written with delta-rs so that the test process needs no Spark session."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lakehouse.cdc.workload import sku_code
+from lakehouse.cdc.workload import WAREHOUSES, sku_code
 from lakehouse.events.generator import (
     CATALOGUE_SKUS,
+    DEFAULT_FAMILY_MIX,
     DEFAULT_START,
     GeneratedStream,
     StreamConfig,
@@ -23,23 +27,73 @@ UTC_TS = pa.timestamp("us", tz="UTC")
 # every fault kind silver handles, a few of each on a few hundred events
 FAULTS = {"malformed_json": 0.02, "not_utf8": 0.01, "wrong_type": 0.02, "missing_field": 0.02, "unknown_sku": 0.02,
           "negative_price": 0.02, "late": 0.02, "duplicate": 0.02, "out_of_order": 0.01}
-FAMILIES = {"orders": 0.5, "payments": 0.5}  # the two families silver converts to the reporting currency
+FAMILIES = dict(DEFAULT_FAMILY_MIX)  # every event family
 _AT = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 # (currency, rate_to_eur, valid_from): USD changes 15 s into the stream, so events on both sides of it convert
 FX = [("EUR", "1", _AT), ("USD", "0.90", _AT), ("GBP", "1.15", _AT), ("JPY", "0.0062", _AT),
       ("USD", "0.95", DEFAULT_START + dt.timedelta(seconds=15))]
+LOW_STOCK = 1  # units on hand of the first sku x warehouse the inventory events lock (oversold by the stream)
+STOCK = 1000  # units on hand of every other sku x warehouse they touch
 
 
 def event_stream(topic_prefix: str, seed: int = 31, events: int = 300,
                  families: dict[str, float] | None = None) -> GeneratedStream:
-    """`events` events (plus duplicates; orders and payments by default) with a few faults of each kind."""
+    """`events` events (plus duplicates; every family by default) with a few faults of each kind."""
     return generate_stream(StreamConfig(seed=seed, rate=events / 20, duration_s=20, families=families or FAMILIES,
                                         faults=FAULTS, topic_prefix=topic_prefix, start=DEFAULT_START))
 
 
-def reference_tables() -> dict[str, pa.Table]:
-    """table name -> rows, in the shape silver_cdc writes them: the catalogue and the FX history."""
-    return {
+def _payloads(stream: GeneratedStream, family: str) -> list[dict]:
+    """The family's records that parse as JSON objects (the injected dead-letter faults do not)."""
+    out = []
+    for _, value, _ in stream.records.get(family, []):
+        try:
+            event = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            out.append(event)
+    return out
+
+
+@dataclass(frozen=True)
+class Settlements:
+    """bronze.settlements_raw rows settling the stream's captured payments, with what was injected."""
+
+    rows: pa.Table
+    unsettled: set[str]  # orders whose captures were left out of the report
+    mismatched: set[str]  # orders settled one unit too high
+
+
+def settlements(stream: GeneratedStream, at: dt.datetime) -> Settlements:
+    """The demo's settlement report of the stream (lakehouse.demo.stream_settlements) as bronze landing rows."""
+    from lakehouse.demo import stream_settlements
+
+    report, injected = stream_settlements(stream)
+    lines = report.body.decode().splitlines()
+    n = len(lines)
+    schema = pa.schema([("source_kind", pa.string()), ("bucket", pa.string()), ("object_key", pa.string()),
+                        ("etag", pa.string()), ("object_size", pa.int64()), ("object_last_modified", UTC_TS),
+                        ("line_number", pa.int32()), ("raw_line", pa.string()), ("record_json", pa.string()),
+                        ("batch_id", pa.int64()), ("ingested_at", UTC_TS), ("ingest_date", pa.date32())])
+    rows = pa.table({
+        "source_kind": ["settlements"] * n, "bucket": ["landing"] * n, "object_key": [report.key] * n,
+        "etag": ["etag-1"] * n, "object_size": [len(report.body)] * n, "object_last_modified": [at] * n,
+        "line_number": list(range(1, n + 1)), "raw_line": lines, "record_json": lines, "batch_id": [1] * n,
+        "ingested_at": [at] * n, "ingest_date": [at.date()] * n}, schema=schema)
+    return Settlements(rows, injected.unsettled, injected.mismatched)
+
+
+def stock_keys(stream: GeneratedStream) -> list[tuple[str, str]]:
+    """Every sku x warehouse code the stream's inventory events name, sorted."""
+    return sorted({(e["sku"], e["warehouse_id"]) for e in _payloads(stream, "inventory")
+                   if isinstance(e.get("sku"), str) and isinstance(e.get("warehouse_id"), str)})
+
+
+def reference_tables(stream: GeneratedStream | None = None) -> dict[str, pa.Table]:
+    """table name -> rows, in the shape silver_cdc writes them: the catalogue and the FX history, and with a
+    stream also the warehouses and stock on hand for every sku x warehouse its inventory events touch."""
+    tables = {
         "silver.products": pa.table({"sku": [sku_code(i) for i in range(1, CATALOGUE_SKUS + 1)]}),
         "silver.fx_rates_history": pa.table({
             "currency": [c for c, _, _ in FX], "rate_to_eur": [Decimal(r) for _, r, _ in FX],
@@ -47,9 +101,27 @@ def reference_tables() -> dict[str, pa.Table]:
             schema=pa.schema([("currency", pa.string()), ("rate_to_eur", pa.decimal128(18, 8)),
                               ("valid_from", UTC_TS)])),
     }
+    if stream is not None:
+        ids = {code: wid for wid, code, *_ in WAREHOUSES}
+        keys = [(sku, code) for sku, code in stock_keys(stream) if code in ids]
+        tables["silver.warehouses"] = pa.table(
+            {name: [w[i] for w in WAREHOUSES] for i, name in enumerate(("warehouse_id", "code", "name", "city",
+                                                                         "country"))},
+            schema=pa.schema([("warehouse_id", pa.int32()), ("code", pa.string()), ("name", pa.string()),
+                              ("city", pa.string()), ("country", pa.string())]))
+        tables["silver.inventory"] = pa.table(
+            {"sku": [s for s, _ in keys], "warehouse_id": [ids[c] for _, c in keys],
+             "on_hand": [LOW_STOCK if i == 0 else STOCK for i in range(len(keys))]},
+            schema=pa.schema([("sku", pa.string()), ("warehouse_id", pa.int32()), ("on_hand", pa.int32())]))
+    return tables
 
 
-def write_reference_tables(tables_root: Path) -> None:
-    for name, rows in reference_tables().items():
+def write_tables(tables_root: Path, tables: dict[str, pa.Table]) -> None:
+    """Write each `layer.table` under `tables_root/layer/table` with delta-rs."""
+    for name, rows in tables.items():
         layer, table = name.split(".")
         write_deltalake(str(tables_root / layer / table), rows)
+
+
+def write_reference_tables(tables_root: Path, stream: GeneratedStream | None = None) -> None:
+    write_tables(tables_root, reference_tables(stream))
