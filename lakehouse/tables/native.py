@@ -64,7 +64,10 @@ class NativeDeltaTables(DeltaTables):
         jvm = self.spark._jvm
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.location(name))
         snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
-        version = snapshot.transactions().get(app_id)
+        known = _transactions_from_checksum(snapshot)
+        if known is not None:
+            return known.get(app_id)
+        version = snapshot.transactions().get(app_id)  # reconstructs the snapshot's state: Spark jobs
         return int(version.get()) if version.isDefined() else None
 
     def _already_committed(self, name: str, app_id: str, batch_id: int) -> bool:
@@ -181,3 +184,22 @@ class NativeDeltaTables(DeltaTables):
 
     def row_count(self, name: str) -> int:
         return self.read(name).count()
+
+
+def _transactions_from_checksum(snapshot) -> dict[str, int] | None:  # noqa: ANN001 - a JVM Snapshot
+    """{app id: version} of the snapshot's `txn` actions as Delta recorded them in the version's checksum (the
+    `.crc` Delta writes with each commit, or computes incrementally after its own commits), without reconstructing
+    the snapshot's state (three Spark jobs per call otherwise). None when the checksum does not list them (no
+    checksum, or more transactions than Delta keeps there): the caller then asks the snapshot itself."""
+    checksum = snapshot.checksumOpt()
+    if not checksum.isDefined():
+        return None
+    listed = checksum.get().setTransactions()
+    if listed is None or not listed.isDefined():
+        return None
+    found: dict[str, int] = {}
+    it = listed.get().iterator()
+    while it.hasNext():
+        txn = it.next()
+        found[str(txn.appId())] = int(txn.version())
+    return found

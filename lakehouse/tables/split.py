@@ -50,10 +50,11 @@ def write_split(
             for key in receiving:
                 write(key)
         else:
-            # inheritable_thread_target: each thread runs its Spark job with the caller's job group and properties
-            # (a stopped streaming query cancels them like the caller's own jobs)
+            # each thread runs its Spark job with the caller's job group, properties and tags (a stopped streaming
+            # query cancels them like the caller's own jobs)
+            inherit = inheritable_thread_target(tables.spark)
             with ThreadPoolExecutor(min(max_concurrent, len(receiving)), thread_name_prefix="write_split") as pool:
-                futures = [pool.submit(inheritable_thread_target(write), key) for key in receiving]
+                futures = [pool.submit(inherit(write), key) for key in receiving]
             for future in futures:
                 future.result()  # re-raises the first failure, once every write has finished
     finally:
