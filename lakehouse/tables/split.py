@@ -51,10 +51,10 @@ def write_split(
                 write(key)
         else:
             # each thread runs its Spark job with the caller's job group, properties and tags (a stopped streaming
-            # query cancels them like the caller's own jobs)
-            inherit = inheritable_thread_target(tables.spark)
+            # query cancels them like the caller's own jobs); one wrapper per task: each wrapper holds its own copy
+            # of the local properties, which Spark and Delta change while a job runs (execution id, description)
             with ThreadPoolExecutor(min(max_concurrent, len(receiving)), thread_name_prefix="write_split") as pool:
-                futures = [pool.submit(inherit(write), key) for key in receiving]
+                futures = [pool.submit(inheritable_thread_target(tables.spark)(write), key) for key in receiving]
             for future in futures:
                 future.result()  # re-raises the first failure, once every write has finished
     finally:
