@@ -2,7 +2,7 @@
 tasks use imported once, before it forks workers.
 
 Spark forks every Python worker from this daemon; with the stock daemon each new worker imports pyarrow,
-pandas, msgspec and the platform's modules itself (0.5-1 s per worker, paid by the first
+pandas and the platform's modules itself (0.5-1 s per worker, paid by the first
 micro-batch of every query and by short jobs). Importing creates no threads in these libraries (their thread
 pools start on first use), so forking afterwards is safe. A module that fails to import is skipped: the worker
 then imports it itself, with the same error it would have had anyway.
@@ -14,7 +14,7 @@ import contextlib
 import importlib
 
 PRELOAD = (
-    "pyarrow", "pyarrow.compute", "pandas", "msgspec", "pyspark.worker",
+    "pyarrow", "pyarrow.compute", "pandas", "pyspark.worker",
     "lakehouse.sources.kafka", "lakehouse.tables.split", "transformations.bronze.events",
 )
 
