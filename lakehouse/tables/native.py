@@ -19,11 +19,14 @@ class NativeDeltaTables(DeltaTables):
         # read_appends uses the change data feed: on for every table this platform creates
         spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
 
+    def _require(self, name: str) -> None:
+        if not self.exists(name):
+            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+
     def _delta(self, name: str):
         from delta.tables import DeltaTable
 
-        if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        self._require(name)
         return DeltaTable.forPath(self.spark, self.location(name))
 
     def exists(self, name: str) -> bool:
@@ -122,8 +125,7 @@ class NativeDeltaTables(DeltaTables):
         return True
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
-        if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        self._require(name)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -155,8 +157,7 @@ class NativeDeltaTables(DeltaTables):
         return self._change_feed(name, after_version, up_to_version)
 
     def version(self, name: str) -> int:
-        if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        self._require(name)
         return int(self._snapshot(name).version())
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:

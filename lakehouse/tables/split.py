@@ -4,7 +4,7 @@ Jobs like bronze_events split a batch into per-family tables and a dead-letter t
 once and counted per route (one Spark job), then each table that receives rows gets one `write_batch` keyed by
 (app_id, batch_id), so a replayed batch is skipped table by table.
 
-The table writes run concurrently (driver threads, one Spark job each): a Delta commit with a transaction id
+The table writes run concurrently (driver threads, one table each): a Delta commit with a transaction id
 has a fixed cost per table (the snapshot's state is reconstructed to look the transaction id up, then the
 files are written and the commit made), and on a small cluster that latency, not the data, dominates a batch.
 Tables are independent, each commit is idempotent on its own, and a failure in any table fails the batch after
@@ -29,13 +29,13 @@ MAX_CONCURRENT_WRITES = 8
 
 def write_split(
     tables: DeltaTables, df: DataFrame, route: str, outputs: Outputs, app_id: str, batch_id: int,
-    partition_by: list[str] | None = None, max_concurrent: int = MAX_CONCURRENT_WRITES,
+    partition_by: list[str] | None = None,
 ) -> dict[str | None, int]:
     """Write the rows of `df` whose `route` value is a key of `outputs` to that key's (table, columns).
 
     Rows with other route values are counted but not written. A table gets one commit keyed by
-    (app_id, batch_id) when it receives rows (none otherwise); up to `max_concurrent` tables are written at
-    once. Returns the number of rows per route value."""
+    (app_id, batch_id) when it receives rows (none otherwise); up to MAX_CONCURRENT_WRITES tables are written
+    at once. Returns the number of rows per route value."""
     cached = df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         counts = {r[route]: r["count"] for r in cached.groupBy(route).count().collect()}
@@ -46,17 +46,14 @@ def write_split(
             return tables.write_batch(rows, name, app_id, batch_id, partition_by=partition_by)
 
         receiving = [key for key in outputs if counts.get(key)]
-        if len(receiving) <= 1 or max_concurrent <= 1:
-            for key in receiving:
-                write(key)
-        else:
-            # each thread runs its Spark job with the caller's job group, properties and tags (a stopped streaming
-            # query cancels them like the caller's own jobs); one wrapper per task: each wrapper holds its own copy
-            # of the local properties, which Spark and Delta change while a job runs (execution id, description)
-            with ThreadPoolExecutor(min(max_concurrent, len(receiving)), thread_name_prefix="write_split") as pool:
-                futures = [pool.submit(inheritable_thread_target(tables.spark)(write), key) for key in receiving]
-            for future in futures:
-                future.result()  # re-raises the first failure, once every write has finished
+        # each thread runs its Spark jobs with the caller's job group, properties and tags (a stopped streaming
+        # query cancels them like the caller's own jobs); one wrapper per task: each wrapper holds its own copy
+        # of the local properties, which Spark and Delta change while a job runs (execution id, description)
+        workers = max(1, min(MAX_CONCURRENT_WRITES, len(receiving)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="write_split") as pool:
+            futures = [pool.submit(inheritable_thread_target(tables.spark)(write), key) for key in receiving]
+        for future in futures:
+            future.result()  # re-raises the first failure, once every write has finished
     finally:
         cached.unpersist()
     return counts
