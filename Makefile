@@ -7,6 +7,8 @@ export LAKEHOUSE_JARS ?= $(CURDIR)/.jars
 JARS_STAMP := $(LAKEHOUSE_JARS)/.fetched
 MAVEN_POMS := infra/maven/pom.xml $(wildcard infra/maven/*/pom.xml)
 PY := $(VENV)/bin/python
+# test processes (pytest-xdist; a file runs whole in one process, so module fixtures are built once)
+TEST_WORKERS ?= 2
 export LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
@@ -58,7 +60,7 @@ demo: venv
 	$(VENV)/bin/lakehouse demo
 
 test: venv
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=40
 
 lint: venv
 	$(VENV)/bin/ruff check .

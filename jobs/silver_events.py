@@ -150,10 +150,9 @@ def process_family(ctx: JobContext, family: str) -> int | None:
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
         tables.write_batch(rejected, QUARANTINE, _app(family), version)
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
-        tables.merge(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS,
-                     MergeSpec(on="t.family = s.family AND t.source_topic = s.source_topic "
-                                  "AND t.source_partition = s.source_partition"),
-                     app_id=_app(family), batch_id=version)
+        # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
+        tables.write_batch(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family), version,
+                           mode="overwrite", replace_where=f"family = '{family}'")
         # last: its transaction id marks the bronze range as processed
         tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
                      app_id=APP_ID, batch_id=version)

@@ -5,8 +5,9 @@ the run itself (jobs.bronze_events is the command-line wrapper).
 family name reads that family's topic only (one query per family, scale-out). Records that cannot be events
 (oversized, not UTF-8, not JSON, empty) go to the dead-letter table with a reason and their Kafka coordinates.
 
-Classification (`transformations.bronze.events.classify`) is Spark expressions plus one Arrow UDF over the
-payload bytes, on the records Spark's Kafka connector delivers.
+Classification (`transformations.bronze.events.classify`) is Spark expressions only, on the records Spark's
+Kafka connector delivers: nothing crosses to Python. A micro-batch is one Spark job that classifies, caches and
+counts it per table, then one concurrent write per table that receives rows (`write_split`).
 
 Exactly once: Kafka offsets live in the query's checkpoint, and every table write of a micro-batch is
 committed with the Delta transaction id (app id, batch id), so a replayed batch is skipped per table. The app

@@ -92,9 +92,11 @@ class DeltaTables(ABC):
     @abstractmethod
     def write_batch(
         self, df: DataFrame, name: str, app_id: str, batch_id: int, mode: str = "append",
-        partition_by: list[str] | None = None,
+        partition_by: list[str] | None = None, replace_where: str | None = None,
     ) -> bool:
         """Idempotent write for streaming micro-batches: a (app_id, batch_id) already committed is skipped.
+        `replace_where` (with mode "overwrite"): replace only the rows matching the predicate, which every row of
+        `df` must match (one commit, cheaper than a MERGE when a slice is rewritten whole).
 
         Returns False when skipped."""
 

@@ -19,11 +19,14 @@ class NativeDeltaTables(DeltaTables):
         # read_appends uses the change data feed: on for every table this platform creates
         spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
 
+    def _require(self, name: str) -> None:
+        if not self.exists(name):
+            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+
     def _delta(self, name: str):
         from delta.tables import DeltaTable
 
-        if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        self._require(name)
         return DeltaTable.forPath(self.spark, self.location(name))
 
     def exists(self, name: str) -> bool:
@@ -56,14 +59,23 @@ class NativeDeltaTables(DeltaTables):
     def overwrite(self, df: DataFrame, name: str, partition_by: list[str] | None = None) -> None:
         self._writer(df, "overwrite", partition_by).option("overwriteSchema", "true").save(self.location(name))
 
-    def committed_batch(self, name: str, app_id: str) -> int | None:
-        """The newest `txnVersion` committed with `txnAppId = app_id`: Delta keeps these as `txn` actions in the
-        log (the snapshot's set transactions), not in DESCRIBE HISTORY."""
-        if not self.exists(name):
-            return None
+    def _snapshot(self, name: str):
+        """Delta's latest snapshot of the table (lists the log; no Spark job)."""
         jvm = self.spark._jvm
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.location(name))
-        snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+
+    def committed_batch(self, name: str, app_id: str) -> int | None:
+        """The newest `txnVersion` committed with `txnAppId = app_id`: Delta keeps these as `txn` actions in the
+        log (the snapshot's set transactions), not in DESCRIBE HISTORY. Read from the version's checksum file
+        (`<version>.crc`, where Delta records every set transaction at commit) when it has them: the snapshot's
+        own `transactions` replays the whole log with Spark jobs, once per new version."""
+        if not self.exists(name):
+            return None
+        snapshot = self._snapshot(name)
+        known = _checksum_transactions(self.spark, snapshot)
+        if known is not None:
+            return known.get(app_id)
         version = snapshot.transactions().get(app_id)
         return int(version.get()) if version.isDefined() else None
 
@@ -73,14 +85,15 @@ class NativeDeltaTables(DeltaTables):
 
     def write_batch(
         self, df: DataFrame, name: str, app_id: str, batch_id: int, mode: str = "append",
-        partition_by: list[str] | None = None,
+        partition_by: list[str] | None = None, replace_where: str | None = None,
     ) -> bool:
         if self._already_committed(name, app_id, batch_id):
             return False
         # Delta also skips the write itself when (txnAppId, txnVersion) is already in the log (a race).
-        self._writer(df, mode, partition_by).option("txnAppId", app_id).option("txnVersion", batch_id).save(
-            self.location(name)
-        )
+        writer = self._writer(df, mode, partition_by).option("txnAppId", app_id).option("txnVersion", batch_id)
+        if replace_where is not None and self.exists(name):
+            writer = writer.option("replaceWhere", replace_where)
+        writer.save(self.location(name))
         return True
 
     def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
@@ -112,8 +125,7 @@ class NativeDeltaTables(DeltaTables):
         return True
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
-        if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+        self._require(name)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -145,7 +157,8 @@ class NativeDeltaTables(DeltaTables):
         return self._change_feed(name, after_version, up_to_version)
 
     def version(self, name: str) -> int:
-        return int(self._delta(name).history(1).collect()[0]["version"])
+        self._require(name)
+        return int(self._snapshot(name).version())
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         frame = self._delta(name).history(limit) if limit else self._delta(name).history()
@@ -181,3 +194,16 @@ class NativeDeltaTables(DeltaTables):
 
     def row_count(self, name: str) -> int:
         return self.read(name).count()
+
+
+def _checksum_transactions(spark, snapshot) -> dict[str, int] | None:  # noqa: ANN001 - py4j objects
+    """{app id: version} of every set transaction recorded in the snapshot's checksum file (None when the file or
+    its `setTransactions` field is absent, e.g. above Delta's `setTransactionsInCrc.maxAllowed`)."""
+    checksum = snapshot.checksumOpt()
+    if not checksum.isDefined():
+        return None
+    recorded = checksum.get().setTransactions()
+    if recorded is None or not recorded.isDefined():
+        return None
+    actions = spark._jvm.scala.jdk.javaapi.CollectionConverters.asJava(recorded.get())
+    return {t.appId(): int(t.version()) for t in actions}

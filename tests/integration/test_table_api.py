@@ -81,6 +81,25 @@ def test_write_batch_is_idempotent_per_app_and_batch(spark, tables, table_name):
     assert tables.row_count(table_name) == 12
 
 
+def test_committed_batch_from_the_checksum_equals_the_snapshot_state(spark, tables, table_name):
+    """The fast path (transaction ids listed in Delta's version checksum) answers what the snapshot's reconstructed
+    state answers, for every app id, after commits of this process and after a fresh load of the log."""
+    from lakehouse.tables.native import _checksum_transactions
+
+    df = spark.createDataFrame(rows(2), SCHEMA)
+    for app, batch in [("a", 0), ("b", 3), ("a", 1), ("c", 7)]:
+        tables.write_batch(df, table_name, app_id=app, batch_id=batch)
+    jvm = spark._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, tables.location(table_name))
+    snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+    listed = _checksum_transactions(spark, snapshot)
+    state = snapshot.transactions()
+    assert listed == {app: int(state.get(app).get()) for app in ("a", "b", "c")} == {"a": 1, "b": 3, "c": 7}
+    assert [tables.committed_batch(table_name, app) for app in ("a", "b", "c", "d")] == [1, 3, 7, None]
+    jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # read back from storage, as another process would
+    assert [tables.committed_batch(table_name, app) for app in ("a", "b", "c", "d")] == [1, 3, 7, None]
+
+
 def test_merge_updates_deletes_and_inserts(spark, tables, table_name):
     tables.append(spark.createDataFrame(rows(4), SCHEMA), table_name)
     changes = spark.createDataFrame(

@@ -1,14 +1,13 @@
-"""Bronze classification: dead-letter reasons in order (Arrow), family from topic or header (Spark)."""
+"""Bronze classification (Spark expressions): dead-letter reasons in order, family from topic or header."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow as pa
-import pytest
+from pyspark.sql import functions as F
 
 from lakehouse.sources.kafka import kafka_schema
-from transformations.bronze.events import CLASSIFIED_SCHEMA, classify, dead_letter_reasons
+from transformations.bronze.events import CLASSIFIED_SCHEMA, classify, dead_letter_reason
 
 NOW = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)
 
@@ -19,10 +18,19 @@ def _records(spark, values: list[bytes | None], topics: list[str], headers: list
     return spark.createDataFrame(rows, kafka_schema(include_headers=True))
 
 
-@pytest.mark.parametrize(("value", "reason"), [
+def _reasons(spark, values: list[bytes | None], max_bytes: int) -> list[str | None]:
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i int, value binary")
+    return [r.reason for r in df.select("i", dead_letter_reason(F.col("value"), max_bytes).alias("reason"))
+            .orderBy("i").collect()]
+
+
+CASES = [
     (b'{"event_id": "e1"}', None),
     (b'[1, 2]', None),  # any JSON value: silver's schema decides what an event is
     (b'"caf\xc3\xa9"', None),
+    (b"null", None), (b"true", None), (b"-0", None), (b"1e400", None), (b' {"a": 1}\n', None),
+    (b'{"a": 1, "a": 2}', None),  # duplicate keys are JSON (RFC 8259)
+    (b'{"a": "\\ud800"}', None),  # an escaped lone surrogate is in RFC 8259's grammar
     (b"", "empty"),
     (None, "empty"),
     (b'{"pad": "' + b"x" * 40 + b'"}', "oversized"),
@@ -32,14 +40,21 @@ def _records(spark, values: list[bytes | None], topics: list[str], headers: list
     (b'{"a": 1} trailing', "not_json"),
     (b"NaN", "not_json"),
     (b'{"a": 01}', "not_json"),
-])
-def test_dead_letter_reason(value: bytes | None, reason: str | None) -> None:
-    assert dead_letter_reasons(pa.array([value], pa.binary()), max_bytes=32).to_pylist() == [reason]
+    (b"  ", "not_json"), (b"1 2", "not_json"), (b"1, 2", "not_json"), (b"1],[2", "not_json"), (b"[1]]", "not_json"),
+    (b'{"a": 1} {"b": 2}', "not_json"), (b'{"a": 1}//x', "not_json"), (b"/* c */ 1", "not_json"),
+    (b"{'a': 1}", "not_json"), (b"{a: 1}", "not_json"), (b'{"a": 1,}', "not_json"), (b"[1,]", "not_json"),
+    (b'"\x01"', "not_json"), (b'"\\q"', "not_json"), (b"Infinity", "not_json"), (b"+1", "not_json"),
+    (b"\xef\xbb\xbf{}", "not_json"), (b"nul", "not_json"),
+]
 
 
-def test_valid_rows_next_to_a_non_utf8_one_stay_valid() -> None:
+def test_dead_letter_reasons(spark) -> None:
+    assert _reasons(spark, [v for v, _ in CASES], max_bytes=32) == [r for _, r in CASES]
+
+
+def test_valid_rows_next_to_a_non_utf8_one_stay_valid(spark) -> None:
     values = [b'{"a": 1}', b"\xc3\x28", b'"ok"', b"{"]
-    assert dead_letter_reasons(pa.array(values), max_bytes=100).to_pylist() == [None, "not_utf8", None, "not_json"]
+    assert _reasons(spark, values, max_bytes=100) == [None, "not_utf8", None, "not_json"]
 
 
 def test_classified_rows_exact(spark) -> None:

@@ -4,24 +4,21 @@ ingest time), and the dead-letter split for records that cannot be events (overs
 Field-level problems (wrong types, missing fields, negative prices, unknown SKUs) are *not* bronze's business:
 those records stay in the family table and are caught by silver's schema and quality gate.
 
-`classify` is a Spark transformation: Kafka coordinates, family (from the topic, else the `event_family` header)
-and sizes are Spark expressions; only the payload bytes cross to Python, once, in an Arrow UDF
-(`dead_letter_reasons`) where UTF-8 is checked for a whole batch at once by Arrow (record by record only for a
-batch that has an invalid one) and JSON syntax record by record with msgspec, which validates without building
-objects. Any JSON value is an event payload candidate (RFC 8259; duplicate keys allowed).
+`classify` is Spark expressions only (no Python in the hot path): Kafka coordinates, family (from the topic, else
+the `event_family` header), sizes, the UTF-8 check (`is_valid_utf8`) and the JSON syntax check
+(`dead_letter_reason`). Any JSON value is an event payload candidate (RFC 8259: any value at the top, duplicate
+keys allowed, escaped lone surrogates allowed as the grammar does; no NaN, comments, single quotes, leading zeros,
+trailing commas or trailing content).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
-import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.functions import arrow_udf
 
 from lakehouse.sources.kafka import HEADERS_TYPE
 
@@ -44,56 +41,37 @@ CLASSIFIED_SCHEMA = T.StructType([
         ("reason", T.StringType()), ("ingested_at", T.TimestampType()), ("ingest_date", T.DateType()),
     ]
 ])
-_JSON = msgspec.json.Decoder(msgspec.Raw)  # syntax check only: returns the raw bytes, builds nothing
+# Spark's JSON reader is lenient by default; these make it strict RFC 8259 syntax.
+STRICT_JSON = {
+    "mode": "PERMISSIVE", "allowNonNumericNumbers": "false", "allowSingleQuotes": "false", "allowComments": "false",
+    "allowUnquotedFieldNames": "false", "allowNumericLeadingZeros": "false", "allowUnquotedControlChars": "false",
+    "allowBackslashEscapingAnyCharacter": "false",
+}
+# A per-process sentinel appended after the payload: Spark's JSON parser stops after the first value and ignores
+# what follows, so the payload is parsed as the first element of `[<payload>,"<sentinel>"]`, which is a JSON array
+# of exactly [value, sentinel] only when the payload is exactly one JSON value (no trailing content, no top-level
+# comma). A payload cannot forge a sentinel it does not know.
+_SENTINEL = f"lakehouse-bronze-{uuid.uuid4().hex}"
 
 
-def _is_json(value: bytes) -> bool:
-    try:
-        _JSON.decode(value)
-        return True
-    except (msgspec.DecodeError, ValueError):
-        return False
+def is_json(text: Column) -> Column:
+    """True where the string is exactly one JSON value (RFC 8259 syntax), never null."""
+    wrapped = F.concat(F.lit("["), text, F.lit(f',"{_SENTINEL}"]'))
+    parsed = F.from_json(wrapped, T.ArrayType(T.StringType()), STRICT_JSON)
+    return F.coalesce((F.size(parsed) == 2) & (parsed[1] == F.lit(_SENTINEL)), F.lit(False))
 
 
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False
-
-
-def dead_letter_reasons(values: pa.Array, max_bytes: int) -> pa.Array:
-    """Why each payload cannot be an event (null when it can), in order: empty, oversized, not_utf8, not_json."""
-    values = values.cast(pa.binary())
-    sizes = pc.fill_null(pc.binary_length(values), 0).to_pylist()
-    try:
-        values.cast(pa.string())  # validates every value's UTF-8 in one call
-        all_utf8 = True
-    except pa.ArrowInvalid:
-        all_utf8 = False
-    reasons: list[str | None] = []
-    for value, size in zip(values.to_pylist(), sizes, strict=True):
-        if size == 0:
-            reasons.append("empty")
-        elif size > max_bytes:
-            reasons.append("oversized")
-        elif not all_utf8 and not _is_utf8(value):
-            reasons.append("not_utf8")
-        elif not _is_json(value):
-            reasons.append("not_json")
-        else:
-            reasons.append(None)
-    return pa.array(reasons, pa.string())
-
-
-def _reasons_udf(max_bytes: int):
-    """`dead_letter_reasons` as an Arrow UDF over the payload column."""
-
-    def reasons(values: pa.Array) -> pa.Array:
-        return dead_letter_reasons(values, max_bytes)
-
-    return arrow_udf(reasons, T.StringType())
+def dead_letter_reason(value: Column, max_bytes: int) -> Column:
+    """Why a payload (binary) cannot be an event, null when it can; the first that applies of: empty,
+    oversized, not_utf8, not_json (each check only runs on payloads that passed the ones before)."""
+    size = F.coalesce(F.octet_length(value), F.lit(0))
+    text = value.cast("string")
+    return (
+        F.when(size == 0, F.lit("empty"))
+        .when(size > max_bytes, F.lit("oversized"))
+        .when(~F.is_valid_utf8(text), F.lit("not_utf8"))
+        .when(~is_json(text), F.lit("not_json"))
+    )
 
 
 def family_column(topic_to_family: dict[str, str]) -> Column:
@@ -123,7 +101,7 @@ def classify(records: DataFrame, topic_to_family: dict[str, str], max_bytes: int
         F.coalesce(F.octet_length("value"), F.lit(0)).cast("int").alias("value_bytes"),
         F.col("headers"),
         family_column(topic_to_family).alias("event_family"),
-        _reasons_udf(max_bytes)(F.col("value").cast("binary")).alias("reason"),
+        dead_letter_reason(F.col("value").cast("binary"), max_bytes).alias("reason"),
         F.lit(when).cast("timestamp").alias("ingested_at"),
         F.lit(when.date()).alias("ingest_date"),
     )
