@@ -54,7 +54,7 @@ from lakehouse.job import (
 )
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
-from lakehouse.quality.ops import raise_if_blocked, record_gate
+from lakehouse.quality.ops import Commit, gate_writes, raise_if_blocked, record_all
 from lakehouse.tables import MergeSpec
 from transformations.gold.customers import customer_360
 from transformations.gold.fraud import fraud_signals
@@ -267,12 +267,13 @@ def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, G
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
-def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
+def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]
+          ) -> tuple[GateResult, list[Commit]]:
+    """The gate's result and the commits that record it."""
     gate = run_gate(df, table, table, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs,
                     parameters=parameters)
-    record_gate(ctx.tables, gate, f"{APP_ID}:{table}", batch_id, ctx.settings.data_docs_index)
     log.info("%s: %s in %.2f s", table, gate.message, gate.seconds)
-    return gate
+    return gate, gate_writes(ctx.tables, gate, f"{APP_ID}:{table}", batch_id, ctx.settings.data_docs_index)
 
 
 def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
@@ -284,14 +285,18 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
         log.info("gold is up to date with silver (batch %s)", silver.batch_id)
         return None
     gates: dict[str, GateResult] = {}
+    records: list[Commit] = []
     built: list[DataFrame] = list(inventory.cached) if inventory else []
     try:
         for table, df in (inventory.frames if inventory else {}).items():
-            gates[table] = _gate(ctx, df, table, inventory.batch_id, {})
+            gates[table], commits = _gate(ctx, df, table, inventory.batch_id, {})
+            records += commits
         parameters = _silver_revenue(silver) if full else {}
         for table in full:
             built.append(FULL[table](silver).cache())
-            gates[table] = _gate(ctx, built[-1], table, silver.batch_id, parameters)
+            gates[table], commits = _gate(ctx, built[-1], table, silver.batch_id, parameters)
+            records += commits
+        record_all(ctx.tables, records)  # every gate's results at once, also when one blocked
         for table, gate in gates.items():
             raise_if_blocked(gate, table)
         if inventory:

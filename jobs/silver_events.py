@@ -43,7 +43,15 @@ from lakehouse.job import (
     run_main,
 )
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
-from lakehouse.quality.ops import RESULTS, VALIDATIONS, raise_if_blocked, record_gate, validated_up_to
+from lakehouse.quality.ops import (
+    RESULTS,
+    VALIDATIONS,
+    Commit,
+    gate_writes,
+    raise_if_blocked,
+    record_all,
+    validated_up_to,
+)
 from lakehouse.quality.suites import load_suite
 from lakehouse.tables import MergeSpec
 from transformations.silver.conformance import (
@@ -94,18 +102,23 @@ def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[s
     return ctx.spark.createDataFrame([], fallback_schema)
 
 
-def _gate(ctx: JobContext, df: DataFrame, suite: str, family: str, what: str, version: int) -> GateResult:
+def _gate(ctx: JobContext, df: DataFrame, suite: str, family: str, what: str, version: int
+          ) -> tuple[GateResult, list[Commit]]:
+    """The gate's result and the commits that record it (made with the step's other side writes)."""
     gate = run_gate(df, suite, suite, ctx.run_id, table_version=version, docs_dir=ctx.settings.quality_docs)
-    record_gate(ctx.tables, gate, _app(family, what), version, ctx.settings.data_docs_index)
     log.info("%s v%s: %s in %.2f s", suite, version, gate.message, gate.seconds)
-    return gate
+    return gate, gate_writes(ctx.tables, gate, _app(family, what), version, ctx.settings.data_docs_index)
 
 
-def _passed(ctx: JobContext, release: ExitStack, df: DataFrame, suite: str, family: str, what: str,
-            version: int) -> GateResult:
-    """`_gate`, whose cached input `release` frees; raises (the suite's table left unchanged) when it blocked."""
-    gate = _gate(ctx, df, suite, family, what, version)
+def _passed(ctx: JobContext, release: ExitStack, pending: list[Commit], df: DataFrame, suite: str, family: str,
+            what: str, version: int) -> GateResult:
+    """`_gate`, whose cached input `release` frees and whose commits join `pending`. When it blocked, `pending`
+    is committed (every gate of the batch recorded) and the job stops, the suite's table left unchanged."""
+    gate, commits = _gate(ctx, df, suite, family, what, version)
     release.callback(gate.release)
+    pending += commits
+    if gate.blocked:
+        record_all(ctx.tables, pending)
     raise_if_blocked(gate, suite)
     return gate
 
@@ -135,24 +148,27 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         log.info("%s is up to date with %s", target, source)
         return None
     after, version = todo
+    pending: list[Commit] = []  # side writes, made at once before the marker
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
         bronze = tables.read_appends(source, after, version).cache()
         release.callback(bronze.unpersist)
-        _passed(ctx, release, bronze, source, family, "bronze", version)
+        _passed(ctx, release, pending, bronze, source, family, "bronze", version)
         prior = (tables.read(WATERMARKS).where(F.col("family") == family) if tables.exists(WATERMARKS)
                  else ctx.spark.createDataFrame([], WATERMARK_SCHEMA))
         checked = conformed(ctx, family, bronze, prior).cache()
         release.callback(checked.unpersist)
         events, unparseable = split_parse_errors(checked)
-        gate = _passed(ctx, release, events, target, family, "silver", version)
+        gate = _passed(ctx, release, pending, events, target, family, "silver", version)
         detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
         rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
-        tables.write_batch(rejected, QUARANTINE, _app(family), version)
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
         # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
-        tables.write_batch(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family), version,
-                           mode="overwrite", replace_where=f"family = '{family}'")
+        record_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family),
+                                                                              version)),
+                            (WATERMARKS, lambda: tables.write_batch(
+                                marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family), version,
+                                mode="overwrite", replace_where=f"family = '{family}'"))])
         # last: its transaction id marks the bronze range as processed
         tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
                      app_id=APP_ID, batch_id=version)
@@ -170,19 +186,21 @@ def process_settlements(ctx: JobContext) -> int | None:
     if todo is None:
         return None
     after, version = todo
+    pending: list[Commit] = []  # side writes, made at once before the marker
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
         bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
-        _passed(ctx, release, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version)
+        _passed(ctx, release, pending, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version)
         lines = parse_settlements(bronze).withColumns({
             "source_topic": F.col("object_key"),
             "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
         }).cache()
         release.callback(lines.unpersist)
         parsed, unparseable = split_parse_errors(lines)
-        gate = _passed(ctx, release, parsed, SETTLEMENTS, "settlements", "silver", version)
+        gate = _passed(ctx, release, pending, parsed, SETTLEMENTS, "settlements", "silver", version)
         rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
             quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
-        tables.write_batch(rejected, QUARANTINE, _app("settlements"), version)
+        record_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE,
+                                                                              _app("settlements"), version))])
         tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
                      MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
                      app_id=APP_ID, batch_id=version)
@@ -199,9 +217,10 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     current = tables.version(DEAD_LETTERS)
     if after is not None and after >= current:
         return None
-    gate = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, DEAD_LETTER_FAMILY, "",
-                 current)
+    gate, commits = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS,
+                          DEAD_LETTER_FAMILY, "", current)
     gate.release()
+    record_all(tables, commits)
     return gate
 
 

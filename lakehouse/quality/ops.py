@@ -8,6 +8,8 @@ its own rows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -15,6 +17,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lakehouse.errors import LakehouseError
 from lakehouse.quality.gate import RESULTS_SCHEMA, GateResult
 from lakehouse.tables import DeltaTables
+from lakehouse.tables.concurrent import run_concurrently
 
 RESULTS = "ops.quality_results"
 VALIDATIONS = "ops.quality_validations"
@@ -69,15 +72,38 @@ def _txn(app_id: str, fingerprint: str) -> str:
     return f"{app_id}:{fingerprint}"
 
 
+Commit = tuple[str, Callable[[], bool]]  # (table, the idempotent write to it)
+
+
+def gate_writes(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
+                data_docs: str | None = None) -> list[Commit]:
+    """The two commits that keep a gate's results, each skipped when this validation was already recorded (none
+    for a gate without results). Make them with `record_all`, with other independent commits of the step."""
+    if not gate.results:
+        return []
+    txn = _txn(app_id, gate.fingerprint)
+    results = _arrow(gate.results, RESULTS_SCHEMA)
+    validation = _arrow([validation_row(gate, data_docs)], VALIDATIONS_SCHEMA)
+    return [(RESULTS, lambda: tables.write_batch_arrow(results, RESULTS, txn, batch_id)),
+            (VALIDATIONS, lambda: tables.write_batch_arrow(validation, VALIDATIONS, txn, batch_id))]
+
+
+def record_all(tables: DeltaTables, commits: Sequence[Commit]) -> None:
+    """Make independent commits at once (lakehouse.tables.concurrent). Appends to one table overlap (Delta retries
+    the blind append that lost the race), but a table is created once: the first commit of a table that does not
+    exist yet is made before the others."""
+    creating: dict[str, Callable[[], bool]] = {}
+    for name, write in commits:
+        if name not in creating and not tables.exists(name):
+            creating[name] = write
+    run_concurrently(tables.spark, list(creating.values()))
+    run_concurrently(tables.spark, [write for _, write in commits if write not in creating.values()])
+
+
 def record_gate(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
                 data_docs: str | None = None) -> None:
-    """Keep the gate's results (skipped when this validation was already recorded)."""
-    if not gate.results:
-        return
-    txn = _txn(app_id, gate.fingerprint)
-    tables.write_batch_arrow(_arrow(gate.results, RESULTS_SCHEMA), RESULTS, txn, batch_id)
-    tables.write_batch_arrow(_arrow([validation_row(gate, data_docs)], VALIDATIONS_SCHEMA), VALIDATIONS, txn,
-                             batch_id)
+    """Keep the gate's results now (its two commits at once)."""
+    record_all(tables, gate_writes(tables, gate, app_id, batch_id, data_docs))
 
 
 def raise_if_blocked(gate: GateResult, table: str) -> None:
@@ -87,5 +113,9 @@ def raise_if_blocked(gate: GateResult, table: str) -> None:
 
 
 def validated_up_to(tables: DeltaTables, app_id: str, suite_fingerprint: str) -> int | None:
-    """The last batch id `app_id` recorded a validation of with this suite version (None: never)."""
-    return tables.committed_batch(VALIDATIONS, _txn(app_id, suite_fingerprint)) if tables.exists(VALIDATIONS) else None
+    """The last batch id `app_id` recorded a validation of with this suite version (None: never). Both tables
+    must hold it: their two commits are concurrent, and a crash between them leaves the batch to validate again
+    (the commit that was made is then skipped by its transaction id)."""
+    txn = _txn(app_id, suite_fingerprint)
+    done = [tables.committed_batch(name, txn) if tables.exists(name) else None for name in (RESULTS, VALIDATIONS)]
+    return None if None in done else min(done)

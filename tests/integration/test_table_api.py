@@ -81,6 +81,53 @@ def test_write_batch_is_idempotent_per_app_and_batch(spark, tables, table_name):
     assert tables.row_count(table_name) == 12
 
 
+def test_record_all_creates_a_new_table_once_then_appends_to_it_concurrently(spark, tables, table_name):
+    """Five appends of five app ids to a table that does not exist yet, plus one to another table, at once:
+    every row lands once, each app id is recorded, and a second call commits nothing."""
+    from lakehouse.quality.ops import record_all
+
+    other = table_name + "_other"
+    df = spark.createDataFrame(rows(2), SCHEMA)
+
+    def commits():
+        return [(table_name, lambda app=app: tables.write_batch(df, table_name, app_id=app, batch_id=3))
+                for app in "abcde"] + [(other, lambda: tables.write_batch(df, other, app_id="a", batch_id=3))]
+
+    record_all(tables, commits())
+    assert (tables.row_count(table_name), tables.row_count(other)) == (10, 2)
+    assert [tables.committed_batch(table_name, app) for app in "abcde"] == [3] * 5
+    versions = tables.version(table_name), tables.version(other)
+    assert versions == (4, 0)  # one commit each: created by the first, appended by the other four
+    record_all(tables, commits())
+    assert (tables.version(table_name), tables.version(other)) == versions
+
+
+def test_run_concurrently_returns_in_order_and_raises_after_every_call_finished(spark):
+    import threading
+
+    from lakehouse.tables.concurrent import run_concurrently
+
+    spark.sparkContext.setLocalProperty("lakehouse.test", "caller")
+    finished, slow = [], threading.Event()
+
+    def ok(n: int):
+        def call():
+            slow.wait(2 if n == 2 else 0)
+            finished.append(n)
+            return n, spark.sparkContext.getLocalProperty("lakehouse.test")
+        return call
+
+    def boom():
+        raise ValueError("commit failed")
+
+    assert run_concurrently(spark, [ok(1), ok(2), ok(3)]) == [(1, "caller"), (2, "caller"), (3, "caller")]
+    finished.clear()
+    with pytest.raises(ValueError, match="commit failed"):
+        run_concurrently(spark, [boom, ok(2), ok(3)])
+    assert sorted(finished) == [2, 3]  # the slow call finished before the failure was raised
+    spark.sparkContext.setLocalProperty("lakehouse.test", None)
+
+
 def test_committed_batch_from_the_checksum_equals_the_snapshot_state(spark, tables, table_name):
     """The fast path (transaction ids listed in Delta's version checksum) answers what the snapshot's reconstructed
     state answers, for every app id, after commits of this process and after a fresh load of the log."""
