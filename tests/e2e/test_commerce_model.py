@@ -1,20 +1,39 @@
-"""Silver and gold commerce model on generated events with injected faults, gated by GX on every layer.
+"""Silver and gold commerce model on a Spark standalone cluster, on generated events with injected faults, gated
+by GX on every layer.
 
-One module stack: the event generator's stream (every fault kind) produced to the session's real broker, the
-bronze_events job, reference data in the shape the CDC pipeline writes (catalogue, FX history, warehouses,
-stock), then silver_events and gold_commerce in the test's Spark session on a tables root of this module.
-Each injected fault must be quarantined, warned or blocked exactly as its suite severity says."""
+One module run, as a user submits it: the event generator's stream (every fault kind, plus two channels selling the
+last unit of one sku) produced to the session's real broker, the tables CDC and the landing zone would feed
+(catalogue, FX history, warehouses, stock, the settlement report of the stream's captures with injected
+mismatches) written with delta-rs into a home of this module, then
+
+    lakehouse submit --master spark://127.0.0.1:<port> bronze_events|silver_events|gold_commerce
+
+on the session's cluster (tests/e2e/conftest.py: a master and two 1-core workers, each job's tasks in an executor
+JVM on each worker, the driver with the home's Hive metastore). Every outcome is checked against what the
+generator injected, computed independently here: a job that kept state on the driver's disk or memory, or depended
+on running in one JVM, would fail these checks. Tests that change tables (a new schema version, a stock change)
+then run the jobs' functions in this test's Spark session on the same tables; the other tests read each table as
+of the version the cluster run left."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
+from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
+import psycopg
+import pyarrow as pa
 import pytest
+from commerce_inputs import FX, reference_tables, settlements, stock_keys, write_tables
 from pyspark.sql import functions as F
 
 from lakehouse.events import FAMILIES
@@ -30,68 +49,110 @@ pytestmark = pytest.mark.e2e
 FAULT_RATES = {"malformed_json": 0.01, "not_utf8": 0.01, "oversized": 0.005, "wrong_type": 0.02,
                "missing_field": 0.02, "negative_price": 0.02, "unknown_sku": 0.02, "late": 0.02, "duplicate": 0.02,
                "out_of_order": 0.01}
-FX = [("EUR", "1", dt.datetime(2024, 1, 1)), ("USD", "0.90", dt.datetime(2024, 1, 1)),
-      ("USD", "0.95", DEFAULT_START.replace(tzinfo=None) + dt.timedelta(seconds=20)),
-      ("GBP", "1.15", dt.datetime(2024, 1, 1)), ("JPY", "0.0062", dt.datetime(2024, 1, 1))]
+MAX_BYTES = 8192
+JOB_TIMEOUT_S = 1800  # a hang guard, not a budget
+JOBS = ["bronze_events", "silver_events", "gold_commerce"]
+APPS = ["bronze_events_all", "gold_commerce", "silver_events"]  # their application names
+OVERSOLD = ("SKU-05000", "WH-EU-1")  # one unit on hand, locked by a web and an amazon order
+STOCK = 1000  # units on hand of every other sku x warehouse the events touch
+INPUTS = ["bronze.settlements_raw", "silver.fx_rates_history", "silver.inventory", "silver.products",
+          "silver.warehouses"]  # written by this module with delta-rs
+OUTPUTS = sorted([*(f"bronze.{f}_events" for f in FAMILIES), "bronze.dead_letter",
+                  *(f"silver.{f}_events" for f in FAMILIES), "silver.events_quarantine", "silver.settlements",
+                  "gold.customer_360", "gold.fraud_signals", "gold.inventory_positions", "gold.oversell_alerts",
+                  "gold.payment_reconciliation", "gold.sales", "ops.event_watermarks", "ops.gold_inventory_state",
+                  "ops.quality_results", "ops.quality_validations"])
+
+
+def fx_rate(currency: str, at: dt.datetime) -> Decimal:
+    """The reference FX history's rate of `currency` as of `at` (naive UTC)."""
+    versions = sorted((valid_from.replace(tzinfo=None), Decimal(rate)) for c, rate, valid_from in FX if c == currency)
+    return next((r for v, r in reversed(versions) if v <= at), versions[0][1])
 
 
 @dataclasses.dataclass
 class Stack:
-    ctx: object
+    ctx: object  # a JobContext of this test's Spark session on the cluster run's tables
     stream: object
     bootstrap: str
-    spec: object
+    topic_prefix: str
+    home: Path
+    metastore: object
+    versions: dict[str, int]  # every table's version after the cluster run
+    seconds: dict[str, float]  # per job, on the cluster
+    apps: list[dict]  # the master's completed applications of this run
+    unsettled: set[str]
+    mismatched: set[str]
 
     @property
     def tables(self):
         return self.ctx.tables
 
+    def read(self, name: str):
+        """`name` as the cluster run left it (tests that change tables do not change what others read)."""
+        return self.tables.read(name, version=self.versions[name])
+
     def ingest(self) -> None:
-        from lakehouse.ingest import ingest
+        """bronze_events in this session, continuing from the cluster run's checkpoint under the tables root."""
+        from lakehouse.ingest import IngestSpec, ingest
 
-        ingest(self.ctx.spark, self.tables, dataclasses.replace(self.ctx.settings, kafka_bootstrap=self.bootstrap),
-               self.spec)
-
-
-OVERSOLD = ("SKU-05000", "WH-EU-1")  # one unit on hand, locked by a web and an amazon order
+        ingest(self.ctx.spark, self.tables, self.ctx.settings,
+               IngestSpec(family="all", topic_prefix=self.topic_prefix, max_bytes=MAX_BYTES))
 
 
-def _reference_data(spark, tables) -> None:
-    """The CDC-fed silver reference tables: catalogue SKU-00001..05000, FX history, warehouses."""
-    from lakehouse.cdc.workload import WAREHOUSES, sku_code
+def _stock(stream) -> pa.Table:
+    """Units on hand of every sku x warehouse the stream's inventory events touch, and of OVERSOLD (1 unit)."""
+    from lakehouse.cdc.workload import WAREHOUSES
 
-    catalogue = spark.createDataFrame([(sku_code(i),) for i in range(1, 5001)], "sku string")
-    tables.overwrite(catalogue, "silver.products")
-    fx = spark.createDataFrame([(c, Decimal(r), t) for c, r, t in FX],
-                               "currency string, rate_to_eur decimal(18,8), valid_from timestamp")
-    tables.overwrite(fx, "silver.fx_rates_history")
-    tables.overwrite(spark.createDataFrame(WAREHOUSES, "warehouse_id int, code string, name string, city string, "
-                                                       "country string"), "silver.warehouses")
+    ids = {code: wid for wid, code, *_ in WAREHOUSES}
+    keys = sorted({*((s, c) for s, c in stock_keys(stream) if c in ids), OVERSOLD})
+    return pa.table({"sku": [s for s, _ in keys], "warehouse_id": [ids[c] for _, c in keys],
+                     "on_hand": [1 if k == OVERSOLD else STOCK for k in keys]},
+                    schema=pa.schema([("sku", pa.string()), ("warehouse_id", pa.int32()), ("on_hand", pa.int32())]))
+
+
+def _submit(cluster, env: dict[str, str], home: Path, job: str, args: list[str]) -> float:
+    """`lakehouse submit --master <cluster> job args` as a user types it; returns its seconds."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "submit", "--master", cluster.master_url, job,
+                           *args], cwd=home, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    (home / f"{job}.log").write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, f"{job} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+    return round(time.monotonic() - started, 1)
 
 
 @pytest.fixture(scope="module")
-def stack(spark, settings, broker, tmp_path_factory):
-    from jobs.silver_events import process_family
-    from lakehouse.ingest import IngestSpec
+def stack(spark, settings, broker, spark_cluster, new_metastore, tmp_path_factory):
     from lakehouse.job import JobContext
+    from lakehouse.services.spark_cluster import master_state
     from lakehouse.tables import get_tables
 
-    root = tmp_path_factory.mktemp("commerce")
-    local = dataclasses.replace(settings, tables_root=str(root / "tables"))
-    tables = get_tables(spark, local)
-    config = StreamConfig(seed=17, rate=60, duration_s=40, faults=FAULT_RATES, topic_prefix=f"cm_{uuid.uuid4().hex[:6]}_",
-                          max_bytes=8192, start=DEFAULT_START)
-    stream = generate_stream(config)
+    prefix = f"cm_{uuid.uuid4().hex[:6]}_"
+    stream = generate_stream(StreamConfig(seed=17, rate=60, duration_s=40, faults=FAULT_RATES, topic_prefix=prefix,
+                                          max_bytes=MAX_BYTES, start=DEFAULT_START))
     produce_stream(broker.bootstrap, stream, partitions=2)
-    spec = IngestSpec(family="all", topic_prefix=config.topic_prefix, max_bytes=config.max_bytes,
-                      checkpoint=str(root / "ck" / "bronze_events"))
-    s = Stack(JobContext(spark, tables, local, "commerce-e2e"), stream, broker.bootstrap, spec)
-    _produce_oversell(broker.bootstrap, config.topic_prefix)
-    s.ingest()
-    _reference_data(spark, tables)
-    for family in FAMILIES:
-        process_family(s.ctx, family)
-    return s
+    _produce_oversell(broker.bootstrap, prefix)
+    home = tmp_path_factory.mktemp("commerce")
+    landed = settlements(stream, dt.datetime(2024, 3, 2, 6, tzinfo=dt.UTC))
+    write_tables(home / "tables", {**reference_tables(stream), "silver.inventory": _stock(stream),
+                                   "bronze.settlements_raw": landed.rows})
+    db = new_metastore()
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_METASTORE_URL": db.jdbc_url,
+           "LAKEHOUSE_KAFKA_BOOTSTRAP": broker.bootstrap,
+           # one wave of tasks per shuffle stage on the cluster's 2 cores
+           "LAKEHOUSE_SHUFFLE_PARTITIONS": str(spark_cluster.workers * spark_cluster.cores)}
+    before = {a["id"] for a in master_state(spark_cluster.web_ui)["completedapps"]}
+    seconds = {job: _submit(spark_cluster, env, home, job, args) for job, args in (
+        ("bronze_events", ["--family", "all", "--topic-prefix", prefix, "--max-bytes", str(MAX_BYTES)]),
+        ("silver_events", []), ("gold_commerce", []))}
+    print(f"\ncommerce pipeline on the cluster: {seconds} s")
+    apps = [a for a in master_state(spark_cluster.web_ui)["completedapps"] if a["id"] not in before]
+    local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"),
+                                kafka_bootstrap=broker.bootstrap)
+    tables = get_tables(spark, local)
+    names = sorted(f"{p.parent.parent.name}.{p.parent.name}" for p in (home / "tables").glob("*/*/_delta_log"))
+    return Stack(JobContext(spark, tables, local, "commerce-e2e"), stream, broker.bootstrap, prefix, home, db,
+                 {n: tables.version(n) for n in names}, seconds, apps, landed.unsettled, landed.mismatched)
 
 
 def _produce_oversell(bootstrap: str, prefix: str) -> None:
@@ -113,46 +174,6 @@ def _produce_oversell(bootstrap: str, prefix: str) -> None:
         produce(bootstrap, f"{prefix}inventory", [(order_id.encode(), json.dumps(lock).encode())])
 
 
-@dataclasses.dataclass
-class Gold:
-    unsettled: set[str]
-    mismatched: set[str]
-
-
-@pytest.fixture(scope="module")
-def gold(stack, spark):
-    """Stock for every sku x warehouse the events touch (1 unit of OVERSOLD), settlement reports with two
-    missing and two wrong amounts injected, then silver settlements and gold_commerce."""
-    from jobs.gold_commerce import build_gold
-    from jobs.silver_events import process_settlements
-    from lakehouse.cdc.workload import WAREHOUSES
-    from lakehouse.sources.landing import BRONZE_SCHEMA
-
-    tables = stack.tables
-    ids = {code: wid for wid, code, *_ in WAREHOUSES}
-    pairs = tables.read("silver.inventory_events").select("sku", "warehouse_id").distinct().collect()
-    stock = [(r.sku, ids[r.warehouse_id], 1 if (r.sku, r.warehouse_id) == OVERSOLD else 1000) for r in pairs]
-    tables.overwrite(spark.createDataFrame(stock, "sku string, warehouse_id int, on_hand int"), "silver.inventory")
-
-    captured = (tables.read("silver.payments_events").where("event_type = 'captured'")
-                .orderBy("order_id", "event_id").collect())
-    orders = sorted({r.order_id for r in captured})
-    unsettled, mismatched = set(orders[:2]), set(orders[2:4])
-    now = dt.datetime.now(dt.UTC)
-    lines = []
-    for i, r in enumerate(p for p in captured if p.order_id not in unsettled):
-        amount = r.amount + (Decimal("1.00") if r.order_id in mismatched else 0)
-        record = {"processor": r.provider, "settlement_id": f"STL-{i // 50}", "payment_id": r.payment_id,
-                  "order_id": r.order_id, "amount": str(amount), "currency": r.currency, "fee": "0.30",
-                  "settled_at": "2024-03-02T06:00:00Z"}
-        lines.append(("settlements", "landing", "settlements/2024-03-02.jsonl", "etag", 1, now, i + 1,
-                      json.dumps(record), json.dumps(record), 1, now, now.date()))
-    tables.write_batch(spark.createDataFrame(lines, BRONZE_SCHEMA), "bronze.settlements_raw", "e2e-landing", 1)
-    assert process_settlements(stack.ctx) is not None
-    assert build_gold(stack.ctx) is not None
-    return Gold(unsettled, mismatched)
-
-
 def _json_or_none(value: bytes) -> dict | None:
     try:
         return json.loads(value)
@@ -169,18 +190,18 @@ def test_silver_keeps_clean_and_late_events_once_and_quarantines_each_payload_fa
     from jobs.silver_events import QUARANTINE, silver_table
 
     report = stack.stream.report.families[family]
-    silver = stack.tables.read(silver_table(family))
+    silver = stack.read(silver_table(family))
     extra = 2 if family in ("orders", "inventory") else 0  # the oversell scenario's orders and reservations
     assert silver.count() == silver.select("event_id").distinct().count() == report.clean + report.faults["late"] + extra
     assert silver.where("is_late").count() == report.faults["late"]
-    quarantine = stack.tables.read(QUARANTINE).where(F.col("target_table") == silver_table(family))
+    quarantine = stack.read(QUARANTINE).where(F.col("target_table") == silver_table(family))
     assert quarantine.count() == sum(report.faults[f] for f in QUARANTINED_FAULTS)
 
 
 def test_quarantine_reasons_name_the_fault(stack):
     from jobs.silver_events import QUARANTINE
 
-    rows = stack.tables.read(QUARANTINE).collect()
+    rows = stack.read(QUARANTINE).collect()
     report = stack.stream.report.families
 
     def n(pattern: str, family: str | None = None) -> int:
@@ -200,35 +221,31 @@ def test_quarantine_reasons_name_the_fault(stack):
 
 
 def test_reporting_currency_uses_the_rate_valid_at_event_time(stack):
-    def rate(currency: str, at: dt.datetime) -> Decimal:
-        return max((t, Decimal(r)) for c, r, t in FX if c == currency and t <= at)[1]
-
-    rows = stack.tables.read("silver.orders_events").collect()
+    rows = stack.read("silver.orders_events").collect()
     assert {r.fx_rate for r in rows if r.currency == "USD"} == {Decimal("0.9"), Decimal("0.95")}  # both versions used
     wrong = [(r.event_id, r.currency, r.event_time, r.total_amount, r.fx_rate, r.total_amount_eur) for r in rows
-             if r.fx_rate != rate(r.currency, r.event_time)
+             if r.fx_rate != fx_rate(r.currency, r.event_time)
              or r.total_amount_eur != (r.total_amount * r.fx_rate).quantize(Decimal("0.01"), ROUND_HALF_UP)]
     assert not wrong
 
 
 def test_one_validation_row_per_gate_run_and_data_docs_built(stack):
+    from jobs.gold_commerce import GOLD
     from lakehouse.quality.ops import VALIDATIONS
 
-    validations = stack.tables.read(VALIDATIONS).collect()
+    validations = stack.read(VALIDATIONS).collect()
     assert sorted(v.table_name for v in validations) == sorted(
-        [f"bronze.{f}_events" for f in FAMILIES] + [f"silver.{f}_events" for f in FAMILIES])
+        [f"bronze.{f}_events" for f in FAMILIES] + [f"silver.{f}_events" for f in FAMILIES]
+        + ["bronze.settlements_raw", "silver.settlements", "bronze.dead_letter", *GOLD])
     by_table = {v.table_name: v for v in validations}
     assert {by_table[f"bronze.{f}_events"].outcome for f in FAMILIES} == {"passed"}
     assert {by_table[f"silver.{f}_events"].outcome for f in FAMILIES} == {"quarantined"}
-    assert by_table["silver.orders_events"].rows == sum(
-        1 for _ in stack.tables.read("silver.orders_events").collect()) + _count(
-        stack.tables.read("silver.events_quarantine").where("reason NOT LIKE 'malformed%'"), "orders")
-    from lakehouse.quality.gate import publish_all_docs
-
-    publish_all_docs()  # what every job's main does last
-    pages = list((stack.ctx.settings.quality_docs / "validations").rglob("*.html"))
-    assert (stack.ctx.settings.quality_docs / "index.html").is_file()
-    rendered = {".".join(p.relative_to(stack.ctx.settings.quality_docs / "validations").parts[:2]) for p in pages}
+    assert by_table["silver.orders_events"].rows == stack.read("silver.orders_events").count() + _count(
+        stack.read("silver.events_quarantine").where("reason NOT LIKE 'malformed%'"), "orders")
+    docs = stack.ctx.settings.quality_docs  # built by the cluster run's drivers, in the home they were given
+    pages = list((docs / "validations").rglob("*.html"))
+    assert (docs / "index.html").is_file()
+    rendered = {".".join(p.relative_to(docs / "validations").parts[:2]) for p in pages}
     assert {f"silver.{f}_events" for f in FAMILIES} <= rendered  # suite silver.x -> validations/silver/x/...
 
 
@@ -244,7 +261,7 @@ def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack,
     template = next(e for e in map(_json_or_none, (v for _, v, _ in stack.stream.records["orders"]))
                     if e and e.get("event_id") in accepted)
     events = [{**template, "event_id": str(uuid.UUID(int=i + 1)), "schema_version": 3} for i in range(3)]
-    produce(stack.bootstrap, f"{stack.spec.topic_prefix}orders", [(b"k", json.dumps(e).encode()) for e in events])
+    produce(stack.bootstrap, f"{stack.topic_prefix}orders", [(b"k", json.dumps(e).encode()) for e in events])
     stack.ingest()
     before = tables.version("silver.orders_events"), tables.row_count(QUARANTINE)
     with pytest.raises(LakehouseError, match=r"silver.orders_events not updated: .*schema_version.*3 of 3 rows"):
@@ -268,19 +285,19 @@ def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack,
     assert process_family(stack.ctx, "orders") is None  # up to date: nothing processed twice
 
 
-def test_two_channels_selling_the_last_unit_raise_exactly_one_alert(stack, gold):
-    alerts = stack.tables.read("gold.oversell_alerts").collect()
+def test_two_channels_selling_the_last_unit_raise_exactly_one_alert(stack):
+    alerts = stack.read("gold.oversell_alerts").collect()
     assert [(a.sku, a.warehouse_id, a.available_to_sell, list(a.channels), a.reason) for a in alerts] == [
         (*OVERSOLD, -1, ["amazon", "web"], "negative_available")]
 
 
-def test_available_to_sell_is_on_hand_minus_locked_minus_sold(stack, gold):
-    positions = stack.tables.read("gold.inventory_positions")
+def test_available_to_sell_is_on_hand_minus_locked_minus_sold(stack):
+    positions = stack.read("gold.inventory_positions")
     per_key = positions.groupBy("sku", "warehouse_id").agg(
         F.max("on_hand").alias("on_hand"), F.sum("locked").alias("locked"), F.sum("sold").alias("sold"),
         F.min("available_to_sell").alias("lo"), F.max("available_to_sell").alias("hi"))
     assert per_key.where("lo <> hi OR hi <> on_hand - locked - sold").count() == 0
-    events = stack.tables.read("silver.inventory_events")
+    events = stack.read("silver.inventory_events")
     sold = events.where("event_type = 'inventory_released' AND reason = 'fulfilled'").agg(F.sum("quantity")).first()[0]
     assert positions.agg(F.sum("sold")).first()[0] == sold
     oversold = positions.where((F.col("sku") == OVERSOLD[0]) & (F.col("warehouse_id") == OVERSOLD[1]))
@@ -288,40 +305,40 @@ def test_available_to_sell_is_on_hand_minus_locked_minus_sold(stack, gold):
         ("amazon", 1, -1), ("web", 1, -1)]
 
 
-def test_reconciliation_finds_exactly_the_injected_settlement_mismatches(stack, gold):
-    rows = stack.tables.read("gold.payment_reconciliation").collect()
-    assert {r.order_id for r in rows if "unsettled" in r.mismatches} == gold.unsettled
-    assert {r.order_id for r in rows if "settlement_amount_mismatch" in r.mismatches} == gold.mismatched
+def test_reconciliation_finds_exactly_the_injected_settlement_mismatches(stack):
+    rows = stack.read("gold.payment_reconciliation").collect()
+    assert {r.order_id for r in rows if "unsettled" in r.mismatches} == stack.unsettled
+    assert {r.order_id for r in rows if "settlement_amount_mismatch" in r.mismatches} == stack.mismatched
     assert all(r.status == ("ok" if not r.mismatches else "mismatch") for r in rows)
 
 
-def test_gold_sales_reconcile_with_silver_and_every_gold_table_passed_its_gate(stack, gold):
+def test_gold_sales_reconcile_with_silver_and_every_gold_table_passed_its_gate(stack):
     from jobs.gold_commerce import GOLD
     from lakehouse.quality.ops import VALIDATIONS
 
-    placed = stack.tables.read("silver.orders_events").where("event_type = 'order_placed'")
-    sales = stack.tables.read("gold.sales")
+    placed = stack.read("silver.orders_events").where("event_type = 'order_placed'")
+    sales = stack.read("gold.sales")
     assert sales.agg(F.sum("orders")).first()[0] == placed.select("order_id").distinct().count()
     assert sales.agg(F.sum("revenue_reporting")).first()[0] == placed.agg(F.sum("total_amount_eur")).first()[0]
-    outcomes = {v.table_name: v.outcome for v in stack.tables.read(VALIDATIONS).collect() if v.table_name in GOLD}
+    outcomes = {v.table_name: v.outcome for v in stack.read(VALIDATIONS).collect() if v.table_name in GOLD}
     assert set(outcomes) == set(GOLD) and "blocked" not in outcomes.values()
-    customers = stack.tables.read("gold.customer_360")
-    orders = stack.tables.read("silver.orders_events")
+    customers = stack.read("gold.customer_360")
+    orders = stack.read("silver.orders_events")
     assert customers.count() == orders.select("customer_id").distinct().count()
-    assert stack.tables.read("gold.fraud_signals").count() == placed.select("order_id").distinct().count()
+    assert stack.read("gold.fraud_signals").count() == placed.select("order_id").distinct().count()
 
 
-def test_fraud_signals_carry_an_anomaly_score_from_the_registered_champion(stack, gold):
+def test_fraud_signals_carry_an_anomaly_score_from_the_registered_champion(stack):
     from lakehouse.ml.fraud import champion_uri
 
     uri = champion_uri(stack.ctx.settings)
-    rows = stack.tables.read("gold.fraud_signals").collect()
+    rows = stack.read("gold.fraud_signals").collect()
     assert uri is not None and {r.anomaly_model_version for r in rows} == {uri.rsplit("/", 1)[1]}
     assert all(0 < r.anomaly_score <= 100 for r in rows)
     assert len({r.anomaly_score for r in rows}) > len(rows) // 10  # a score, not a label
 
 
-def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack, gold, monkeypatch, capsys):
+def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack, monkeypatch, capsys):
     """A CDC stock change of one key: the incremental run recomputes that key only and gives the rows of a full
     rebuild (the time of each is printed, not asserted)."""
     import time
@@ -348,3 +365,51 @@ def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack,
     with capsys.disabled():
         print(f"\ninventory gold on {tables.row_count(job.POSITIONS)} positions: incremental run {incremental_s:.1f} s,"
               f" full rebuild {full_s:.1f} s")
+
+
+# --- how the cluster ran them ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bronze_keeps_every_record_the_generator_produced_but_its_dead_letters(stack, family):
+    report = stack.stream.report.families[family]
+    extra = 2 if family in ("orders", "inventory") else 0  # the oversell scenario's records
+    assert stack.read(f"bronze.{family}_events").count() == report.bronze + extra
+
+
+def test_dead_letters_are_the_injected_ones_by_reason(stack):
+    dead = Counter(r.reason for r in stack.read("bronze.dead_letter").select("reason").collect())
+    expected = Counter()
+    for report in stack.stream.report.families.values():
+        expected.update({reason: n for reason, n in report.dead_letter.items() if n})
+    assert dead == expected and sum(dead.values()) > 0
+
+
+def test_each_job_ran_as_an_application_with_an_executor_on_each_worker(spark_cluster, stack):
+    from lakehouse.services.spark_cluster import cluster_status
+
+    status = cluster_status(spark_cluster.settings)
+    assert status.alive_workers == len(status.worker_pids) == 2
+    assert sorted((a["name"], a["cores"]) for a in stack.apps) == [(name, 2) for name in APPS]
+    for app in stack.apps:  # each worker launched one executor JVM (its work dir) for every application
+        launched = [sorted(p.name for p in (spark_cluster.work_dir / f"worker-{n}" / app["id"]).iterdir())
+                    for n in (1, 2)]
+        assert len(launched[0]) == len(launched[1]) == 1, (app["name"], launched)
+
+
+def test_the_run_wrote_exactly_the_commerce_tables(stack):
+    assert sorted(stack.versions) == sorted([*INPUTS, *OUTPUTS])
+
+
+def test_the_cluster_drivers_registered_their_tables_in_the_home_metastore(stack):
+    with psycopg.connect(stack.metastore.dsn) as conn:
+        rows = conn.execute('SELECT d."NAME", t."TBL_NAME", p."PARAM_VALUE" FROM "TBLS" t '
+                            'JOIN "DBS" d ON d."DB_ID" = t."DB_ID" JOIN "TABLE_PARAMS" p ON p."TBL_ID" = t."TBL_ID" '
+                            'AND p."PARAM_KEY" = \'spark.sql.sources.provider\'').fetchall()
+    assert sorted(f"{db}.{table}" for db, table, _ in rows) == [t for t in OUTPUTS if t != "ops.gold_inventory_state"]
+    assert {provider for _, _, provider in rows} == {"delta"}
+
+
+def test_streaming_state_lives_under_the_tables_root(stack):
+    checkpoints = stack.home / "tables" / "_checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all"]
+    assert (checkpoints / "bronze_events_all" / "offsets").is_dir()
+    assert not (stack.home / "checkpoints").exists()

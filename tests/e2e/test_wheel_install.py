@@ -6,7 +6,7 @@ installed without dependencies into a fresh venv outside the checkout whose only
 there). The installed package finds its suites, schemas, dbt project, CDC table specs and log4j config inside
 itself, and `lakehouse submit` of that venv runs bronze_events on the session's standalone cluster, driver and
 executor on the venv's interpreter, from a working directory outside the checkout. (silver_events on the
-cluster is test_spark_cluster's; here it would double this module's minutes for what the probe already shows.)
+cluster is test_commerce_model's; here it would double this module's minutes for what the probe already shows.)
 """
 
 from __future__ import annotations
