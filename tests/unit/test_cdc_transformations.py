@@ -42,7 +42,7 @@ def changes(spark, payloads: list[bytes]):
     parsed = parse_envelopes(bronze(spark, [("erp.public.products", p) for p in payloads]))
     good, bad = table_changes(parsed, PRODUCTS)
     assert bad.count() == 0
-    return good
+    return good.localCheckpoint()  # materialized, like the job's persisted batch: plans stay as small as the job's
 
 
 def test_parse_envelopes_reasons_and_tombstones_dropped(spark):
@@ -125,10 +125,10 @@ def test_scd2_late_event_splits_stored_history_and_as_of(spark):
     stored = scd2_rebuild(spark.createDataFrame([], scd2_schema(PRODUCTS)), changes(spark, [
         envelope("r", 10, after=product("A", "1.00")),
         envelope("u", 30, product("A", "1.00"), product("A", "3.00")),
-    ]), PRODUCTS).drop("_action")
+    ]), PRODUCTS).drop("_action").localCheckpoint()  # a stored table, as in the job
     late = changes(spark, [envelope("u", 20, product("A", "1.00"), product("A", "2.00")),
                            envelope("u", 30, product("A", "1.00"), product("A", "3.00"))])  # + a re-delivery
-    rebuilt = scd2_rebuild(stored, late, PRODUCTS)
+    rebuilt = scd2_rebuild(stored, late, PRODUCTS).localCheckpoint()
     assert _history(rebuilt) == [  # the stored current version (30) is unchanged: not rewritten
         ("A", "1.00", 10, 20, False, False, "upsert"),
         ("A", "2.00", 20, 30, False, False, "upsert"),
@@ -142,7 +142,8 @@ def test_scd2_late_event_splits_stored_history_and_as_of(spark):
 
 def test_scd2_redelivered_history_rewrites_nothing(spark):
     first = [envelope("r", 10, after=product("A", "1.00")), envelope("u", 30, product("A", "1.00"), product("A", "3.00"))]
-    stored = scd2_rebuild(spark.createDataFrame([], scd2_schema(PRODUCTS)), changes(spark, first), PRODUCTS)
+    stored = scd2_rebuild(spark.createDataFrame([], scd2_schema(PRODUCTS)), changes(spark, first),
+                          PRODUCTS).localCheckpoint()
     assert scd2_rebuild(stored.drop("_action"), changes(spark, first), PRODUCTS).count() == 0
 
 
