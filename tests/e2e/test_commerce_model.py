@@ -8,7 +8,7 @@ mismatches) written with delta-rs into a home of this module, then
 
     lakehouse submit --master spark://127.0.0.1:<port> bronze_events|silver_events|gold_commerce
 
-on the session's cluster (tests/e2e/conftest.py: a master and two 1-core workers, each job's tasks in an executor
+on the session's cluster (tests/conftest.py: a master and two 1-core workers, each job's tasks in an executor
 JVM on each worker, the driver with the home's Hive metastore). Every outcome is checked against what the
 generator injected, computed independently here: a job that kept state on the driver's disk or memory, or depended
 on running in one JVM, would fail these checks. Tests that change tables (a new schema version, a stock change)
