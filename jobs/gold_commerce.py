@@ -54,8 +54,9 @@ from lakehouse.job import (
 )
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
-from lakehouse.quality.ops import Commit, gate_writes, raise_if_blocked, record_all
+from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
+from lakehouse.tables.concurrent import Commit, commit_all
 from transformations.gold.customers import customer_360
 from transformations.gold.fraud import fraud_signals
 from transformations.gold.inventory import (
@@ -296,7 +297,7 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
             built.append(FULL[table](silver).cache())
             gates[table], commits = _gate(ctx, built[-1], table, silver.batch_id, parameters)
             records += commits
-        record_all(ctx.tables, records)  # every gate's results at once, also when one blocked
+        commit_all(ctx.tables, records)  # every gate's results at once, also when one blocked
         for table, gate in gates.items():
             raise_if_blocked(gate, table)
         if inventory:

@@ -43,17 +43,10 @@ from lakehouse.job import (
     run_main,
 )
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
-from lakehouse.quality.ops import (
-    RESULTS,
-    VALIDATIONS,
-    Commit,
-    gate_writes,
-    raise_if_blocked,
-    record_all,
-    validated_up_to,
-)
+from lakehouse.quality.ops import RESULTS, VALIDATIONS, gate_writes, raise_if_blocked, validated_up_to
 from lakehouse.quality.suites import load_suite
 from lakehouse.tables import MergeSpec
+from lakehouse.tables.concurrent import Commit, commit_all
 from transformations.silver.conformance import (
     SCHEMA_VIOLATION,
     next_watermarks,
@@ -118,7 +111,7 @@ def _passed(ctx: JobContext, release: ExitStack, pending: list[Commit], df: Data
     release.callback(gate.release)
     pending += commits
     if gate.blocked:
-        record_all(ctx.tables, pending)
+        commit_all(ctx.tables, pending)
     raise_if_blocked(gate, suite)
     return gate
 
@@ -164,7 +157,7 @@ def process_family(ctx: JobContext, family: str) -> int | None:
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
         # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
-        record_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family),
+        commit_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family),
                                                                               version)),
                             (WATERMARKS, lambda: tables.write_batch(
                                 marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family), version,
@@ -199,7 +192,7 @@ def process_settlements(ctx: JobContext) -> int | None:
         gate = _passed(ctx, release, pending, parsed, SETTLEMENTS, "settlements", "silver", version)
         rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
             quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
-        record_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE,
+        commit_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE,
                                                                               _app("settlements"), version))])
         tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
                      MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
@@ -220,7 +213,7 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     gate, commits = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS,
                           DEAD_LETTER_FAMILY, "", current)
     gate.release()
-    record_all(tables, commits)
+    commit_all(tables, commits)
     return gate
 
 

@@ -8,8 +8,6 @@ its own rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -17,7 +15,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from lakehouse.errors import LakehouseError
 from lakehouse.quality.gate import RESULTS_SCHEMA, GateResult
 from lakehouse.tables import DeltaTables
-from lakehouse.tables.concurrent import run_concurrently
+from lakehouse.tables.concurrent import Commit, commit_all
 
 RESULTS = "ops.quality_results"
 VALIDATIONS = "ops.quality_validations"
@@ -72,13 +70,10 @@ def _txn(app_id: str, fingerprint: str) -> str:
     return f"{app_id}:{fingerprint}"
 
 
-Commit = tuple[str, Callable[[], bool]]  # (table, the idempotent write to it)
-
-
 def gate_writes(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
                 data_docs: str | None = None) -> list[Commit]:
     """The two commits that keep a gate's results, each skipped when this validation was already recorded (none
-    for a gate without results). Make them with `record_all`, with other independent commits of the step."""
+    for a gate without results). Make them with `commit_all`, with other independent commits of the step."""
     if not gate.results:
         return []
     txn = _txn(app_id, gate.fingerprint)
@@ -88,22 +83,10 @@ def gate_writes(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: in
             (VALIDATIONS, lambda: tables.write_batch_arrow(validation, VALIDATIONS, txn, batch_id))]
 
 
-def record_all(tables: DeltaTables, commits: Sequence[Commit]) -> None:
-    """Make independent commits at once (lakehouse.tables.concurrent). Appends to one table overlap (Delta retries
-    the blind append that lost the race), but a table is created once: the first commit of a table that does not
-    exist yet is made before the others."""
-    creating: dict[str, Callable[[], bool]] = {}
-    for name, write in commits:
-        if name not in creating and not tables.exists(name):
-            creating[name] = write
-    run_concurrently(tables.spark, list(creating.values()))
-    run_concurrently(tables.spark, [write for _, write in commits if write not in creating.values()])
-
-
 def record_gate(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
                 data_docs: str | None = None) -> None:
     """Keep the gate's results now (its two commits at once)."""
-    record_all(tables, gate_writes(tables, gate, app_id, batch_id, data_docs))
+    commit_all(tables, gate_writes(tables, gate, app_id, batch_id, data_docs))
 
 
 def raise_if_blocked(gate: GateResult, table: str) -> None:

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import shutil
 import socket
 import subprocess
 import uuid
@@ -119,16 +118,6 @@ def write_config(settings: Settings, controller_port: int) -> Path:
     return path
 
 
-def java_executable() -> str:
-    """`$JAVA_HOME/bin/java`, else `java` on PATH (Kafka 4 needs Java 17 or later)."""
-    home = os.environ.get("JAVA_HOME")
-    candidate = Path(home) / "bin" / "java" if home else None
-    found = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
-    if not found:
-        raise LakehouseError("java not found (set JAVA_HOME or install a JDK 17: `make system`)")
-    return found
-
-
 def cds_archive(java: str) -> Path:
     """The class-data-sharing archive of the broker's classes for this JVM and these exact jars (a new jar set
     or JDK gets a new name), next to the jars: shared by every $LAKEHOUSE_HOME of the checkout."""
@@ -168,7 +157,7 @@ def publish_cds_archive(argv: list[str]) -> None:
 
 def jvm_argv(settings: Settings, main_class: str, *args: str) -> list[str]:
     """`java <options> -cp <broker jars> <main_class> <args>` with the broker's log4j configuration."""
-    java = java_executable()
+    java = process.java_executable()
     log4j = broker_dir(settings) / "log4j2.properties"
     return [java, *JVM_OPTIONS, *cds_options(java, dump=main_class == MAIN_CLASS), f"-Dlog4j2.configurationFile={log4j}",
             "-cp", kafka_broker_classpath(), main_class, *args]

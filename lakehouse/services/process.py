@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -413,3 +414,13 @@ def stop_on_failure(started: StartedHere) -> Iterator[StartedHere]:
         if stopped:
             print(f"stopped the services this run started: {', '.join(stopped)}", file=sys.stderr)
         raise
+
+
+def java_executable() -> str:
+    """`$JAVA_HOME/bin/java`, else `java` on PATH (the JVM services need Java 17 or later)."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = Path(home) / "bin" / "java" if home else None
+    found = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+    if not found:
+        raise LakehouseError("java not found (set JAVA_HOME or install a JDK 17: `make system`)")
+    return found

@@ -10,8 +10,6 @@ executors. Jobs reach it with `spark-submit --master spark://127.0.0.1:<port>` (
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -62,16 +60,8 @@ def pyspark_home() -> Path:
     return home
 
 
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise LakehouseError("java not found: install a JDK 17 (`make system`) or set JAVA_HOME")
-    return java
-
-
 def _daemon_argv(main_class: str, *args: str) -> list[str]:
-    return [_java(), f"-Xmx{DAEMON_HEAP}", "-Duser.timezone=UTC", "-cp", f"{pyspark_home() / 'jars'}/*",
+    return [process.java_executable(), f"-Xmx{DAEMON_HEAP}", "-Duser.timezone=UTC", "-cp", f"{pyspark_home() / 'jars'}/*",
             main_class, *args]
 
 

@@ -47,6 +47,7 @@ from pyspark.sql import types as T
 
 from lakehouse.config import is_remote
 from lakehouse.errors import LakehouseError
+from lakehouse.state import read_text, write_text
 from lakehouse.tables import DeltaTables
 
 log = logging.getLogger(__name__)
@@ -379,22 +380,13 @@ class FileLog:
         infos = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
         names = sorted((i.base_name for i in infos if i.base_name.endswith(".json")
                         and i.base_name[:-5].isdigit()), key=lambda n: int(n[:-5]))
-        batches = []
-        for name in names:
-            with filesystem.open_input_stream(f"{root}/{name}") as fh:
-                batches.append(PlannedBatch.from_json(fh.read().decode()))
-        return batches
+        return [PlannedBatch.from_json(read_text(f"{self.dir}/{name}") or "") for name in names]
 
     def _remote_record(self, batch: PlannedBatch) -> PlannedBatch:
-        from pyarrow import fs
-
-        filesystem, root = fs.FileSystem.from_uri(str(self.dir))
-        final = f"{root}/{batch.batch_id}.json"
-        if filesystem.get_file_info(final).type != fs.FileType.NotFound:
-            raise self._taken(batch, f"{self.dir}/{batch.batch_id}.json")
-        filesystem.create_dir(root, recursive=True)  # a no-op on object stores
-        with filesystem.open_output_stream(final) as fh:
-            fh.write(batch.to_json().encode())
+        final = f"{self.dir}/{batch.batch_id}.json"
+        if read_text(final) is not None:
+            raise self._taken(batch, final)
+        write_text(final, batch.to_json())
         return batch
 
 

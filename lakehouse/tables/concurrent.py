@@ -1,4 +1,4 @@
-"""Independent Delta commits of one step, made at once from driver threads.
+"""Independent Delta commits of one step, made at once from driver threads (`commit_all`, `run_concurrently`).
 
 A Delta commit has a fixed latency (the files written by a small Spark job, the snapshot's state looked up for the
 transaction id, the commit and its checksum), and on a small cluster that latency, not the data, dominates a
@@ -15,8 +15,11 @@ from typing import TypeVar
 from pyspark.sql import SparkSession
 from pyspark.util import inheritable_thread_target
 
+from lakehouse.tables.base import DeltaTables
+
 T = TypeVar("T")
 MAX_CONCURRENT_COMMITS = 8
+Commit = tuple[str, Callable[[], bool]]  # (table, an idempotent write to it)
 
 
 def run_concurrently(spark: SparkSession, calls: Sequence[Callable[[], T]]) -> list[T]:
@@ -32,3 +35,19 @@ def run_concurrently(spark: SparkSession, calls: Sequence[Callable[[], T]]) -> l
     with ThreadPoolExecutor(min(MAX_CONCURRENT_COMMITS, len(calls)), thread_name_prefix="commit") as pool:
         futures = [pool.submit(inheritable_thread_target(spark)(call)) for call in calls]
     return [future.result() for future in futures]
+
+
+def commit_all(tables: DeltaTables, commits: Sequence[Commit]) -> None:
+    """Make independent commits at once. Appends to one table overlap (Delta retries the blind append that lost
+    the race), but a table is created once: the first commit of a table that does not exist yet is made before
+    the others."""
+    first, rest = [], []
+    creating: set[str] = set()
+    for name, write in commits:
+        if name not in creating and not tables.exists(name):
+            creating.add(name)
+            first.append(write)
+        else:
+            rest.append(write)
+    run_concurrently(tables.spark, first)
+    run_concurrently(tables.spark, rest)

@@ -1,6 +1,6 @@
-"""Inputs of a commerce pipeline run without PostgreSQL/CDC or S3: generated events of every family for Kafka, and
-the tables CDC and the landing zone would feed (catalogue, FX history, warehouses, stock, the settlement report
-of the stream's captured payments), written with delta-rs so that the test process needs no Spark session."""
+"""Inputs of a commerce pipeline run without PostgreSQL/CDC or S3: the tables CDC and the landing zone would feed
+for a generated stream (catalogue, FX history, warehouses, stock, the settlement report of the stream's captured
+payments), written with delta-rs so that the test process needs no Spark session."""
 
 from __future__ import annotations
 
@@ -14,33 +14,14 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lakehouse.cdc.workload import WAREHOUSES, sku_code
-from lakehouse.events.generator import (
-    CATALOGUE_SKUS,
-    DEFAULT_FAMILY_MIX,
-    DEFAULT_START,
-    GeneratedStream,
-    StreamConfig,
-    generate_stream,
-)
+from lakehouse.events.generator import CATALOGUE_SKUS, DEFAULT_START, GeneratedStream
 
 UTC_TS = pa.timestamp("us", tz="UTC")
-# every fault kind silver handles, a few of each on a few hundred events
-FAULTS = {"malformed_json": 0.02, "not_utf8": 0.01, "wrong_type": 0.02, "missing_field": 0.02, "unknown_sku": 0.02,
-          "negative_price": 0.02, "late": 0.02, "duplicate": 0.02, "out_of_order": 0.01}
-FAMILIES = dict(DEFAULT_FAMILY_MIX)  # every event family
 _AT = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 # (currency, rate_to_eur, valid_from): USD changes 15 s into the stream, so events on both sides of it convert
 FX = [("EUR", "1", _AT), ("USD", "0.90", _AT), ("GBP", "1.15", _AT), ("JPY", "0.0062", _AT),
       ("USD", "0.95", DEFAULT_START + dt.timedelta(seconds=15))]
-LOW_STOCK = 1  # units on hand of the first sku x warehouse the inventory events lock (oversold by the stream)
-STOCK = 1000  # units on hand of every other sku x warehouse they touch
-
-
-def event_stream(topic_prefix: str, seed: int = 31, events: int = 300,
-                 families: dict[str, float] | None = None) -> GeneratedStream:
-    """`events` events (plus duplicates; every family by default) with a few faults of each kind."""
-    return generate_stream(StreamConfig(seed=seed, rate=events / 20, duration_s=20, families=families or FAMILIES,
-                                        faults=FAULTS, topic_prefix=topic_prefix, start=DEFAULT_START))
+STOCK = 1000  # units on hand of every sku x warehouse the stream touches, except the low-stock one
 
 
 def _payloads(stream: GeneratedStream, family: str) -> list[dict]:
@@ -90,30 +71,29 @@ def stock_keys(stream: GeneratedStream) -> list[tuple[str, str]]:
                    if isinstance(e.get("sku"), str) and isinstance(e.get("warehouse_id"), str)})
 
 
-def reference_tables(stream: GeneratedStream | None = None) -> dict[str, pa.Table]:
-    """table name -> rows, in the shape silver_cdc writes them: the catalogue and the FX history, and with a
-    stream also the warehouses and stock on hand for every sku x warehouse its inventory events touch."""
-    tables = {
+def reference_tables(stream: GeneratedStream, low_stock: tuple[str, str]) -> dict[str, pa.Table]:
+    """table name -> rows, in the shape silver_cdc writes them: the catalogue, the FX history, the warehouses,
+    and stock on hand for every sku x warehouse code the stream's inventory events touch plus `low_stock`
+    (1 unit; STOCK for the others)."""
+    ids = {code: wid for wid, code, *_ in WAREHOUSES}
+    keys = sorted({*((sku, code) for sku, code in stock_keys(stream) if code in ids), low_stock})
+    return {
         "silver.products": pa.table({"sku": [sku_code(i) for i in range(1, CATALOGUE_SKUS + 1)]}),
         "silver.fx_rates_history": pa.table({
             "currency": [c for c, _, _ in FX], "rate_to_eur": [Decimal(r) for _, r, _ in FX],
             "valid_from": [t for _, _, t in FX]},
             schema=pa.schema([("currency", pa.string()), ("rate_to_eur", pa.decimal128(18, 8)),
                               ("valid_from", UTC_TS)])),
-    }
-    if stream is not None:
-        ids = {code: wid for wid, code, *_ in WAREHOUSES}
-        keys = [(sku, code) for sku, code in stock_keys(stream) if code in ids]
-        tables["silver.warehouses"] = pa.table(
+        "silver.warehouses": pa.table(
             {name: [w[i] for w in WAREHOUSES] for i, name in enumerate(("warehouse_id", "code", "name", "city",
                                                                          "country"))},
             schema=pa.schema([("warehouse_id", pa.int32()), ("code", pa.string()), ("name", pa.string()),
-                              ("city", pa.string()), ("country", pa.string())]))
-        tables["silver.inventory"] = pa.table(
+                              ("city", pa.string()), ("country", pa.string())])),
+        "silver.inventory": pa.table(
             {"sku": [s for s, _ in keys], "warehouse_id": [ids[c] for _, c in keys],
-             "on_hand": [LOW_STOCK if i == 0 else STOCK for i in range(len(keys))]},
-            schema=pa.schema([("sku", pa.string()), ("warehouse_id", pa.int32()), ("on_hand", pa.int32())]))
-    return tables
+             "on_hand": [1 if k == low_stock else STOCK for k in keys]},
+            schema=pa.schema([("sku", pa.string()), ("warehouse_id", pa.int32()), ("on_hand", pa.int32())])),
+    }
 
 
 def write_tables(tables_root: Path, tables: dict[str, pa.Table]) -> None:
@@ -121,7 +101,3 @@ def write_tables(tables_root: Path, tables: dict[str, pa.Table]) -> None:
     for name, rows in tables.items():
         layer, table = name.split(".")
         write_deltalake(str(tables_root / layer / table), rows)
-
-
-def write_reference_tables(tables_root: Path, stream: GeneratedStream | None = None) -> None:
-    write_tables(tables_root, reference_tables(stream))

@@ -31,9 +31,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import psycopg
-import pyarrow as pa
 import pytest
-from commerce_inputs import FX, reference_tables, settlements, stock_keys, write_tables
+from commerce_inputs import FX, reference_tables, settlements, write_tables
 from pyspark.sql import functions as F
 
 from lakehouse.events import FAMILIES
@@ -54,7 +53,6 @@ JOB_TIMEOUT_S = 1800  # a hang guard, not a budget
 JOBS = ["bronze_events", "silver_events", "gold_commerce"]
 APPS = ["bronze_events_all", "gold_commerce", "silver_events"]  # their application names
 OVERSOLD = ("SKU-05000", "WH-EU-1")  # one unit on hand, locked by a web and an amazon order
-STOCK = 1000  # units on hand of every other sku x warehouse the events touch
 INPUTS = ["bronze.settlements_raw", "silver.fx_rates_history", "silver.inventory", "silver.products",
           "silver.warehouses"]  # written by this module with delta-rs
 OUTPUTS = sorted([*(f"bronze.{f}_events" for f in FAMILIES), "bronze.dead_letter",
@@ -100,17 +98,6 @@ class Stack:
                IngestSpec(family="all", topic_prefix=self.topic_prefix, max_bytes=MAX_BYTES))
 
 
-def _stock(stream) -> pa.Table:
-    """Units on hand of every sku x warehouse the stream's inventory events touch, and of OVERSOLD (1 unit)."""
-    from lakehouse.cdc.workload import WAREHOUSES
-
-    ids = {code: wid for wid, code, *_ in WAREHOUSES}
-    keys = sorted({*((s, c) for s, c in stock_keys(stream) if c in ids), OVERSOLD})
-    return pa.table({"sku": [s for s, _ in keys], "warehouse_id": [ids[c] for _, c in keys],
-                     "on_hand": [1 if k == OVERSOLD else STOCK for k in keys]},
-                    schema=pa.schema([("sku", pa.string()), ("warehouse_id", pa.int32()), ("on_hand", pa.int32())]))
-
-
 def _submit(cluster, env: dict[str, str], home: Path, job: str, args: list[str]) -> float:
     """`lakehouse submit --master <cluster> job args` as a user types it; returns its seconds."""
     started = time.monotonic()
@@ -134,7 +121,7 @@ def stack(spark, settings, broker, spark_cluster, new_metastore, tmp_path_factor
     _produce_oversell(broker.bootstrap, prefix)
     home = tmp_path_factory.mktemp("commerce")
     landed = settlements(stream, dt.datetime(2024, 3, 2, 6, tzinfo=dt.UTC))
-    write_tables(home / "tables", {**reference_tables(stream), "silver.inventory": _stock(stream),
+    write_tables(home / "tables", {**reference_tables(stream, low_stock=OVERSOLD),
                                    "bronze.settlements_raw": landed.rows})
     db = new_metastore()
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_METASTORE_URL": db.jdbc_url,

@@ -81,10 +81,10 @@ def test_write_batch_is_idempotent_per_app_and_batch(spark, tables, table_name):
     assert tables.row_count(table_name) == 12
 
 
-def test_record_all_creates_a_new_table_once_then_appends_to_it_concurrently(spark, tables, table_name):
+def test_commit_all_creates_a_new_table_once_then_appends_to_it_concurrently(spark, tables, table_name):
     """Five appends of five app ids to a table that does not exist yet, plus one to another table, at once:
     every row lands once, each app id is recorded, and a second call commits nothing."""
-    from lakehouse.quality.ops import record_all
+    from lakehouse.tables.concurrent import commit_all
 
     other = table_name + "_other"
     df = spark.createDataFrame(rows(2), SCHEMA)
@@ -93,12 +93,12 @@ def test_record_all_creates_a_new_table_once_then_appends_to_it_concurrently(spa
         return [(table_name, lambda app=app: tables.write_batch(df, table_name, app_id=app, batch_id=3))
                 for app in "abcde"] + [(other, lambda: tables.write_batch(df, other, app_id="a", batch_id=3))]
 
-    record_all(tables, commits())
+    commit_all(tables, commits())
     assert (tables.row_count(table_name), tables.row_count(other)) == (10, 2)
     assert [tables.committed_batch(table_name, app) for app in "abcde"] == [3] * 5
     versions = tables.version(table_name), tables.version(other)
     assert versions == (4, 0)  # one commit each: created by the first, appended by the other four
-    record_all(tables, commits())
+    commit_all(tables, commits())
     assert (tables.version(table_name), tables.version(other)) == versions
 
 
