@@ -133,8 +133,16 @@ def configure_mlflow(settings: Settings) -> None:
     if settings.mlflow_embedded:
         (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
         settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+    # MLflow also writes the URIs it is given into $MLFLOW_TRACKING_URI/$MLFLOW_REGISTRY_URI; left there, one
+    # home's embedded store would read as the user's choice to every later Settings of this process
+    users = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    for name, value in users.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def mlflow_client(settings: Settings) -> MlflowClient:

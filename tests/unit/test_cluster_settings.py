@@ -4,6 +4,7 @@ spark-submit command line and packaged resources. No Spark session, no services.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -118,6 +119,21 @@ def test_mlflow_uses_the_environments_uris_and_sqlite_only_by_default(env, tmp_p
     assert (settings.mlflow_tracking_uri, settings.mlflow_registry_uri) == ("http://mlflow.internal:5000",
                                                                            "databricks-uc")
     assert not settings.mlflow_embedded
+
+
+def test_configuring_mlflow_for_one_home_leaves_the_next_home_its_own_store(env, tmp_path):
+    from lakehouse.ml.demand import configure_mlflow
+
+    first = Settings.from_env()
+    configure_mlflow(first)
+    env.setenv("LAKEHOUSE_HOME", str(tmp_path / "second"))
+    second = Settings.from_env()
+    assert second.mlflow_tracking_uri == f"sqlite:///{tmp_path}/second/mlflow/mlflow.db"
+    assert second.mlflow_embedded
+    env.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    configure_mlflow(second)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.internal:5000"
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
 
 
 def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
