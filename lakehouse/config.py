@@ -75,6 +75,7 @@ class Settings:
     sql_port: int
     spark_master: str
     shuffle_partitions: int
+    snapshot_partitions: int  # tasks of Delta's log replay (the state of a table version)
     extra: dict[str, str] = field(default_factory=dict)
     kafka_options: dict[str, str] = field(default_factory=dict)  # kafka.* client options of every Kafka read
 
@@ -84,6 +85,7 @@ class Settings:
         if home.exists() and not home.is_dir():
             raise LakehouseError(f"LAKEHOUSE_HOME={home} exists and is not a directory")
         broker_port = _env_int("LAKEHOUSE_BROKER_PORT", 19092)
+        shuffle = _env_int("LAKEHOUSE_SHUFFLE_PARTITIONS", 4)
         return cls(
             home=home,
             tables_root=os.environ.get("LAKEHOUSE_TABLES_ROOT") or str(home / "tables"),
@@ -91,7 +93,9 @@ class Settings:
             broker_port=broker_port,
             sql_port=_env_int("LAKEHOUSE_SQL_PORT", 10099),
             spark_master=os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[*]"),
-            shuffle_partitions=_env_int("LAKEHOUSE_SHUFFLE_PARTITIONS", 4),
+            shuffle_partitions=shuffle,
+            # one wave of tasks: a log replay reads a checkpoint and a few JSON commits
+            snapshot_partitions=_env_int("LAKEHOUSE_SNAPSHOT_PARTITIONS", min(shuffle, os.cpu_count() or 1)),
             kafka_options=_kafka_options(),
         )
 

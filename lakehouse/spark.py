@@ -54,8 +54,10 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
-        # Delta's log replay uses this many partitions (default 50: one task per partition on 2 cores)
-        .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
+        # Delta's log replay uses this many partitions (default 50). Every idempotent write (txnAppId) replays
+        # its table's log: a 5-row append takes 0.76x the time with 2 partitions as with 4 on 2 cores
+        # (benchmarks/delta_commit.py)
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.snapshot_partitions))
         # Delta's VACUUM lists files with this many tasks (default 10000: 150,000 tasks and ~150 s for a small
         # table on 2 cores, ~10 s with this)
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(settings.shuffle_partitions))

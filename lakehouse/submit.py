@@ -72,7 +72,7 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # Delta's log replay uses this many partitions (default 50 tasks for a few small JSON files)
-        "spark.databricks.delta.snapshotPartitions": str(settings.shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": str(settings.snapshot_partitions),
         # Delta's VACUUM lists files with this many tasks (default 10000 tasks per listing)
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.shuffle_partitions),
         "spark.pyspark.python": python,

@@ -19,7 +19,8 @@ JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required usernam
 @pytest.fixture()
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in ("LAKEHOUSE_TABLES_ROOT", "LAKEHOUSE_KAFKA_OPTIONS", "LAKEHOUSE_KAFKA_BOOTSTRAP", "MLFLOW_TRACKING_URI",
-                 "MLFLOW_REGISTRY_URI", "DATABRICKS_RUNTIME_VERSION"):
+                 "MLFLOW_REGISTRY_URI", "DATABRICKS_RUNTIME_VERSION", "LAKEHOUSE_SHUFFLE_PARTITIONS",
+                 "LAKEHOUSE_SNAPSHOT_PARTITIONS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     return monkeypatch
@@ -134,6 +135,20 @@ def test_configuring_mlflow_for_one_home_leaves_the_next_home_its_own_store(env,
     configure_mlflow(second)
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.internal:5000"
     assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_delta_log_replay_runs_in_one_wave_of_the_local_cores_unless_set(env):
+    cores = os.cpu_count() or 1
+    assert Settings.from_env().snapshot_partitions == min(4, cores)
+    env.setenv("LAKEHOUSE_SHUFFLE_PARTITIONS", "1")
+    assert Settings.from_env().snapshot_partitions == 1
+    env.setenv("LAKEHOUSE_SNAPSHOT_PARTITIONS", "16")
+    settings = Settings.from_env()
+    assert (settings.shuffle_partitions, settings.snapshot_partitions) == (1, 16)
+    from lakehouse.submit import submit_conf
+
+    conf = submit_conf(settings, "spark://127.0.0.1:7077")
+    assert (conf["spark.sql.shuffle.partitions"], conf["spark.databricks.delta.snapshotPartitions"]) == ("1", "16")
 
 
 def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
