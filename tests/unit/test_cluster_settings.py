@@ -123,18 +123,25 @@ def test_mlflow_uses_the_environments_uris_and_sqlite_only_by_default(env, tmp_p
 
 
 def test_configuring_mlflow_for_one_home_leaves_the_next_home_its_own_store(env, tmp_path):
+    import mlflow
+
     from lakehouse.ml.demand import configure_mlflow
 
-    first = Settings.from_env()
-    configure_mlflow(first)
-    env.setenv("LAKEHOUSE_HOME", str(tmp_path / "second"))
-    second = Settings.from_env()
-    assert second.mlflow_tracking_uri == f"sqlite:///{tmp_path}/second/mlflow/mlflow.db"
-    assert second.mlflow_embedded
-    env.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    configure_mlflow(second)
-    assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.internal:5000"
-    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    try:
+        first = Settings.from_env()
+        configure_mlflow(first)
+        env.setenv("LAKEHOUSE_HOME", str(tmp_path / "second"))
+        second = Settings.from_env()
+        assert second.mlflow_tracking_uri == f"sqlite:///{tmp_path}/second/mlflow/mlflow.db"
+        assert second.mlflow_embedded
+        env.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+        configure_mlflow(second)
+        assert mlflow.get_tracking_uri() == "http://mlflow.internal:5000"
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.internal:5000"
+        assert "MLFLOW_REGISTRY_URI" not in os.environ
+    finally:  # MLflow's process-wide URIs back to unset (every job sets them before use)
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
 
 
 def test_delta_log_replay_runs_in_one_wave_of_the_local_cores_unless_set(env):
