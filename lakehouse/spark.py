@@ -35,6 +35,19 @@ def delta_conf() -> dict[str, str]:
     return {"spark.sql.extensions": DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": DELTA_CATALOG}
 
 
+def partition_conf(settings: Settings) -> dict[str, str]:
+    """Task counts sized by the settings, for a local session and a submitted job alike."""
+    return {
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        # Delta's log replay (default 50 partitions). Every idempotent write (txnAppId) replays its table's log:
+        # a 5-row append takes 0.76x the time with 2 partitions as with 4 on 2 cores (benchmarks/delta_commit.py)
+        "spark.databricks.delta.snapshotPartitions": str(settings.snapshot_partitions),
+        # Delta's VACUUM lists files with this many tasks (default 10000: 150,000 tasks and ~150 s for a small
+        # table on 2 cores, ~10 s with this)
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.shuffle_partitions),
+    }
+
+
 def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) -> SparkSession.Builder:
     from lakehouse.jars import spark_jars
 
@@ -52,15 +65,7 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         .config("spark.ui.enabled", os.environ.get("LAKEHOUSE_SPARK_UI", "false"))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.default.parallelism", str(max(2, os.cpu_count() or 2)))
-        # Delta's log replay uses this many partitions (default 50). Every idempotent write (txnAppId) replays
-        # its table's log: a 5-row append takes 0.76x the time with 2 partitions as with 4 on 2 cores
-        # (benchmarks/delta_commit.py)
-        .config("spark.databricks.delta.snapshotPartitions", str(settings.snapshot_partitions))
-        # Delta's VACUUM lists files with this many tasks (default 10000: 150,000 tasks and ~150 s for a small
-        # table on 2 cores, ~10 s with this)
-        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(settings.shuffle_partitions))
         # also on the JVM's class path: the Hive client's isolated loader finds the metastore's JDBC driver only
         # there, and the SQL endpoint's sessions load Delta's catalog from there (neither sees spark.jars)
         .config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in spark_jars()))
@@ -71,7 +76,7 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.driver.memory", os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "4g"))
     )
-    for key, value in delta_conf().items():
+    for key, value in {**partition_conf(settings), **delta_conf()}.items():
         builder = builder.config(key, value)
     return _with_metastore(builder, settings, metastore)
 

@@ -60,7 +60,7 @@ def is_local_master(master: str) -> bool:
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
-    from lakehouse.spark import HOME_METASTORE_CONF, LOG4J_CONFIG, delta_conf
+    from lakehouse.spark import HOME_METASTORE_CONF, LOG4J_CONFIG, delta_conf, partition_conf
 
     python = python or sys.executable
     local = is_local_master(master)
@@ -70,11 +70,7 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.extraJavaOptions": java_options,
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
-        # Delta's log replay uses this many partitions (default 50 tasks for a few small JSON files)
-        "spark.databricks.delta.snapshotPartitions": str(settings.snapshot_partitions),
-        # Delta's VACUUM lists files with this many tasks (default 10000 tasks per listing)
-        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.shuffle_partitions),
+        **partition_conf(settings),
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
         "spark.python.daemon.module": "lakehouse.worker_daemon",  # workers fork with libraries loaded
