@@ -56,7 +56,7 @@ from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import Commit, commit_all
+from lakehouse.tables.concurrent import commit_all
 from transformations.gold.customers import customer_360
 from transformations.gold.fraud import fraud_signals
 from transformations.gold.inventory import (
@@ -268,13 +268,11 @@ def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, G
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
-def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]
-          ) -> tuple[GateResult, list[Commit]]:
-    """The gate's result and the commits that record it."""
+def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
     gate = run_gate(df, table, table, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs,
                     parameters=parameters)
     log.info("%s: %s in %.2f s", table, gate.message, gate.seconds)
-    return gate, gate_writes(ctx.tables, gate, f"{APP_ID}:{table}", batch_id, ctx.settings.data_docs_index)
+    return gate
 
 
 def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
@@ -286,24 +284,24 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
         log.info("gold is up to date with silver (batch %s)", silver.batch_id)
         return None
     gates: dict[str, GateResult] = {}
-    records: list[Commit] = []
     built: list[DataFrame] = list(inventory.cached) if inventory else []
     try:
         for table, df in (inventory.frames if inventory else {}).items():
-            gates[table], commits = _gate(ctx, df, table, inventory.batch_id, {})
-            records += commits
+            gates[table] = _gate(ctx, df, table, inventory.batch_id, {})
         parameters = _silver_revenue(silver) if full else {}
         for table in full:
             built.append(FULL[table](silver).cache())
-            gates[table], commits = _gate(ctx, built[-1], table, silver.batch_id, parameters)
-            records += commits
-        commit_all(ctx.tables, records)  # every gate's results at once, also when one blocked
+            gates[table] = _gate(ctx, built[-1], table, silver.batch_id, parameters)
+        # every gate's results in one commit per ops table, also when one blocked
+        commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), APP_ID, silver.batch_id,
+                                           ctx.settings.data_docs_index))
         for table, gate in gates.items():
             raise_if_blocked(gate, table)
         if inventory:
             write_inventory(ctx, inventory, gates)
-        for table in full:
-            ctx.tables.write_batch(gates[table].valid, table, APP_ID, silver.batch_id, mode="overwrite")
+        # the full tables are independent commits: made at once
+        commit_all(ctx.tables, [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, APP_ID,
+                                                          silver.batch_id, mode="overwrite")) for table in full])
     finally:
         for gate in gates.values():
             gate.release()

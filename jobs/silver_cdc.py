@@ -48,7 +48,7 @@ from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import Commit, commit_all
+from lakehouse.tables.concurrent import commit_all
 from transformations.silver.cdc import (
     DEAD_LETTER,
     DEAD_LETTER_COLUMNS,
@@ -282,7 +282,6 @@ def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None)
     `since` ({target: version before the run}): only the rows of the keys the run changed; None: whole tables."""
     version = ctx.tables.committed_batch(DEAD_LETTER, APP_ID)
     gates: dict[str, GateResult] = {}
-    records: list[Commit] = []  # every mirror's results, committed at once after the last suite
     for spec in TABLES.values():
         for target in (spec.scd1, spec.scd2):
             if not target or not ctx.tables.exists(target) or not resolve_suite_path(target).is_file():
@@ -292,12 +291,12 @@ def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None)
                 continue
             gate = run_gate(rows, target, target, ctx.run_id, table_version=version,
                             docs_dir=ctx.settings.quality_docs)
-            records += gate_writes(ctx.tables, gate, f"{APP_ID}:{target}", version or 0,
-                                   ctx.settings.data_docs_index)
             gate.release()
             log.info("%s: %s (%s rows)", target, gate.message, gate.rows)
             gates[target] = gate
-    commit_all(ctx.tables, records)
+    # every mirror's results in one commit per ops table, after the last suite
+    commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), f"{APP_ID}:mirror", version or 0,
+                                       ctx.settings.data_docs_index))
     return gates
 
 

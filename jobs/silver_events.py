@@ -83,8 +83,8 @@ def silver_table(family: str) -> str:
     return f"silver.{family}_events"
 
 
-def _app(family: str, what: str = "") -> str:
-    return f"{APP_ID}:{family}" + (f":{what}" if what else "")
+def _app(family: str) -> str:
+    return f"{APP_ID}:{family}"
 
 
 def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[str]) -> DataFrame:
@@ -95,23 +95,26 @@ def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[s
     return ctx.spark.createDataFrame([], fallback_schema)
 
 
-def _gate(ctx: JobContext, df: DataFrame, suite: str, family: str, what: str, version: int
-          ) -> tuple[GateResult, list[Commit]]:
-    """The gate's result and the commits that record it (made with the step's other side writes)."""
+def _gate(ctx: JobContext, df: DataFrame, suite: str, version: int) -> GateResult:
     gate = run_gate(df, suite, suite, ctx.run_id, table_version=version, docs_dir=ctx.settings.quality_docs)
     log.info("%s v%s: %s in %.2f s", suite, version, gate.message, gate.seconds)
-    return gate, gate_writes(ctx.tables, gate, _app(family, what), version, ctx.settings.data_docs_index)
+    return gate
 
 
-def _passed(ctx: JobContext, release: ExitStack, pending: list[Commit], df: DataFrame, suite: str, family: str,
-            what: str, version: int) -> GateResult:
-    """`_gate`, whose cached input `release` frees and whose commits join `pending`. When it blocked, `pending`
-    is committed (every gate of the batch recorded) and the job stops, the suite's table left unchanged."""
-    gate, commits = _gate(ctx, df, suite, family, what, version)
+def _records(ctx: JobContext, gates: list[GateResult], family: str, version: int) -> list[Commit]:
+    """The commits that keep a batch's gate results (one per ops table, made with the batch's side writes)."""
+    return gate_writes(ctx.tables, gates, _app(family), version, ctx.settings.data_docs_index)
+
+
+def _passed(ctx: JobContext, release: ExitStack, gates: list[GateResult], df: DataFrame, suite: str, family: str,
+            version: int) -> GateResult:
+    """`_gate`, whose cached input `release` frees, added to the batch's `gates`. When it blocked, the batch's
+    gates are recorded and the job stops, the suite's table left unchanged."""
+    gate = _gate(ctx, df, suite, version)
     release.callback(gate.release)
-    pending += commits
+    gates.append(gate)
     if gate.blocked:
-        commit_all(ctx.tables, pending)
+        commit_all(ctx.tables, _records(ctx, gates, family, version))
     raise_if_blocked(gate, suite)
     return gate
 
@@ -141,24 +144,24 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         log.info("%s is up to date with %s", target, source)
         return None
     after, version = todo
-    pending: list[Commit] = []  # side writes, made at once before the marker
+    gates: list[GateResult] = []  # recorded with the side writes, made at once before the marker
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
         bronze = tables.read_appends(source, after, version).cache()
         release.callback(bronze.unpersist)
-        _passed(ctx, release, pending, bronze, source, family, "bronze", version)
+        _passed(ctx, release, gates, bronze, source, family, version)
         prior = (tables.read(WATERMARKS).where(F.col("family") == family) if tables.exists(WATERMARKS)
                  else ctx.spark.createDataFrame([], WATERMARK_SCHEMA))
         checked = conformed(ctx, family, bronze, prior).cache()
         release.callback(checked.unpersist)
         events, unparseable = split_parse_errors(checked)
-        gate = _passed(ctx, release, pending, events, target, family, "silver", version)
+        gate = _passed(ctx, release, gates, events, target, family, version)
         detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
         rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
         # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
-        commit_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family),
-                                                                              version)),
+        commit_all(tables, [*_records(ctx, gates, family, version),
+                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family), version)),
                             (WATERMARKS, lambda: tables.write_batch(
                                 marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family), version,
                                 mode="overwrite", replace_where=f"family = '{family}'"))])
@@ -179,21 +182,22 @@ def process_settlements(ctx: JobContext) -> int | None:
     if todo is None:
         return None
     after, version = todo
-    pending: list[Commit] = []  # side writes, made at once before the marker
+    gates: list[GateResult] = []  # recorded with the side writes, made at once before the marker
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
         bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
-        _passed(ctx, release, pending, bronze, SETTLEMENTS_SOURCE, "settlements", "bronze", version)
+        _passed(ctx, release, gates, bronze, SETTLEMENTS_SOURCE, "settlements", version)
         lines = parse_settlements(bronze).withColumns({
             "source_topic": F.col("object_key"),
             "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
         }).cache()
         release.callback(lines.unpersist)
         parsed, unparseable = split_parse_errors(lines)
-        gate = _passed(ctx, release, pending, parsed, SETTLEMENTS, "settlements", "silver", version)
+        gate = _passed(ctx, release, gates, parsed, SETTLEMENTS, "settlements", version)
         rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
             quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
-        commit_all(tables, [*pending, (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE,
-                                                                              _app("settlements"), version))])
+        commit_all(tables, [*_records(ctx, gates, "settlements", version),
+                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app("settlements"),
+                                                                    version))])
         tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
                      MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
                      app_id=APP_ID, batch_id=version)
@@ -210,10 +214,9 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     current = tables.version(DEAD_LETTERS)
     if after is not None and after >= current:
         return None
-    gate, commits = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS,
-                          DEAD_LETTER_FAMILY, "", current)
+    gate = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, current)
     gate.release()
-    commit_all(tables, commits)
+    commit_all(tables, _records(ctx, [gate], DEAD_LETTER_FAMILY, current))
     return gate
 
 

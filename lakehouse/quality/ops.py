@@ -2,11 +2,16 @@
 (one row per validation: table, version, verdict, counts, gate time, Data Docs page), both written from Arrow
 (no Spark job).
 
-A validation is identified by (app id, suite version, batch id): a crashed run replayed with the same suite
-records nothing twice, while a batch validated again after a suite fix (e.g. once blocked, now passing) gets
-its own rows."""
+The gates of one step (a batch's bronze and silver suites, every gold table of a run, every mirror of a CDC run)
+are kept by one commit per table, identified by (app id, the suites' versions, batch id): a crashed step
+replayed with the same suites records nothing twice, while a batch validated again after a suite fix (e.g. once
+blocked, now passing) gets its own rows. A Delta commit costs about a second whatever its size (the table's log
+is replayed to look its transaction id up), so one commit per step instead of one per gate matters."""
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
 
 import pyarrow as pa
 from pyspark.sql import types as T
@@ -66,27 +71,33 @@ def _arrow(rows: list[dict[str, object]], schema: T.StructType) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=to_arrow_schema(schema, timestamp_utc=True))
 
 
-def _txn(app_id: str, fingerprint: str) -> str:
-    return f"{app_id}:{fingerprint}"
+def _txn(app_id: str, fingerprints: Sequence[str]) -> str:
+    """The transaction id of a step's gate records: its app id and its suites' versions (one suite: its
+    fingerprint, which `validated_up_to` looks up; several: a hash of theirs, in the step's order)."""
+    if len(fingerprints) == 1:
+        return f"{app_id}:{fingerprints[0]}"
+    return f"{app_id}:{hashlib.sha256('+'.join(fingerprints).encode()).hexdigest()[:16]}"
 
 
-def gate_writes(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
+def gate_writes(tables: DeltaTables, gates: Sequence[GateResult], app_id: str, batch_id: int,
                 data_docs: str | None = None) -> list[Commit]:
-    """The two commits that keep a gate's results, each skipped when this validation was already recorded (none
-    for a gate without results). Make them with `commit_all`, with other independent commits of the step."""
-    if not gate.results:
+    """The two commits (one per ops table) that keep the results of a step's gates, each skipped when these
+    validations were already recorded (none when no gate has results). Make them with `commit_all`, with other
+    independent commits of the step."""
+    recorded = [g for g in gates if g.results]
+    if not recorded:
         return []
-    txn = _txn(app_id, gate.fingerprint)
-    results = _arrow(gate.results, RESULTS_SCHEMA)
-    validation = _arrow([validation_row(gate, data_docs)], VALIDATIONS_SCHEMA)
+    txn = _txn(app_id, [g.fingerprint for g in recorded])
+    results = _arrow([r for g in recorded for r in g.results], RESULTS_SCHEMA)
+    validations = _arrow([validation_row(g, data_docs) for g in recorded], VALIDATIONS_SCHEMA)
     return [(RESULTS, lambda: tables.write_batch_arrow(results, RESULTS, txn, batch_id)),
-            (VALIDATIONS, lambda: tables.write_batch_arrow(validation, VALIDATIONS, txn, batch_id))]
+            (VALIDATIONS, lambda: tables.write_batch_arrow(validations, VALIDATIONS, txn, batch_id))]
 
 
 def record_gate(tables: DeltaTables, gate: GateResult, app_id: str, batch_id: int,
                 data_docs: str | None = None) -> None:
-    """Keep the gate's results now (its two commits at once)."""
-    commit_all(tables, gate_writes(tables, gate, app_id, batch_id, data_docs))
+    """Keep one gate's results now (its two commits at once)."""
+    commit_all(tables, gate_writes(tables, [gate], app_id, batch_id, data_docs))
 
 
 def raise_if_blocked(gate: GateResult, table: str) -> None:
@@ -99,6 +110,6 @@ def validated_up_to(tables: DeltaTables, app_id: str, suite_fingerprint: str) ->
     """The last batch id `app_id` recorded a validation of with this suite version (None: never). Both tables
     must hold it: their two commits are concurrent, and a crash between them leaves the batch to validate again
     (the commit that was made is then skipped by its transaction id)."""
-    txn = _txn(app_id, suite_fingerprint)
+    txn = _txn(app_id, [suite_fingerprint])
     done = [tables.committed_batch(name, txn) if tables.exists(name) else None for name in (RESULTS, VALIDATIONS)]
     return None if None in done else min(done)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from lakehouse.quality.suites import ExpectationSpec, load_suite
 SUITES = Path(__file__).parent / "suites"  # sample suites of the tests (not tables of the platform)
 ORDERS_SUITE = str(SUITES / "silver.orders.json")
 DAILY_SUITE = str(SUITES / "gold.sales_daily.json")
+DAILY_SCHEMA = "order_date date, channel string, currency string, orders long, units long, revenue decimal(18,2)"
 
 SILVER_SCHEMA = (
     "event_id string, event_type string, order_id string, customer_id string, channel string, region string, "
@@ -151,9 +153,7 @@ def test_block_on_missing_column(silver_df: DataFrame) -> None:
 
 
 def test_gold_block(spark: SparkSession) -> None:
-    schema = (
-        "order_date date, channel string, currency string, orders long, units long, revenue decimal(18,2)"
-    )
+    schema = DAILY_SCHEMA
     d = datetime(2024, 1, 1).date()
     persisted_before = set(spark.sparkContext._jsc.getPersistentRDDs().keySet().toArray())
     ok = [(d, "web", "EUR", 3, 5, Decimal("10.00")), (d, "store", "EUR", 1, 1, Decimal("0.00"))]
@@ -174,6 +174,41 @@ def test_gold_block(spark: SparkSession) -> None:
     # Without docs, GX's in-memory results store does not grow across calls (streaming micro-batches).
     store = gate_module._get_runner(None).context.validation_results_store.store_backend
     assert [k for k in store.list_keys() if not str(k[0]).startswith(".ge")] == []
+
+
+def test_a_steps_gates_are_kept_by_one_commit_per_ops_table_once(
+    spark: SparkSession, tables, silver_df: DataFrame, table_name: str
+) -> None:
+    from pyspark.sql import functions as F
+
+    from lakehouse.quality.ops import RESULTS, VALIDATIONS, gate_writes, validated_up_to
+    from lakehouse.tables.concurrent import commit_all
+
+    run, app = f"run-{table_name}", f"test:{table_name}"
+    daily = spark.createDataFrame([(datetime(2024, 1, 1).date(), "web", "EUR", 3, 5, Decimal("10.00"))], DAILY_SCHEMA)
+    silver = run_gate(silver_df, ORDERS_SUITE, table_name, run, cache=False)
+    gold = run_gate(daily, DAILY_SUITE, f"{table_name}_daily", run, cache=False)
+    per_step = len(load_suite(ORDERS_SUITE).expectations) + len(load_suite(DAILY_SUITE).expectations)
+
+    def recorded() -> tuple[list[tuple], int]:
+        rows = tables.read(VALIDATIONS).where(F.col("run_id") == run).collect()
+        return (sorted((r.table_name, r.suite, r.outcome) for r in rows),
+                tables.read(RESULTS).where(F.col("run_id") == run).count())
+
+    commits = gate_writes(tables, [silver, gold], app, 7)
+    assert sorted(name for name, _ in commits) == [RESULTS, VALIDATIONS]
+    commit_all(tables, commits)
+    versions = {name: tables.version(name) for name in (RESULTS, VALIDATIONS)}
+    validations = [(table_name, "silver.orders", "quarantined"), (f"{table_name}_daily", "gold.sales_daily", "passed")]
+    assert recorded() == (validations, per_step)
+    commit_all(tables, gate_writes(tables, [silver, gold], app, 7))  # the step replayed after a crash
+    assert {name: tables.version(name) for name in versions} == versions
+    fixed = dataclasses.replace(silver, fingerprint="0" * 16)  # the batch validated again by a new suite version
+    commit_all(tables, gate_writes(tables, [fixed, gold], app, 7))
+    assert recorded() == (sorted(validations * 2), 2 * per_step)
+    assert validated_up_to(tables, app, gold.fingerprint) is None  # a suite's own id: a gate recorded alone
+    commit_all(tables, gate_writes(tables, [gold], app, 8))
+    assert validated_up_to(tables, app, gold.fingerprint) == 8
 
 
 @pytest.mark.parametrize(
