@@ -60,17 +60,18 @@ def is_local_master(master: str) -> bool:
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
-    from lakehouse.spark import HOME_METASTORE_CONF, LOG4J_CONFIG, delta_conf, partition_conf
+    from lakehouse.spark import HOME_METASTORE_CONF, LOCAL_JVM_OPTIONS, LOG4J_CONFIG, delta_conf, sizing_conf
 
     python = python or sys.executable
     local = is_local_master(master)
-    java_options = "-Duser.timezone=UTC" + (f" -Dlog4j.configurationFile={LOG4J_CONFIG}" if local else "")
+    here = f" {LOCAL_JVM_OPTIONS}" if local else ""  # a remote cluster's JVMs are its own business
+    java_options = "-Duser.timezone=UTC" + (f" -Dlog4j.configurationFile={LOG4J_CONFIG}" if local else "") + here
     conf = {
         **delta_conf(),
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        **partition_conf(settings),
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC" + here,
+        **sizing_conf(settings),
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
         "spark.python.daemon.module": "lakehouse.worker_daemon",  # workers fork with libraries loaded
