@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
+from lakehouse.sources.kafka import consumer_options
 from lakehouse.tables import DeltaTables
 from lakehouse.tables.split import write_split
 from transformations.bronze.events import (
@@ -141,11 +142,10 @@ def make_batch_writer(
 
 def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSpec, continuous: bool
                          ) -> dict[str, str]:
-    """Kafka stream options for the spec's family topics (headers included: bronze keeps them), with the
-    settings' Kafka client options (authentication: $LAKEHOUSE_KAFKA_OPTIONS)."""
+    """Kafka stream options for the spec's family topics (headers included: bronze keeps them), with
+    `consumer_options` (the settings' Kafka client options: authentication, $LAKEHOUSE_KAFKA_OPTIONS)."""
     options = {
-        **settings.kafka_options,
-        "kafka.bootstrap.servers": settings.kafka_bootstrap,
+        **consumer_options(settings),
         "startingOffsets": spec.starting_offsets,
         "includeHeaders": "true",
         "failOnDataLoss": "true",

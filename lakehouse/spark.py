@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -57,7 +58,19 @@ def sizing_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) -> SparkSession.Builder:
+def driver_java_options(archive_dump: Path | None = None) -> str:
+    """The local driver JVM's options: UTC, the log4j configuration, `LOCAL_JVM_OPTIONS` and the driver's class
+    archive (lakehouse.jvm_archive) when built, or, with `archive_dump`, the file to dump one into at exit."""
+    from lakehouse import jvm_archive
+
+    archive = jvm_archive.dump_options(archive_dump) if archive_dump else \
+        jvm_archive.share_options(jvm_archive.driver_archive())
+    return " ".join([f"-Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG}", LOCAL_JVM_OPTIONS, *archive])
+
+
+def local_builder(app_name: str, settings: Settings, metastore: MetastoreDb, archive_dump: Path | None = None,
+                  ) -> SparkSession.Builder:
+    """The embedded default's session builder (`get_spark` uses it; `archive_dump`: lakehouse.jvm_archive)."""
     from lakehouse.jars import spark_jars
 
     settings.ensure_dirs()
@@ -78,8 +91,7 @@ def _local_builder(app_name: str, settings: Settings, metastore: MetastoreDb) ->
         # also on the JVM's class path: the Hive client's isolated loader finds the metastore's JDBC driver only
         # there, and the SQL endpoint's sessions load Delta's catalog from there (neither sees spark.jars)
         .config("spark.driver.extraClassPath", os.pathsep.join(str(p) for p in spark_jars()))
-        .config("spark.driver.extraJavaOptions",
-                f"-Duser.timezone=UTC -Dlog4j.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}")
+        .config("spark.driver.extraJavaOptions", driver_java_options(archive_dump))
         .config("spark.executorEnv.PYSPARK_PYTHON", python)
         .config("spark.python.daemon.module", "lakehouse.worker_daemon")  # workers fork with libraries loaded
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -144,7 +156,7 @@ def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> 
         metastore.ensure_schema(spark, db)
         return spark
     db = metastore.ensure_running(settings)  # the shared Hive metastore in PostgreSQL
-    spark = _local_builder(app_name, settings, db).getOrCreate()
+    spark = local_builder(app_name, settings, db).getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
     metastore.ensure_schema(spark, db)
     return spark

@@ -13,14 +13,13 @@ subscribes before anything was produced cannot create a topic with the wrong par
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
 import os
 import socket
 import subprocess
 import uuid
 from pathlib import Path
 
+from lakehouse import jvm_archive
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError, ServiceNotRunning
 from lakehouse.jars import jars_root, kafka_broker_classpath
@@ -34,7 +33,6 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 # buy no throughput here (300k records produced and read back were no faster with C2). Class-data sharing
 # (`cds_archive`) halves the start again.
 JVM_OPTIONS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
-CDS_DUMP = "-XX:ArchiveClassesAtExit="
 NUM_PARTITIONS = 1  # only for topics created without a partition count; create_topics always gives one
 
 # One node: every internal topic has one replica and one partition; small thread pools and cleaner buffer (the
@@ -119,40 +117,21 @@ def write_config(settings: Settings, controller_port: int) -> Path:
 
 
 def cds_archive(java: str) -> Path:
-    """The class-data-sharing archive of the broker's classes for this JVM and these exact jars (a new jar set
-    or JDK gets a new name), next to the jars: shared by every $LAKEHOUSE_HOME of the checkout."""
-    folder = jars_root() / "kafka-broker"
-    stamp = hashlib.sha256(os.path.realpath(java).encode())
-    for jar in sorted(folder.glob("*.jar")):
-        st = jar.stat()
-        stamp.update(f"{jar.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return folder.parent / f"kafka-broker-{stamp.hexdigest()[:16]}.jsa"
+    """The class-data-sharing archive of the broker's classes for this JVM and these exact jars, next to the jars:
+    shared by every $LAKEHOUSE_HOME of the checkout."""
+    return jvm_archive.archive_path("kafka-broker", java, sorted((jars_root() / "kafka-broker").glob("*.jar")))
 
 
 def cds_options(java: str, dump: bool) -> list[str]:
     """Use the archive when it exists; else, with `dump`, have this JVM write one when it exits (to a private
-    file that `publish_cds_archive` renames once the broker stopped; not when the jars folder is read-only)."""
+    file that `jvm_archive.publish` moves into place once the broker stopped; not when the jars folder is
+    read-only)."""
     archive = cds_archive(java)
-    quiet = "-Xlog:cds*=off"  # the dump lists every class it cannot archive; a stale archive is just not used
     if archive.is_file():
-        return [quiet, f"-XX:SharedArchiveFile={archive}"]
+        return jvm_archive.share_options(archive)
     if not dump or not os.access(archive.parent, os.W_OK):
         return []
-    return [quiet, f"{CDS_DUMP}{archive.with_name(f'{archive.stem}.{uuid.uuid4().hex[:8]}.tmp')}"]
-
-
-def publish_cds_archive(argv: list[str]) -> None:
-    """After the broker started with `argv` exited: move the archive it dumped into place (or drop it)."""
-    dumps = [Path(a[len(CDS_DUMP):]) for a in argv if a.startswith(CDS_DUMP)]
-    for dump in dumps:
-        final = dump.with_name(dump.name.split(".", 1)[0] + ".jsa")
-        if dump.is_file() and dump.stat().st_size and not final.exists():
-            os.replace(dump, final)
-            for stale in final.parent.glob("kafka-broker-*.jsa"):  # archives of earlier jar sets or JDKs
-                if stale != final:
-                    stale.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            dump.unlink()
+    return jvm_archive.dump_options(jvm_archive.dump_file(archive))
 
 
 def jvm_argv(settings: Settings, main_class: str, *args: str) -> list[str]:
@@ -247,7 +226,8 @@ def stop_broker(settings: Settings | None = None, timeout: float = 30.0) -> bool
     settings = settings or get_settings()
     argv = process.status(SERVICE, settings).info.get("argv") or []
     stopped = process.stop(SERVICE, timeout=timeout, settings=settings)
-    publish_cds_archive(argv)
+    for dump in jvm_archive.dumps_in(argv):
+        jvm_archive.publish(dump)
     return stopped
 
 

@@ -69,10 +69,19 @@ def test_every_kafka_read_gets_the_client_options(env):
     settings = Settings.from_env()
     auth = {"kafka.security.protocol": "SASL_SSL", "kafka.sasl.mechanism": "SCRAM-SHA-512"}
     assert _options(settings, "orders", None) == {
-        "kafka.bootstrap.servers": "b1.example.com:9096", "startingOffsets": "earliest", "subscribe": "orders", **auth}
+        "kafka.bootstrap.servers": "b1.example.com:9096", "startingOffsets": "earliest", "subscribe": "orders",
+        "kafka.fetch.max.wait.ms": "20", **auth}
     bronze = family_topic_options(None, settings, IngestSpec(family="orders"), False)
     assert {k: bronze[k] for k in auth} == auth
     assert bronze["kafka.bootstrap.servers"] == "b1.example.com:9096" and bronze["subscribe"] == "orders"
+    assert bronze["kafka.fetch.max.wait.ms"] == "20"
+
+
+def test_the_environments_kafka_options_override_the_consumer_defaults(env):
+    from lakehouse.sources.kafka import consumer_options
+
+    env.setenv("LAKEHOUSE_KAFKA_OPTIONS", '{"fetch.max.wait.ms": "500"}')
+    assert consumer_options(Settings.from_env())["kafka.fetch.max.wait.ms"] == "500"
 
 
 def test_a_remote_broker_that_does_not_answer_gets_no_local_broker_hint(env):
