@@ -48,7 +48,7 @@ from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import commit_all
+from lakehouse.tables.concurrent import commit_all, run_concurrently
 from transformations.silver.cdc import (
     DEAD_LETTER,
     DEAD_LETTER_COLUMNS,
@@ -208,7 +208,8 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
     """Apply bronze versions (done, current]; returns the number of envelopes.
 
     The chunk's envelopes are parsed once and kept on the executors; every target gets one MERGE of the chunk's
-    changes, keyed by (APP_ID, current); the dead-letter commit comes last."""
+    changes, keyed by (APP_ID, current), the ERP tables' MERGEs at once, then the tombstones' and PII's; the
+    dead-letter commit comes last."""
     tables = ctx.tables
     started = time.perf_counter()
     bronze = tables.read_appends(SOURCE, done, current).select(*BRONZE_COLUMNS)
@@ -229,18 +230,21 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
 
         dead = [parsed.where(F.col("reason").isNotNull()).select(*DEAD_LETTER_COLUMNS)]
         tombstones, pii = [], []
-        for row in batch:
-            if not row["changes"]:
-                continue
-            spec = resolve_spec(ctx, row["table"], row["key_columns"], row["column_sets"])
-            bad, tomb, restricted = apply_table(ctx, parsed, spec, merge, row["changes"])
+        changed = [(resolve_spec(ctx, r["table"], r["key_columns"], r["column_sets"]), r) for r in batch if r["changes"]]
+        # the tables' MERGEs at once (each ERP table has targets of its own; each MERGE is keyed and idempotent)
+        applied = run_concurrently(ctx.spark, [functools.partial(apply_table, ctx, parsed, spec, merge, row["changes"])
+                                               for spec, row in changed])
+        for (_, row), (bad, tomb, restricted) in zip(changed, applied, strict=True):
             dead.append(bad)
             tombstones += [tomb] if tomb is not None and row["deletes"] else []
             pii += [restricted] if restricted is not None else []
+        last = []
         if tombstones:
-            merge(_union(tombstones), TOMBSTONES, TOMBSTONE_MERGE, sum(r["deletes"] for r in batch))
+            last.append(functools.partial(merge, _union(tombstones), TOMBSTONES, TOMBSTONE_MERGE,
+                                          sum(r["deletes"] for r in batch)))
         if pii:
-            merge(_union(pii), PII_TABLE, PII_MERGE, 0)
+            last.append(functools.partial(merge, _union(pii), PII_TABLE, PII_MERGE, 0))
+        run_concurrently(ctx.spark, last)
         # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         tables.write_batch(dead_letters(_union(dead), now), DEAD_LETTER, APP_ID, current)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from lakehouse.errors import TableNotFound
@@ -98,11 +98,17 @@ class NativeDeltaTables(DeltaTables):
 
     def merge(self, df: DataFrame, name: str, spec: MergeSpec, app_id: str | None = None,
               batch_id: int | None = None) -> bool:
+        from delta.tables import DeltaTable
+
         if app_id is not None and batch_id is not None and self._already_committed(name, app_id, batch_id):
             return False
         if not self.exists(name):
             self.create(name, df.schema)
-        target = self._delta(name)
+        keyed = app_id is not None and batch_id is not None
+        # Delta takes a MERGE's transaction id from session conf: a clone of the session per keyed MERGE keeps
+        # MERGEs run at once from several threads (lakehouse.tables.concurrent) from taking each other's ids
+        session = self._session_clone() if keyed else self.spark
+        target = DeltaTable.forPath(session, self.location(name))
         columns = [c for c in target.toDF().columns if c in df.columns]
         assignments = {f"`{c}`": f"s.`{c}`" for c in columns}
         builder = target.alias("t").merge(df.alias("s"), spec.on)
@@ -112,17 +118,15 @@ class NativeDeltaTables(DeltaTables):
             builder = builder.whenMatchedUpdate(condition=spec.update_when, set=assignments)
         if spec.insert:
             builder = builder.whenNotMatchedInsert(condition=spec.insert_when, values=assignments)
-        conf = self.spark.conf
-        if app_id is not None and batch_id is not None:
-            conf.set("spark.databricks.delta.write.txnAppId", app_id)
-            conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
-        try:
-            builder.execute()
-        finally:
-            if app_id is not None and batch_id is not None:
-                conf.unset("spark.databricks.delta.write.txnAppId")
-                conf.unset("spark.databricks.delta.write.txnVersion")
+        if keyed:
+            session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+            session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+        builder.execute()
         return True
+
+    def _session_clone(self) -> SparkSession:
+        """A session sharing this one's context, caches and catalog, with a copy of its conf."""
+        return SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())  # noqa: SLF001
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
         self._require(name)

@@ -169,6 +169,25 @@ def test_merge_updates_deletes_and_inserts(spark, tables, table_name):
     assert tables.version(table_name) == version
 
 
+def test_keyed_merges_run_at_once_each_commit_their_own_transaction_id(spark, tables, table_name):
+    from lakehouse.tables.concurrent import run_concurrently
+
+    names = [table_name, f"{table_name}_b", f"{table_name}_c"]
+    for name in names:
+        tables.append(spark.createDataFrame(rows(2), SCHEMA), name)
+    spec = MergeSpec(on="t.id = s.id")
+
+    def merge(i: int, name: str):
+        return lambda: tables.merge(spark.createDataFrame(rows(1, start=10 + i), SCHEMA), name, spec,
+                                    app_id=f"app{i}", batch_id=i + 1)
+
+    assert run_concurrently(spark, [merge(i, name) for i, name in enumerate(names)]) == [True, True, True]
+    assert [[tables.committed_batch(name, f"app{j}") for j in range(3)] for name in names] == [
+        [1, None, None], [None, 2, None], [None, None, 3]]
+    assert [sorted(by_id(tables.read(name))) for name in names] == [[0, 1, 10], [0, 1, 11], [0, 1, 12]]
+    assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None  # this session's conf untouched
+
+
 def test_create_empty_table_then_read_has_schema(tables, table_name):
     tables.create(table_name, SCHEMA, partition_by=["channel"])
     tables.create(table_name, SCHEMA)  # idempotent
