@@ -6,7 +6,7 @@ a new JDK or jar set gets a new name and a stale archive is simply not found:
 - the Kafka broker's (`kafka-broker-<stamp>.jsa`), dumped by the broker's first run (lakehouse.services.broker);
 - the local Spark driver's (`spark-driver-<stamp>.jsa`), built by `make` (`python -m lakehouse.jvm_archive`):
   a session started, a Delta table written, merged, read and its history listed, in a throwaway home.
-  Measured on 2 cores, a session's start and first query: ~20 CPU-s without it, ~12 with it; the suite starts
+  Measured on 2 cores, a session's start and first query: ~20 CPU-s without it, ~11 with it; the suite starts
   a local driver for every job process it runs.
 A missing or mismatched archive is never an error: the JVM starts without it (`-Xshare:auto`, logging off).
 """
@@ -108,8 +108,10 @@ def _workload(dump: Path) -> None:
 
 
 def _exited(pid: int, timeout: float) -> bool:
+    from lakehouse.services.process import pid_alive
+
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists():
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.5)
@@ -123,10 +125,12 @@ def build_driver_archive() -> Path | None:
         return archive
     if not os.access(archive.parent, os.W_OK):
         return None
+    from lakehouse.services.process import free_port
+
     dump = dump_file(archive)
     home = Path(tempfile.mkdtemp(prefix="lakehouse-jvm-archive-"))
     home.chmod(0o755)
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_PG_PORT": str(_free_port())}
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_PG_PORT": str(free_port())}
     env.pop("LAKEHOUSE_METASTORE_URL", None)
     try:
         started = time.monotonic()
@@ -146,14 +150,6 @@ def build_driver_archive() -> Path | None:
         subprocess.run([sys.executable, "-m", "lakehouse.cli", "services", "stop"], env=env,
                        capture_output=True, timeout=120)
         shutil.rmtree(home, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -100,11 +100,11 @@ class NativeDeltaTables(DeltaTables):
               batch_id: int | None = None) -> bool:
         from delta.tables import DeltaTable
 
-        if app_id is not None and batch_id is not None and self._already_committed(name, app_id, batch_id):
+        keyed = app_id is not None and batch_id is not None
+        if keyed and self._already_committed(name, app_id, batch_id):
             return False
         if not self.exists(name):
             self.create(name, df.schema)
-        keyed = app_id is not None and batch_id is not None
         # Delta takes a MERGE's transaction id from session conf: a clone of the session per keyed MERGE keeps
         # MERGEs run at once from several threads (lakehouse.tables.concurrent) from taking each other's ids
         session = self._session_clone() if keyed else self.spark
