@@ -39,7 +39,7 @@ from lakehouse.config import get_settings  # noqa: E402
 from lakehouse.events import FAMILIES  # noqa: E402
 from lakehouse.events.generator import StreamConfig, generate_stream, produce_stream  # noqa: E402
 from lakehouse.ingest import IngestSpec, ingest, make_batch_writer  # noqa: E402
-from lakehouse.services.broker import require_broker, start_broker, stop_broker  # noqa: E402
+from lakehouse.services.broker import broker_for  # noqa: E402
 
 ENVELOPE = StructType([
     StructField("event_id", StringType()), StructField("event_type", StringType()),
@@ -123,17 +123,8 @@ def main() -> None:
 
     settings = get_settings()
     settings.ensure_dirs()
-    started = False
-    try:
-        require_broker(settings.kafka_bootstrap, timeout=1)
-    except Exception:  # noqa: BLE001 - start our own, and stop it at the end
-        start_broker(settings)
-        started = True
-    try:
+    with broker_for(settings):
         bench(args, settings)
-    finally:
-        if started:
-            stop_broker(settings)
 
 
 def bench(args: argparse.Namespace, settings) -> None:  # noqa: ANN001 - Settings

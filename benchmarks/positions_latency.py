@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
 from lakehouse.config import get_settings  # noqa: E402
-from lakehouse.services.broker import require_broker, start_broker, stop_broker  # noqa: E402
+from lakehouse.services.broker import broker_for  # noqa: E402
 from lakehouse.sources.kafka_admin import create_topics  # noqa: E402
 
 
@@ -47,17 +47,8 @@ def main() -> None:
     args = ap.parse_args()
     settings = get_settings()
     settings.ensure_dirs()
-    started = False
-    try:
-        require_broker(settings.kafka_bootstrap, timeout=1)
-    except Exception:  # noqa: BLE001
-        start_broker(settings)
-        started = True
-    try:
+    with broker_for(settings):
         run(args, settings)
-    finally:
-        if started:
-            stop_broker(settings)
 
 
 def run(args: argparse.Namespace, settings) -> None:  # noqa: ANN001 - Settings

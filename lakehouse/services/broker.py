@@ -17,6 +17,8 @@ import os
 import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lakehouse import jvm_archive
@@ -229,6 +231,20 @@ def stop_broker(settings: Settings | None = None, timeout: float = 30.0) -> bool
     for dump in jvm_archive.dumps_in(argv):
         jvm_archive.publish(dump)
     return stopped
+
+
+@contextmanager
+def broker_for(settings: Settings) -> Iterator[str]:
+    """The broker at `settings.kafka_bootstrap` for the block: the one that answers there, else this home's,
+    started now and stopped after the block (benchmarks run against either). Yields the bootstrap."""
+    started = not broker_ready(settings.kafka_bootstrap, timeout=1.0)
+    if started:
+        start_broker(settings)
+    try:
+        yield settings.kafka_bootstrap
+    finally:
+        if started:
+            stop_broker(settings)
 
 
 def broker_status(settings: Settings | None = None) -> dict:

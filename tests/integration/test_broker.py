@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from conftest import KafkaTestBroker
 
 from lakehouse.errors import LakehouseError
 from lakehouse.services import broker as service
@@ -85,6 +86,19 @@ def test_broker_files_live_under_the_home_and_status_reports_them(fresh_broker) 
     assert again.pid == fresh_broker.pid
 
 
+def test_broker_for_uses_the_answering_broker_else_runs_its_own_for_the_block(fresh_broker, tmp_path) -> None:
+    with service.broker_for(fresh_broker.settings) as bootstrap:
+        assert bootstrap == fresh_broker.bootstrap
+    assert service.broker_ready(fresh_broker.bootstrap)  # not ours to stop
+    own = KafkaTestBroker(tmp_path / "own_home")
+    assert own.pid is None
+    with service.broker_for(own.settings) as bootstrap:
+        assert bootstrap == own.bootstrap and service.broker_ready(bootstrap)
+        pid = own.pid
+        assert pid is not None and pid != fresh_broker.pid
+    assert own.pid is None and not service.broker_ready(own.bootstrap, timeout=1.0)
+
+
 def test_port_of_another_homes_broker_is_named_in_the_error(fresh_broker, tmp_path) -> None:
     other = dataclasses.replace(fresh_broker.settings, home=tmp_path / "other_home")
     with pytest.raises(LakehouseError) as err:
@@ -99,8 +113,6 @@ def test_port_of_another_homes_broker_is_named_in_the_error(fresh_broker, tmp_pa
 
 def test_port_held_by_another_program_names_its_pid(tmp_path) -> None:
     import socket
-
-    from conftest import KafkaTestBroker
 
     b = KafkaTestBroker(tmp_path / "home")
     with socket.socket() as sock:
