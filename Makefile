@@ -69,6 +69,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean-state:
+	-$(VENV)/bin/lakehouse pipeline stop
 	-$(VENV)/bin/lakehouse sql-endpoint stop
 	-$(VENV)/bin/lakehouse cdc stop
 	-$(VENV)/bin/lakehouse landing stop

@@ -48,6 +48,7 @@ from lakehouse.job import (
     add_repeat_arguments,
     job_context,
     parser,
+    register_tables,
     repeat,
     require_tables,
     run_main,
@@ -314,12 +315,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     add_repeat_arguments(p)
     args = p.parse_args(argv)
-    require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first")
+    require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first",
+                   wait_s=args.every)
     ctx = job_context(APP_ID)
-    repeat(lambda: build_gold(ctx), args.every, args.timeout)
-    for table in GOLD:
-        if ctx.tables.exists(table):
-            ctx.tables.register(table)
+    registered: set[str] = set()
+
+    def step() -> None:
+        build_gold(ctx)
+        register_tables(ctx, GOLD, registered)
+
+    repeat(step, args.every, args.timeout)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ from pyspark.sql import functions as F
 from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
 from lakehouse.job import (
     JobContext,
+    add_repeat_arguments,
     job_context,
     parser,
     pending_range,
+    register_tables,
+    repeat,
     require_tables,
     run_main,
 )
@@ -318,13 +321,17 @@ def run(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, o
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--max-versions", type=int, default=MAX_VERSIONS, help="bronze versions per committed chunk")
+    add_repeat_arguments(p)
     args = p.parse_args(argv)
-    require_tables(SOURCE, hint="run the bronze_cdc job first")
+    require_tables(SOURCE, hint="run the bronze_cdc job first", wait_s=args.every)
     ctx = job_context(APP_ID)
-    run(ctx, args.max_versions)
-    for name in targets(ctx.tables):
-        if ctx.tables.exists(name):
-            ctx.tables.register(name)
+    registered: set[str] = set()
+
+    def step() -> None:
+        run(ctx, args.max_versions)
+        register_tables(ctx, targets(ctx.tables), registered)
+
+    repeat(step, args.every, args.timeout)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from lakehouse.job import (
     job_context,
     parser,
     pending_range,
+    register_tables,
     repeat,
     run_main,
 )
@@ -227,16 +228,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     ctx = job_context(APP_ID)
 
+    registered: set[str] = set()
+
     def step() -> None:
         for family in args.family or FAMILIES:
             process_family(ctx, family)
         process_settlements(ctx)
         validate_dead_letters(ctx)
+        register_tables(ctx, (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
+                              WATERMARKS), registered)
 
     repeat(step, args.every, args.timeout)
-    for name in (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS, WATERMARKS):
-        if ctx.tables.exists(name):
-            ctx.tables.register(name)
 
 
 if __name__ == "__main__":

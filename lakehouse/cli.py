@@ -130,6 +130,27 @@ def _spark_cluster(args: argparse.Namespace) -> None:
               f"{st.alive_workers} alive)" if st.running else "spark cluster: not running")
 
 
+def _pipeline(args: argparse.Namespace) -> None:
+    import json
+
+    from lakehouse import pipeline
+
+    settings = get_settings()
+    if args.action == "start":
+        settings.ensure_dirs()
+        for st in pipeline.start(settings, args.stage, master=args.master, every=args.every,
+                                 topic_prefix=args.topic_prefix):
+            print(f"{st.name}: pid {st.pid}, log {st.log_file}")
+        print("watch it: lakehouse pipeline status; stop it: lakehouse pipeline stop")
+    elif args.action == "stop":
+        stopped = pipeline.stop(settings, args.stage)
+        print(f"pipeline: stopped {', '.join(stopped)}" if stopped else "pipeline: nothing was running")
+    elif args.json:
+        print(json.dumps(pipeline.status(settings), indent=2))
+    else:
+        print(pipeline.format_status(pipeline.status(settings)))
+
+
 def _submit(args: argparse.Namespace) -> None:
     import shlex
     import subprocess
@@ -316,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("job_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser("pipeline", help="the always-on pipeline: every layer as a long-running job "
+                                        "(start/stop/status)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--stage", action="append", help="repeatable; default: every stage (see `status`)")
+    p.add_argument("--master", default=None, help="default: $LAKEHOUSE_SPARK_MASTER or local[*]")
+    p.add_argument("--every", type=float, default=5.0, help="seconds between micro-batches / runs")
+    p.add_argument("--topic-prefix", default="", help="bronze_events: read <prefix><family> topics")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(func=_pipeline)
 
     p = sub.add_parser("jobs", help="list the jobs")
     p.set_defaults(func=_jobs)

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -47,16 +47,20 @@ def source_version_to_process(ctx: JobContext, source: str, target: str, app_id:
     return versions[1]
 
 
-def require_tables(*names: str, hint: str = "") -> None:
-    """Fail fast (before a Spark session starts) when an input table is missing from a local tables root."""
+def require_tables(*names: str, hint: str = "", wait_s: float | None = None) -> None:
+    """Fail fast (before a Spark session starts) when an input table is missing from a local tables root; with
+    `wait_s` (a job re-run every so often, as a pipeline stage) wait for them instead, looking every `wait_s` s."""
+    import time
     from pathlib import Path
 
     settings = get_settings()
     if "://" in settings.tables_root:
         return  # remote roots are checked by the job itself
-    for name in names:
-        if not (Path(settings.table_location(name)) / "_delta_log").is_dir():
-            raise LakehouseError(f"{name} does not exist yet" + (f": {hint}" if hint else ""))
+    while missing := [n for n in names if not (Path(settings.table_location(n)) / "_delta_log").is_dir()]:
+        if wait_s is None:
+            raise LakehouseError(f"{missing[0]} does not exist yet" + (f": {hint}" if hint else ""))
+        log.info("waiting for %s", ", ".join(missing))
+        time.sleep(wait_s)
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -145,6 +149,15 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
     return None if up_to <= after else (done, up_to)
 
 
+def register_tables(ctx: JobContext, names: Iterable[str], done: set[str]) -> None:
+    """Register in the catalog each of `names` that exists and is not in `done` yet (then add it): a job re-run
+    with `--every` makes its tables selectable by name as soon as they exist, once per process."""
+    for name in names:
+        if name not in done and ctx.tables.exists(name):
+            ctx.tables.register(name)
+            done.add(name)
+
+
 def add_repeat_arguments(p: argparse.ArgumentParser) -> None:
     """`--every` / `--timeout`: keep an incremental job's targets fresh by re-running its step."""
     p.add_argument("--every", type=float, default=None, metavar="SECONDS",
@@ -159,12 +172,16 @@ def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: 
     runs loses nothing."""
     import time
 
+    from lakehouse.progress import record_run
+
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     runs = 0
     while True:
         started = time.monotonic()
+        started_at = time.time()
         step()
         runs += 1
+        record_run(time.monotonic() - started, started_at)  # as a stage of the always-on pipeline
         if every_s is None or (deadline is not None and time.monotonic() >= deadline):
             return runs
         time.sleep(max(0.0, every_s - (time.monotonic() - started)))

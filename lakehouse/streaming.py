@@ -25,6 +25,9 @@ def run_query(
     in as many micro-batches as the source's limits make, then stop) or, with `continuous`, a micro-batch every
     `interval` (for `timeout` seconds when given)."""
     if continuous:
+        from lakehouse.progress import listen
+
+        listen(spark)  # as a stage of the always-on pipeline: report each micro-batch
         query = start({"processingTime": interval})
         if timeout is None:
             query.awaitTermination()

@@ -76,6 +76,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot, /proc/<pid>/stat): a reused PID has another."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cmdline(pid: int) -> list[str]:
     """The argv of `pid` ([] when it is gone or unreadable)."""
     try:
@@ -108,9 +117,12 @@ def _owned_pid(name: str, settings: Settings | None) -> int | None:
         _clear(name, settings)
         return None
     meta = _read_meta(name, settings)
-    argv0 = (meta.get("argv") or [""])[0]
-    cmd = cmdline(pid)
-    if not pid_alive(pid) or (argv0 and cmd and Path(cmd[0]).name != Path(argv0).name):
+    if "start_ticks" in meta:  # the process we started, whatever it exec'd into since: same PID, same birth
+        mine = pid_alive(pid) and start_ticks(pid) == meta["start_ticks"]
+    else:  # files of an older version: the program must still be argv[0]
+        argv0, cmd = (meta.get("argv") or [""])[0], cmdline(pid)
+        mine = pid_alive(pid) and not (argv0 and cmd and Path(cmd[0]).name != Path(argv0).name)
+    if not mine:
         _clear(name, settings)
         return None
     return pid
@@ -290,6 +302,7 @@ def start(
         "log_file": str(log_path),
         "port": port,
         "started_at": time.time(),
+        "start_ticks": start_ticks(proc.pid),
         **(extra or {}),
     }
     meta_file(name, settings).write_text(json.dumps(meta))
@@ -302,7 +315,9 @@ def start(
             raise LakehouseError(
                 f"{name} exited with code {proc.returncode} right after start; log {log_path}: {_tail(log_path)}"
             )
-        if ready_check is None or _safe_check(ready_check):
+        if ready_check is None:  # (its argv may not show yet: a just-forked child still looks like us)
+            return ProcessStatus(name, True, proc.pid, port, str(log_path), meta)
+        if _safe_check(ready_check):
             return status(name, settings)
         time.sleep(0.1)
     stop(name, settings=settings)
@@ -329,8 +344,10 @@ def _wait_ready(check: ReadyCheck, timeout: float, pid: int | None) -> bool:
     return False
 
 
-def stop(name: str, timeout: float = 10.0, settings: Settings | None = None) -> bool:
-    """Stop service `name` by its PID: SIGTERM, then SIGKILL after `timeout` seconds.
+def stop(name: str, timeout: float = 10.0, settings: Settings | None = None, group: bool = False) -> bool:
+    """Stop service `name` by its PID: SIGTERM, then SIGKILL after `timeout` seconds. With `group`, the
+    signals go to its whole process group (`start` makes each service a session leader), so children it
+    started (a JVM's Python driver) go with it.
 
     Returns True if a process was stopped, False if none was running. PID files are removed either way.
     """
@@ -340,25 +357,40 @@ def stop(name: str, timeout: float = 10.0, settings: Settings | None = None) -> 
     port = _read_meta(name, settings).get("port")
     if port is not None:
         release_port(int(port), pid)
+    kill = os.killpg if group else os.kill
     try:
-        os.kill(pid, signal.SIGTERM)
+        kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         _clear(name, settings)
         return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(pid):
+    while time.monotonic() < deadline and (pid_alive(pid) or (group and _group_alive(pid))):
         _reap(pid)
         time.sleep(0.05)
-    if pid_alive(pid):
+    if pid_alive(pid) or (group and _group_alive(pid)):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
         for _ in range(100):
             _reap(pid)
-            if not pid_alive(pid):
+            if not pid_alive(pid) and not (group and _group_alive(pid)):
                 break
             time.sleep(0.05)
     _clear(name, settings)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process of group `pgid` remains."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def _reap(pid: int) -> None:

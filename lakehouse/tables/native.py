@@ -30,9 +30,10 @@ class NativeDeltaTables(DeltaTables):
         return DeltaTable.forPath(self.spark, self.location(name))
 
     def exists(self, name: str) -> bool:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.isDeltaTable(self.spark, self.location(name))
+        """Whether the table has a commit now: the log is listed on every call (`DeltaTable.isDeltaTable`
+        answers from Delta's cached log, and a long-running job would never see a table created after its
+        first look)."""
+        return int(self._snapshot(name).version()) >= 0
 
     def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
         from delta.tables import DeltaTable

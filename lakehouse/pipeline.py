@@ -1,0 +1,127 @@
+"""The always-on pipeline: every layer as a long-running job, started, watched and stopped together.
+
+    lakehouse pipeline start [--stage S ...] [--master M] [--every SECONDS] [--topic-prefix P]
+    lakehouse pipeline status [--json]
+    lakehouse pipeline stop [--stage S ...]
+
+Each stage is a job's own entry point, submitted with `spark-submit` (lakehouse.submit) exactly as on a cluster,
+and kept as a background process of this home (lakehouse.services.process: PID file, log under
+`$LAKEHOUSE_HOME/logs/pipeline-<stage>.log`, stopped by PID with its process group):
+
+* bronze_events, bronze_cdc: Structured Streaming queries on Spark's Kafka source, a micro-batch every
+  `--every` seconds;
+* silver_cdc, silver_events, gold_commerce: re-run every `--every` seconds over what is new (each run's
+  exactly-once bookkeeping makes a stop or a crash between runs lose nothing); a stage whose inputs do not
+  exist yet waits for them.
+
+Each stage reports to `<home>/pipeline/<stage>.json` (lakehouse.progress); `status` shows per stage whether it
+runs, its last micro-batch or run, input and processing rates and the Kafka backlog. Checkpoints and job state
+stay where the jobs keep them (under the tables root), so a stopped or killed stage resumes where it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+from lakehouse.progress import STAGE_ENV, read_progress
+from lakehouse.services import process
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # also the job's name in jobs/
+    streaming: bool  # a Structured Streaming query (else re-run every few seconds)
+
+    def args(self, every: float, topic_prefix: str) -> list[str]:
+        if self.name == "bronze_events":
+            return ["--family", "all", "--trigger", "continuous", "--interval", f"{every:g} seconds",
+                    *(["--topic-prefix", topic_prefix] if topic_prefix else [])]
+        if self.streaming:
+            return ["--trigger", "continuous", "--interval", f"{every:g} seconds"]
+        return ["--every", f"{every:g}"]
+
+
+STAGES = {s.name: s for s in (
+    Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", False),
+    Stage("silver_events", False), Stage("gold_commerce", False),
+)}
+
+
+def service_name(stage: str) -> str:
+    return f"pipeline-{stage}"
+
+
+def _stages(names: list[str] | None) -> list[Stage]:
+    unknown = [n for n in names or [] if n not in STAGES]
+    if unknown:
+        raise LakehouseError(f"unknown stage {unknown[0]!r}; stages are: {', '.join(STAGES)}")
+    return [STAGES[n] for n in names] if names else list(STAGES.values())
+
+
+def start(settings: Settings, stages: list[str] | None = None, *, master: str | None = None, every: float = 5.0,
+          topic_prefix: str = "") -> list[process.ProcessStatus]:
+    """Start the stages that do not run yet (all by default); returns every selected stage's status."""
+    from lakehouse.submit import submit_argv, submit_env
+
+    selected = _stages(stages)
+    master = master or settings.spark_master
+    started = []
+    for stage in selected:
+        argv = submit_argv(stage.name, stage.args(every, topic_prefix), master=master, settings=settings)
+        started.append(process.start(
+            service_name(stage.name), argv, settings.logs / f"pipeline-{stage.name}.log",
+            env={**submit_env(master), STAGE_ENV: stage.name}, settings=settings,
+            extra={"stage": stage.name, "master": master},
+        ))
+    return started
+
+
+def stop(settings: Settings, stages: list[str] | None = None, timeout: float = 60.0) -> list[str]:
+    """Stop the running stages (all by default), downstream first: SIGTERM to each stage's process group (a
+    streaming query stops gracefully, a re-run job ends), SIGKILL after `timeout` s. Returns those stopped."""
+    stopped = []
+    for stage in reversed(_stages(stages)):
+        if process.stop(service_name(stage.name), timeout=timeout, settings=settings, group=True):
+            stopped.append(stage.name)
+    return stopped
+
+
+def status(settings: Settings) -> list[dict]:
+    """Per stage: running, pid, log file and its last report (lakehouse.progress)."""
+    rows = []
+    for stage in STAGES.values():
+        st = process.status(service_name(stage.name), settings)
+        rows.append({**read_progress(settings, stage.name), "stage": stage.name, "running": st.running,
+                     "pid": st.pid, "log_file": st.log_file})
+    return rows
+
+
+def _age(at: float | None, now: float) -> str:
+    return "-" if not at else f"{now - at:.0f} s ago"
+
+
+def _num(value: object, fmt: str = "{:,.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def format_status(rows: list[dict], now: float | None = None) -> str:
+    """`status` as a table: stage, state, pid, last batch or run, rates, backlog, last report."""
+    now = now or time.time()
+    lines = [f"{'stage':15s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
+             f"{'processed/s':>11s} {'backlog':>8s}  {'reported':>10s}"]
+    for r in rows:
+        if r.get("kind") == "stream":
+            last = f"batch {r.get('batch_id')}: {_num(r.get('input_rows'), '{:,}')} rows, {_num(r.get('batch_ms'), '{:,}')} ms"
+        elif r.get("kind") == "repeat":
+            last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
+        else:
+            last = "-"
+        lines.append(
+            f"{r['stage']:15s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
+            f"{last:28s} {_num(r.get('input_rows_per_s')):>9s} {_num(r.get('processed_rows_per_s')):>11s} "
+            f"{_num(r.get('backlog_offsets'), '{:,}'):>8s}  {_age(r.get('updated_at'), now):>10s}"
+        )
+    return "\n".join(lines)

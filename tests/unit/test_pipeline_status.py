@@ -1,0 +1,51 @@
+"""The always-on pipeline's stage arguments, its status table and the Kafka backlog of a progress report."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakehouse import pipeline
+from lakehouse.errors import LakehouseError
+from lakehouse.progress import kafka_backlog
+
+
+def test_backlog_sums_latest_minus_end_over_topics_and_partitions_in_either_json_form():
+    sources = [
+        {"endOffset": {"orders": {"0": 10, "1": 7}}, "latestOffset": {"orders": {"0": 15, "1": 7}}},
+        {"endOffset": '{"payments": {"0": 3}}', "latestOffset": '{"payments": {"0": 5}}'},
+    ]
+    assert kafka_backlog(sources) == 7
+    assert kafka_backlog([{"endOffset": None, "latestOffset": {"orders": {"0": 1}}}]) is None
+    assert kafka_backlog([]) is None
+
+
+def test_each_stage_gets_its_jobs_continuous_arguments():
+    assert pipeline.STAGES["bronze_events"].args(2, "p_") == [
+        "--family", "all", "--trigger", "continuous", "--interval", "2 seconds", "--topic-prefix", "p_"]
+    assert pipeline.STAGES["bronze_cdc"].args(2.5, "p_") == ["--trigger", "continuous", "--interval", "2.5 seconds"]
+    assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--every", "5"]
+    assert list(pipeline.STAGES) == ["bronze_events", "bronze_cdc", "silver_cdc", "silver_events", "gold_commerce"]
+
+
+def test_an_unknown_stage_is_refused_with_the_stage_names():
+    with pytest.raises(LakehouseError) as err:
+        pipeline.start(None, ["bronze"])  # type: ignore[arg-type] - refused before settings are used
+    assert str(err.value) == ("unknown stage 'bronze'; stages are: bronze_events, bronze_cdc, silver_cdc, "
+                              "silver_events, gold_commerce")
+
+
+def test_status_table_shows_streams_runs_and_stopped_stages():
+    rows = [
+        {"stage": "bronze_events", "running": True, "pid": 41, "kind": "stream", "batch_id": 3, "input_rows": 1200,
+         "batch_ms": 850, "input_rows_per_s": 240.0, "processed_rows_per_s": 1411.76, "backlog_offsets": 12,
+         "updated_at": 990.0},
+        {"stage": "silver_events", "running": True, "pid": 42, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
+         "updated_at": 998.0},
+        {"stage": "gold_commerce", "running": False, "pid": None},
+    ]
+    assert pipeline.format_status(rows, now=1000.0).splitlines() == [
+        "stage           state        pid  last batch / run               input/s processed/s  backlog    reported",
+        "bronze_events   running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
+        "silver_events   running       42  run 7 in 4.2 s                       -           -        -     2 s ago",
+        "gold_commerce   stopped        -  -                                    -           -        -           -",
+    ]
