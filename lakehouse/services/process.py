@@ -315,9 +315,7 @@ def start(
             raise LakehouseError(
                 f"{name} exited with code {proc.returncode} right after start; log {log_path}: {_tail(log_path)}"
             )
-        if ready_check is None:  # (its argv may not show yet: a just-forked child still looks like us)
-            return ProcessStatus(name, True, proc.pid, port, str(log_path), meta)
-        if _safe_check(ready_check):
+        if ready_check is None or _safe_check(ready_check):
             return status(name, settings)
         time.sleep(0.1)
     stop(name, settings=settings)
