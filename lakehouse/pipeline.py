@@ -10,6 +10,8 @@ and kept as a background process of this home (lakehouse.services.process: PID f
 
 * bronze_events, bronze_cdc: Structured Streaming queries on Spark's Kafka source, a micro-batch every
   `--every` seconds;
+* inventory_realtime: positions per sku x warehouse and oversell alerts from the raw inventory and ERP stock
+  topics to Kafka (`inventory.positions`, `inventory.alerts`), a micro-batch as soon as the last one ends;
 * silver_cdc, silver_events, gold_commerce: re-run every `--every` seconds over what is new (each run's
   exactly-once bookkeeping makes a stop or a crash between runs lose nothing); a stage whose inputs do not
   exist yet waits for them.
@@ -36,9 +38,11 @@ class Stage:
     streaming: bool  # a Structured Streaming query (else re-run every few seconds)
 
     def args(self, every: float, topic_prefix: str) -> list[str]:
+        prefix = ["--topic-prefix", topic_prefix] if topic_prefix else []
         if self.name == "bronze_events":
-            return ["--family", "all", "--trigger", "continuous", "--interval", f"{every:g} seconds",
-                    *(["--topic-prefix", topic_prefix] if topic_prefix else [])]
+            return ["--family", "all", "--trigger", "continuous", "--interval", f"{every:g} seconds", *prefix]
+        if self.name == "inventory_realtime":  # a micro-batch as soon as the last one ends
+            return ["--trigger", "continuous", "--interval", "0 seconds", *prefix]
         if self.streaming:
             return ["--trigger", "continuous", "--interval", f"{every:g} seconds"]
         return ["--every", f"{every:g}"]
@@ -46,7 +50,7 @@ class Stage:
 
 STAGES = {s.name: s for s in (
     Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", False),
-    Stage("silver_events", False), Stage("gold_commerce", False),
+    Stage("silver_events", False), Stage("gold_commerce", False), Stage("inventory_realtime", True),
 )}
 
 

@@ -213,20 +213,26 @@ def start_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int
         consumer.close()
 
 
-def count_records(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
-    """Read the whole topic (for tests/diagnostics) and return how many records it holds."""
+def read_records(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Read the whole topic (for tests/diagnostics): (partition, offset, key, value) of every record, in offset
+    order per partition."""
     ends = end_offsets(bootstrap, topic)
     consumer = offsets_consumer(bootstrap)
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, e in ends.items() if e > 0])
         seen: dict[int, int] = {}
-        n = 0
+        records = []
         deadline = time.monotonic() + timeout
         while any(seen.get(p, -1) < e - 1 for p, e in ends.items() if e > 0) and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=10000, timeout=0.2):
                 if msg.error() is None:
-                    n += 1
+                    records.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
                     seen[msg.partition()] = msg.offset()
-        return n
+        return records
     finally:
         consumer.close()
+
+
+def count_records(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    """Read the whole topic (for tests/diagnostics) and return how many records it holds."""
+    return len(read_records(bootstrap, topic, timeout))

@@ -155,3 +155,81 @@ def test_analyst_notebook_runs_headless_on_the_demo(demo):
     summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert summary["orders"] == sum(r["orders"] for r in demo.read("gold.sales"))
     assert summary["forecast_rows"] == 7 * summary["channels"]
+
+
+def _last_positions(bootstrap: str, topic: str) -> tuple[dict[str, dict], list[str]]:
+    """(last record per key, keys of every record in order) of a positions or alerts topic."""
+    from lakehouse.sources.kafka_admin import read_records
+
+    records = sorted(read_records(bootstrap, topic))
+    return {k.decode(): json.loads(v) for _, _, k, v in records}, [k.decode() for _, _, k, _ in records]
+
+
+def _inventory_event(sku: str, warehouse: str, quantity: int, n: int) -> bytes:
+    return json.dumps({
+        "event_id": f"00000000-0000-4000-8000-{n:012d}", "event_type": "inventory_locked", "schema_version": 1,
+        "event_time": "2026-12-04T10:00:00.000Z", "reservation_id": f"RES-9{n:07d}", "order_id": f"ORD-9{n:07d}",
+        "sku": sku, "warehouse_id": warehouse, "region": warehouse.split("-")[1], "quantity": quantity,
+        "reason": "order_placed"}).encode()
+
+
+def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stock(demo):
+    """jobs/inventory_realtime.py over the demo's raw topics: the last position of every sku x warehouse equals
+    gold.inventory_positions summed over channels. Then, on a restart from its checkpoint: locks beyond the stock
+    (one re-delivered, plus rejected ones) and an ERP stock change through the running CDC capture move exactly
+    that key's position, and its negative available_to_sell is alerted."""
+    import psycopg
+    from confluent_kafka import Producer
+
+    from lakehouse import cdc
+    from lakehouse.services.postgres import pg_config
+
+    bootstrap = f"127.0.0.1:{demo.env['LAKEHOUSE_BROKER_PORT']}"
+    fields = ["on_hand", "locked", "sold", "available_to_sell"]
+
+    def realtime() -> None:
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "inventory_realtime.py")], env=demo.env,
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    realtime()
+    positions, published = _last_positions(bootstrap, "inventory.positions")
+    summed: dict[str, dict] = {}
+    for r in demo.read("gold.inventory_positions"):
+        s = summed.setdefault(f"{r['sku']}|{r['warehouse_id']}", {
+            "on_hand": r["on_hand"], "locked": 0, "sold": 0, "available_to_sell": r["available_to_sell"]})
+        s["locked"] += r["locked"]
+        s["sold"] += r["sold"]
+    assert len(summed) > 40_000
+    assert {k: {f: p[f] for f in fields} for k, p in positions.items()} == summed
+    alerts, _ = _last_positions(bootstrap, "inventory.alerts")
+    assert set(alerts) == {f"{r['sku']}|{r['warehouse_id']}" for r in demo.read("gold.oversell_alerts")}
+
+    key = min(k for k, p in positions.items() if 0 < p["available_to_sell"] <= 1000 and p["sold"] > 0)
+    sku, warehouse = key.split("|")
+    before = positions[key]
+    locks = [before["available_to_sell"] // 2 + 1, before["available_to_sell"] - before["available_to_sell"] // 2 + 2]
+    with psycopg.connect(pg_config(demo.settings, port=int(demo.env["LAKEHOUSE_PG_PORT"])).dsn) as conn:
+        conn.execute("UPDATE inventory SET on_hand = on_hand + 2 WHERE sku = %s AND warehouse_id = "
+                     "(SELECT warehouse_id FROM warehouses WHERE code = %s)", (sku, warehouse))
+    captured = cdc.published(bootstrap)
+    good = [_inventory_event(sku, warehouse, q, n) for n, q in enumerate(locks, start=1)]
+    rejected = [_inventory_event("SKU-90001", warehouse, 1, 3),  # not in the catalogue
+                _inventory_event(sku, warehouse, 0, 4),  # quantity below 1
+                _inventory_event(sku, warehouse, 1, 5)[:40]]  # not JSON
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for value in [*good, good[0], *rejected]:  # good[0] delivered twice
+        producer.produce("inventory", value=value, key=b"ORD-test")
+    assert producer.flush(30) == 0
+    cdc.wait_quiet(bootstrap, at_least=captured + 1)
+    realtime()
+
+    after, published_after = _last_positions(bootstrap, "inventory.positions")
+    assert set(published_after[len(published):]) == {key}
+    assert {k: p for k, p in after.items() if k != key} == {k: p for k, p in positions.items() if k != key}
+    assert {f: after[key][f] for f in [*fields, "movements"]} == {
+        "on_hand": before["on_hand"] + 2, "locked": before["locked"] + sum(locks), "sold": before["sold"],
+        "available_to_sell": -1, "movements": before["movements"] + 3}  # 2 locks + 1 stock change
+    alerts_after, _ = _last_positions(bootstrap, "inventory.alerts")
+    assert set(alerts_after) - set(alerts) == {key}
+    assert (alerts_after[key]["available_to_sell"], alerts_after[key]["reason"]) == (-1, "negative_available")

@@ -24,14 +24,17 @@ def test_each_stage_gets_its_jobs_continuous_arguments():
         "--family", "all", "--trigger", "continuous", "--interval", "2 seconds", "--topic-prefix", "p_"]
     assert pipeline.STAGES["bronze_cdc"].args(2.5, "p_") == ["--trigger", "continuous", "--interval", "2.5 seconds"]
     assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--every", "5"]
-    assert list(pipeline.STAGES) == ["bronze_events", "bronze_cdc", "silver_cdc", "silver_events", "gold_commerce"]
+    assert pipeline.STAGES["inventory_realtime"].args(5, "p_") == [
+        "--trigger", "continuous", "--interval", "0 seconds", "--topic-prefix", "p_"]
+    assert list(pipeline.STAGES) == ["bronze_events", "bronze_cdc", "silver_cdc", "silver_events", "gold_commerce",
+                                     "inventory_realtime"]
 
 
 def test_an_unknown_stage_is_refused_with_the_stage_names():
     with pytest.raises(LakehouseError) as err:
         pipeline.start(None, ["bronze"])  # type: ignore[arg-type] - refused before settings are used
     assert str(err.value) == ("unknown stage 'bronze'; stages are: bronze_events, bronze_cdc, silver_cdc, "
-                              "silver_events, gold_commerce")
+                              "silver_events, gold_commerce, inventory_realtime")
 
 
 def test_status_table_shows_streams_runs_and_stopped_stages():
