@@ -103,7 +103,7 @@ class StageListener(StreamingQueryListener):
             "kind": "stream", "state": "active", "query": p.get("name"), "batch_id": p.get("batchId"),
             "input_rows": p.get("numInputRows"), "rows_total": total,
             "input_rows_per_s": p.get("inputRowsPerSecond"), "processed_rows_per_s": p.get("processedRowsPerSecond"),
-            "batch_ms": (p.get("durationMs") or {}).get("triggerExecution"),
+            "batch_ms": (p.get("durationMs") or {}).get("triggerExecution"), "durations_ms": p.get("durationMs"),
             "backlog_offsets": kafka_backlog(p.get("sources") or []),
         })
 

@@ -19,21 +19,35 @@ StartQuery = Callable[[dict[str, object]], StreamingQuery]  # trigger kwargs -> 
 
 def run_query(
     spark: SparkSession, start: StartQuery, *, continuous: bool = False, interval: str = "5 seconds",
-    timeout: float | None = None,
+    timeout: float | None = None, restart_when: Callable[[], bool] | None = None, check_every: float = 30.0,
 ) -> None:
     """Run the query that `start(trigger)` starts: available-now (`Trigger.AvailableNow`: ingest what is there,
     in as many micro-batches as the source's limits make, then stop) or, with `continuous`, a micro-batch every
-    `interval` (for `timeout` seconds when given)."""
+    `interval` (for `timeout` seconds when given). Continuous, `restart_when()` is asked every `check_every` s;
+    when it answers True the query stops after its current micro-batch and `start` starts it again (from its
+    checkpoint: what a query reads once, such as a cached dimension, is read again)."""
     if continuous:
+        import math
+        import time
+
         from lakehouse.progress import listen
 
         listen(spark)  # as a stage of the always-on pipeline: report each micro-batch
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        step = check_every if restart_when else math.inf
         query = start({"processingTime": interval})
-        if timeout is None:
-            query.awaitTermination()
-        else:
-            query.awaitTermination(timeout)
-            query.stop()
+        while (left := deadline - time.monotonic()) > 0:
+            wait = min(step, left)
+            if math.isinf(wait):
+                query.awaitTermination()
+                break
+            if query.awaitTermination(wait):
+                break
+            if restart_when and time.monotonic() < deadline and restart_when():
+                log.info("%s: restarting (its inputs read once changed)", query.name)
+                query.stop()
+                query = start({"processingTime": interval})
+        query.stop()
         return
     query = start({"availableNow": True})
     query.awaitTermination()

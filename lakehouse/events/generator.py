@@ -311,6 +311,18 @@ class _InventoryEvents(_Family):
         }, not locked
 
 
+def inventory_lock(no: int, sku: str, warehouse_id: str, quantity: int, at: datetime,
+                   event_id: str | None = None) -> bytes:
+    """One valid `inventory_locked` event, encoded: the OMS reserving `quantity` of `sku` in `warehouse_id`
+    (a code `WH-<region>-<n>`) for order ORD-<no> at `at` (a random event id unless given)."""
+    return _encode({
+        "event_id": event_id or str(uuid.uuid4()), "event_type": "inventory_locked", "schema_version": 1,
+        "event_time": _iso(at), "reservation_id": f"RES-{no:08d}", "order_id": f"ORD-{no:08d}", "sku": sku,
+        "warehouse_id": warehouse_id, "region": warehouse_id.split("-")[1], "quantity": quantity,
+        "reason": "order_placed",
+    })
+
+
 _STRIPE = {"authorized": "payment_intent.amount_capturable_updated", "captured": "payment_intent.succeeded",
            "refunded": "charge.refunded", "chargeback": "charge.dispute.created"}
 _PAYPAL = {"authorized": "PAYMENT.AUTHORIZATION.CREATED", "captured": "PAYMENT.CAPTURE.COMPLETED",

@@ -10,6 +10,7 @@ broker (own home, own port)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import shutil
@@ -165,14 +166,6 @@ def _last_positions(bootstrap: str, topic: str) -> tuple[dict[str, dict], list[s
     return {k.decode(): json.loads(v) for _, _, k, v in records}, [k.decode() for _, _, k, _ in records]
 
 
-def _inventory_event(sku: str, warehouse: str, quantity: int, n: int) -> bytes:
-    return json.dumps({
-        "event_id": f"00000000-0000-4000-8000-{n:012d}", "event_type": "inventory_locked", "schema_version": 1,
-        "event_time": "2026-12-04T10:00:00.000Z", "reservation_id": f"RES-9{n:07d}", "order_id": f"ORD-9{n:07d}",
-        "sku": sku, "warehouse_id": warehouse, "region": warehouse.split("-")[1], "quantity": quantity,
-        "reason": "order_placed"}).encode()
-
-
 def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stock(demo):
     """jobs/inventory_realtime.py over the demo's raw topics: the last position of every sku x warehouse equals
     gold.inventory_positions summed over channels. Then, on a restart from its checkpoint: locks beyond the stock
@@ -182,6 +175,7 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     from confluent_kafka import Producer
 
     from lakehouse import cdc
+    from lakehouse.events.generator import inventory_lock
     from lakehouse.services.postgres import pg_config
 
     bootstrap = f"127.0.0.1:{demo.env['LAKEHOUSE_BROKER_PORT']}"
@@ -213,10 +207,11 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
         conn.execute("UPDATE inventory SET on_hand = on_hand + 2 WHERE sku = %s AND warehouse_id = "
                      "(SELECT warehouse_id FROM warehouses WHERE code = %s)", (sku, warehouse))
     captured = cdc.published(bootstrap)
-    good = [_inventory_event(sku, warehouse, q, n) for n, q in enumerate(locks, start=1)]
-    rejected = [_inventory_event("SKU-90001", warehouse, 1, 3),  # not in the catalogue
-                _inventory_event(sku, warehouse, 0, 4),  # quantity below 1
-                _inventory_event(sku, warehouse, 1, 5)[:40]]  # not JSON
+    now = dt.datetime.now(dt.UTC)
+    good = [inventory_lock(90_000_000 + n, sku, warehouse, q, now) for n, q in enumerate(locks)]
+    rejected = [inventory_lock(90_000_003, "SKU-90001", warehouse, 1, now),  # not in the catalogue
+                inventory_lock(90_000_004, sku, warehouse, 0, now),  # quantity below 1
+                inventory_lock(90_000_005, sku, warehouse, 1, now)[:40]]  # not JSON
     producer = Producer({"bootstrap.servers": bootstrap})
     for value in [*good, good[0], *rejected]:  # good[0] delivered twice
         producer.produce("inventory", value=value, key=b"ORD-test")

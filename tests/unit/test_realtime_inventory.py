@@ -98,3 +98,17 @@ def test_every_position_is_published_and_a_negative_one_is_also_an_alert(spark):
     assert {k: (v["available_to_sell"], v["reason"]) for k, v in by_topic["inventory.alerts"].items()} == {
         "SKU-00002|WH-EU-2": (-1, "negative_available"), "SKU-00003|WH-EU-1": (-1, "negative_available")}
     assert len(records) == 6
+
+
+def test_the_reference_fingerprint_follows_the_rows_not_their_order(spark):
+    from jobs.inventory_realtime import fingerprint
+
+    def skus(*names: str):
+        return spark.createDataFrame([(n,) for n in names], "sku string")
+
+    warehouses = spark.createDataFrame(WAREHOUSES, "warehouse_id int, code string")
+    same = fingerprint((skus("SKU-00001", "SKU-00002"), warehouses))
+    assert same == fingerprint((skus("SKU-00002", "SKU-00001"), warehouses))
+    assert same != fingerprint((skus("SKU-00001", "SKU-00003"), warehouses))
+    assert same != fingerprint((skus("SKU-00001", "SKU-00002", "SKU-00003"), warehouses))
+    assert [n for n, _ in same] == [2, 2]

@@ -1,0 +1,35 @@
+"""lakehouse.streaming.run_query in continuous mode: a restart asked for by `restart_when` starts the query again
+from its checkpoint, and the timeout ends it."""
+
+from __future__ import annotations
+
+import time
+
+
+def test_a_continuous_query_restarts_when_asked_and_stops_at_its_timeout(spark, tmp_path):
+    from lakehouse.streaming import run_query
+
+    starts: list[float] = []
+    asked: list[float] = []
+    queries = []
+
+    def start(trigger):  # noqa: ANN001, ANN202
+        starts.append(time.monotonic())
+        q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load().writeStream.format("noop")
+             .option("checkpointLocation", str(tmp_path / "ck")).trigger(**trigger).start())
+        queries.append(q)
+        return q
+
+    def restart_when() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) == 2  # the second look finds a change
+
+    begun = time.monotonic()
+    run_query(spark, start, continuous=True, interval="1 second", timeout=9, restart_when=restart_when,
+              check_every=2)
+    assert len(starts) == 2  # once, and again after the look that found a change
+    assert len(asked) >= 3 and asked[1] < starts[1] < asked[2]
+    assert all(b - a >= 1.9 for a, b in zip(asked, asked[1:], strict=False))  # every check_every s, not busily
+    assert 8.5 < time.monotonic() - begun < 20
+    assert [q.isActive for q in queries] == [False, False]
+    assert queries[1].lastProgress["batchId"] > queries[0].lastProgress["batchId"]  # resumed from the checkpoint
