@@ -1,5 +1,6 @@
 """Real-time inventory: reservation events and ERP stock changes from Kafka -> positions per sku x warehouse on
-the topic `inventory.positions`, oversell alerts on `inventory.alerts`, within about a second of the event.
+the topic `inventory.positions`, oversell alerts on `inventory.alerts`, seconds after the event
+(benchmarks/inventory_freshness.py).
 
 One Structured Streaming query reads the raw `inventory` topic and the ERP's Debezium topic for its `inventory`
 table, checks events as silver does (dead-letter rules of bronze, the family's JSON Schema, the catalogue, the
@@ -14,7 +15,9 @@ equals the last position of every key here (tests/e2e/test_demo.py checks that o
 
 Delivery is at least once: after a crash a micro-batch may be published again, with the same positions (the
 query resumes from its checkpoint; positions are states, so a repeat changes no consumer's view). Re-deliveries
-of an event are recognised for `--dedupe-hours` of Kafka time (state kept that long).
+of an event are recognised for `--dedupe-hours` of Kafka time (state kept that long; silver recognises them
+forever). The catalogue and warehouse codes are those of the query's start, refreshed by a restart when they
+change (`run`): an event of a sku added to the ERP in the meantime is judged against the catalogue as it was.
 """
 
 from __future__ import annotations
