@@ -203,10 +203,10 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     sku, warehouse = key.split("|")
     before = positions[key]
     locks = [before["available_to_sell"] // 2 + 1, before["available_to_sell"] - before["available_to_sell"] // 2 + 2]
+    captured = cdc.published(bootstrap)  # before the change: the capture may publish it at once
     with psycopg.connect(pg_config(demo.settings, port=int(demo.env["LAKEHOUSE_PG_PORT"])).dsn) as conn:
         conn.execute("UPDATE inventory SET on_hand = on_hand + 2 WHERE sku = %s AND warehouse_id = "
                      "(SELECT warehouse_id FROM warehouses WHERE code = %s)", (sku, warehouse))
-    captured = cdc.published(bootstrap)
     now = dt.datetime.now(dt.UTC)
     good = [inventory_lock(90_000_000 + n, sku, warehouse, q, now) for n, q in enumerate(locks)]
     rejected = [inventory_lock(90_000_003, "SKU-90001", warehouse, 1, now),  # not in the catalogue

@@ -108,7 +108,7 @@ def test_pipeline_streams_bronze_and_silver_stops_and_resumes_exactly_once(broke
         assert table[0].split()[:3] == ["stage", "state", "pid"]
         assert [line.split()[:2] for line in table[1:]] == [
             ["bronze_events", "running"], ["bronze_cdc", "stopped"], ["silver_cdc", "stopped"],
-            ["silver_events", "running"], ["gold_commerce", "stopped"]]
+            ["silver_events", "running"], ["gold_commerce", "stopped"], ["inventory_realtime", "stopped"]]
         pids = [status[s]["pid"] for s in STAGES]
 
         stopped = _cli(env, "pipeline", "stop")
