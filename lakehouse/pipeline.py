@@ -114,17 +114,19 @@ def _num(value: object, fmt: str = "{:,.1f}") -> str:
 def format_status(rows: list[dict], now: float | None = None) -> str:
     """`status` as a table: stage, state, pid, last batch or run, rates, backlog, last report."""
     now = now or time.time()
-    lines = [f"{'stage':15s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
+    lines = [f"{'stage':18s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
              f"{'processed/s':>11s} {'backlog':>8s}  {'reported':>10s}"]
     for r in rows:
-        if r.get("kind") == "stream":
+        if r.get("kind") == "stream" and r.get("batch_id") is None:
+            last = "no batch yet (nothing new)" if r.get("state") == "idle" else "no batch yet"
+        elif r.get("kind") == "stream":
             last = f"batch {r.get('batch_id')}: {_num(r.get('input_rows'), '{:,}')} rows, {_num(r.get('batch_ms'), '{:,}')} ms"
         elif r.get("kind") == "repeat":
             last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
         else:
             last = "-"
         lines.append(
-            f"{r['stage']:15s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
+            f"{r['stage']:18s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
             f"{last:28s} {_num(r.get('input_rows_per_s')):>9s} {_num(r.get('processed_rows_per_s')):>11s} "
             f"{_num(r.get('backlog_offsets'), '{:,}'):>8s}  {_age(r.get('updated_at'), now):>10s}"
         )

@@ -45,10 +45,13 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
         {"stage": "silver_events", "running": True, "pid": 42, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
          "updated_at": 998.0},
         {"stage": "gold_commerce", "running": False, "pid": None},
+        {"stage": "inventory_realtime", "running": True, "pid": 43, "kind": "stream", "state": "idle",
+         "backlog_offsets": 0, "updated_at": 995.0},
     ]
     assert pipeline.format_status(rows, now=1000.0).splitlines() == [
-        "stage           state        pid  last batch / run               input/s processed/s  backlog    reported",
-        "bronze_events   running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
-        "silver_events   running       42  run 7 in 4.2 s                       -           -        -     2 s ago",
-        "gold_commerce   stopped        -  -                                    -           -        -           -",
+        "stage              state        pid  last batch / run               input/s processed/s  backlog    reported",
+        "bronze_events      running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
+        "silver_events      running       42  run 7 in 4.2 s                       -           -        -     2 s ago",
+        "gold_commerce      stopped        -  -                                    -           -        -           -",
+        "inventory_realtime running       43  no batch yet (nothing new)           -           -        0     5 s ago",
     ]
