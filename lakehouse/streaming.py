@@ -24,8 +24,8 @@ def run_query(
     """Run the query that `start(trigger)` starts: available-now (`Trigger.AvailableNow`: ingest what is there,
     in as many micro-batches as the source's limits make, then stop) or, with `continuous`, a micro-batch every
     `interval` (for `timeout` seconds when given). Continuous, `restart_when()` is asked every `check_every` s;
-    when it answers True the query stops after its current micro-batch and `start` starts it again (from its
-    checkpoint: what a query reads once, such as a cached dimension, is read again)."""
+    when it answers True the query is stopped (a micro-batch in flight is cancelled and redone) and `start` starts
+    it again from its checkpoint, so what a query reads once, such as a cached dimension, is read again."""
     if continuous:
         import math
         import time
