@@ -48,7 +48,7 @@ from transformations.gold.realtime_inventory import (
     stock_movements,
 )
 from transformations.silver.cdc import parse_envelopes, table_changes
-from transformations.silver.conformance import SCHEMA_VIOLATION, with_schema_violation
+from transformations.silver.conformance import SCHEMA_VIOLATION, with_schema_violation, with_sku_check
 from transformations.silver.events import parse_inventory_events
 from transformations.silver.orders import PARSE_ERROR, RAW
 
@@ -65,11 +65,9 @@ def reservations(records: DataFrame, max_bytes: int, catalogue: DataFrame, dedup
     kept = records.where(dead_letter_reason(F.col("value"), max_bytes).isNull())
     parsed = parse_inventory_events(kept.withColumn("ingested_at", F.col("timestamp")))  # Kafka time: produced
     checked = with_schema_violation(parsed, RAW, "inventory").where(F.col(PARSE_ERROR).isNull())
-    known = F.broadcast(catalogue.withColumn("_known", F.lit(True)))
-    checked = checked.join(known, "sku", "left").withColumn(
-        "unknown_sku", F.when(F.col("sku").isNotNull() & F.col("_known").isNull(), F.col("sku")))
+    checked = with_sku_check(checked, catalogue)
     valid, _ = split_rows(checked, load_suite(EVENTS_SUITE).by_severity("quarantine"))
-    events = (valid.drop(RAW, SCHEMA_VIOLATION, "_known", "unknown_sku").withColumnRenamed("ingested_at", "produced_at")
+    events = (valid.drop(RAW, SCHEMA_VIOLATION, "unknown_sku").withColumnRenamed("ingested_at", "produced_at")
               .withWatermark("produced_at", dedupe).dropDuplicatesWithinWatermark(["event_id"]))
     return reservation_movements(events)
 

@@ -16,6 +16,7 @@ from transformations.silver.conformance import (
     with_catalogue_check,
     with_lateness,
     with_schema_violation,
+    with_sku_check,
 )
 
 T0 = dt.datetime(2024, 3, 1, 12, 0)
@@ -87,6 +88,18 @@ def test_catalogue_check_names_the_first_unknown_sku_of_a_row(spark):
     rows = [(r.source_offset, r.unknown_sku) for r in with_catalogue_check(orders, catalogue).orderBy(
         "source_offset").collect()]
     assert rows == [(1, "SKU-90000"), (2, None), (3, None)]
+
+
+def test_sku_check_of_one_sku_rows_agrees_with_the_catalogue_check(spark):
+    events = spark.createDataFrame([("o", 0, 1, "SKU-00001"), ("o", 0, 2, "SKU-90001"), ("o", 0, 3, None)],
+                                   "source_topic string, source_partition int, source_offset long, sku string")
+    catalogue = spark.createDataFrame([("SKU-00001",), ("SKU-00002",)], "sku string")
+    single = [(r.source_offset, r.unknown_sku) for r in with_sku_check(events, catalogue).orderBy(
+        "source_offset").collect()]
+    generic = [(r.source_offset, r.unknown_sku) for r in with_catalogue_check(events, catalogue).orderBy(
+        "source_offset").collect()]
+    assert single == generic == [(1, None), (2, "SKU-90001"), (3, None)]
+    assert with_sku_check(events, catalogue).columns == [*events.columns, "unknown_sku"]
 
 
 def test_sales_by_region_counts_placed_orders_in_order_and_reporting_currency(spark):

@@ -6,11 +6,12 @@ sku x warehouse (on_hand - all channels' locked - all channels' sold) and repeat
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 KEY = ["sku", "warehouse_id"]
 UNKNOWN_CHANNEL = "unknown"
+NEGATIVE = "negative_available"  # alert reason: available_to_sell below zero
 POSITION_COLUMNS = ["sku", "warehouse_id", "channel", "on_hand", "locked", "sold", "available_to_sell"]
 
 
@@ -59,7 +60,7 @@ def oversell_alerts(positions: DataFrame, orders: DataFrame) -> DataFrame:
     )
     alerts = per_key.join(exceeding, KEY, "left")
     reason = (
-        F.when(F.col("available_to_sell") < 0, F.lit("negative_available"))
+        F.when(F.col("available_to_sell") < 0, F.lit(NEGATIVE))
         .when(F.col("orders_exceeding").isNotNull(), F.lit("order_exceeds_available"))
     )
     return (
@@ -82,10 +83,14 @@ def on_hand_by_code(inventory: DataFrame, warehouses: DataFrame) -> DataFrame:
     return inventory.join(codes, "warehouse_id").select("sku", F.col("code").alias("warehouse_id"), "on_hand")
 
 
+def is_sale() -> Column:
+    """A reservation released because its order was fulfilled: the unit left stock as a sale."""
+    return (F.col("event_type") == "inventory_released") & (F.col("reason") == "fulfilled")
+
+
 def sold_from_reservations(events: DataFrame) -> DataFrame:
-    """A reservation released because its order was fulfilled became a sale: sku, warehouse_id, channel, quantity."""
-    fulfilled = (F.col("event_type") == "inventory_released") & (F.col("reason") == "fulfilled")
-    return events.where(fulfilled).select(*KEY, "channel", "quantity")
+    """The reservations that became sales: sku, warehouse_id, channel, quantity."""
+    return events.where(is_sale()).select(*KEY, "channel", "quantity")
 
 
 # --- incremental maintenance: recompute the touched sku x warehouse keys only ------------------------------------

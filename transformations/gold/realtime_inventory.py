@@ -2,8 +2,8 @@
 
 Stock is shared by every channel selling from a warehouse, so what a storefront needs within seconds is the
 position per sku x warehouse: `on_hand` (the ERP's stock, from its CDC stream) - `locked` (open reservations)
-- `sold` (reservations released because their order was fulfilled). Every input becomes a *movement* row of
-MOVEMENT_COLUMNS, and `positions` folds movements into positions with declarative aggregates only, so the same
+- `sold` (reservations released because their order was fulfilled). Every input becomes a *movement* row (sku,
+warehouse_id, on_hand, lsn, locked, sold, produced_at), and `positions` folds movements into positions with declarative aggregates only, so the same
 function runs as a stateful streaming aggregation (state per sku x warehouse) and in batch over silver:
 
 * a reservation event moves `locked` by its signed quantity (+ lock, - release) and, when it is a release for a
@@ -20,21 +20,18 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from transformations.gold.inventory import KEY
+from transformations.gold.inventory import KEY, NEGATIVE, is_sale
 
-MOVEMENT_COLUMNS = ["sku", "warehouse_id", "on_hand", "lsn", "locked", "sold", "produced_at"]
 POSITION_FIELDS = ["sku", "warehouse_id", "on_hand", "locked", "sold", "available_to_sell", "movements",
                    "last_produced_at"]
-NEGATIVE = "negative_available"  # the alert reason, as in gold.oversell_alerts
 
 
 def reservation_movements(events: DataFrame) -> DataFrame:
     """Valid, deduplicated inventory events (`parse_inventory_events` columns + `produced_at`) -> movements."""
-    fulfilled = (F.col("event_type") == "inventory_released") & (F.col("reason") == "fulfilled")
     return events.select(
         "sku", "warehouse_id", F.lit(None).cast("int").alias("on_hand"), F.lit(None).cast("long").alias("lsn"),
         F.col("signed_quantity").cast("long").alias("locked"),
-        F.when(fulfilled, F.col("quantity")).otherwise(F.lit(0)).cast("long").alias("sold"),
+        F.when(is_sale(), F.col("quantity")).otherwise(F.lit(0)).cast("long").alias("sold"),
         "produced_at",
     )
 

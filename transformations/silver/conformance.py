@@ -135,3 +135,11 @@ def with_catalogue_check(events: DataFrame, catalogue: DataFrame) -> DataFrame:
         .groupBy(*coordinates).agg(F.min("sku").alias("unknown_sku"))
     )
     return events.join(unknown, coordinates, "left")
+
+
+def with_sku_check(events: DataFrame, catalogue: DataFrame) -> DataFrame:
+    """`with_catalogue_check` for rows that refer to one SKU, their `sku` column (inventory, clickstream), as a
+    stream-static join (no aggregation, so a streaming query can use it); catalogue: distinct `sku`."""
+    known = F.broadcast(catalogue.select("sku").withColumn("_known", F.lit(True)))
+    unknown = F.when(F.col("sku").isNotNull() & F.col("_known").isNull(), F.col("sku"))
+    return events.join(known, "sku", "left").select(*events.columns, unknown.alias("unknown_sku"))
