@@ -17,7 +17,8 @@ export SPARK_LOCAL_IP := 127.0.0.1
 .PHONY: demo test lint system venv jars clean-state help
 
 help:
-	@echo "make demo   - install what is needed, start local services, run the whole pipeline, print a summary"
+	@echo "make demo   - install what is needed, start local services, run every job, leave the always-on pipeline"
+	@echo "              running, print a summary and how to watch it (lakehouse pipeline status)"
 	@echo "make test   - install what is needed and run the test suite (starts and stops its own services)"
 	@echo "make lint   - ruff"
 

@@ -1,6 +1,7 @@
 """Benchmark: how fresh real-time inventory is under load (the `inventory_realtime` pipeline stage).
 
-    lakehouse demo   # once, for the catalogue, the warehouses and ERP stock; its services keep running
+    lakehouse demo   # once, for the catalogue, the warehouses and ERP stock; its services and pipeline keep running
+    lakehouse pipeline stop   # the other stages would ingest the load too (and share the 2 cores)
     LAKEHOUSE_HOME=<that home> .venv/bin/python benchmarks/inventory_freshness.py [--rate 10000] [--seconds 600]
         [--flash-at 240] [--flash-seconds 60] [--flash-rate 20000] [--hot 20] [--stock-every 2]
 

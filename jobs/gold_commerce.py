@@ -311,6 +311,12 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
     return gates
 
 
+def build_and_register(ctx: JobContext, registered: set[str]) -> None:
+    """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered."""
+    build_gold(ctx)
+    register_tables(ctx, GOLD, registered)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     add_repeat_arguments(p)
@@ -319,12 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                    wait_s=args.every)
     ctx = job_context(APP_ID)
     registered: set[str] = set()
-
-    def step() -> None:
-        build_gold(ctx)
-        register_tables(ctx, GOLD, registered)
-
-    repeat(step, args.every, args.timeout)
+    repeat(lambda: build_and_register(ctx, registered), args.every, args.timeout)
 
 
 if __name__ == "__main__":

@@ -221,24 +221,25 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     return gate
 
 
+def process_all(ctx: JobContext, families: Sequence[str], registered: set[str]) -> None:
+    """One run: the pending bronze range of each of `families`, the settlement reports, the new dead letters;
+    then the tables not registered yet (`registered`) are registered in the catalog."""
+    for family in families:
+        process_family(ctx, family)
+    process_settlements(ctx)
+    validate_dead_letters(ctx)
+    register_tables(ctx, (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
+                          WATERMARKS), registered)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
     add_repeat_arguments(p)
     args = p.parse_args(argv)
     ctx = job_context(APP_ID)
-
     registered: set[str] = set()
-
-    def step() -> None:
-        for family in args.family or FAMILIES:
-            process_family(ctx, family)
-        process_settlements(ctx)
-        validate_dead_letters(ctx)
-        register_tables(ctx, (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
-                              WATERMARKS), registered)
-
-    repeat(step, args.every, args.timeout)
+    repeat(lambda: process_all(ctx, args.family or FAMILIES, registered), args.every, args.timeout)
 
 
 if __name__ == "__main__":

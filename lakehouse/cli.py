@@ -185,7 +185,7 @@ def _weights(spec: str, what: str) -> dict[str, float]:
     return out
 
 
-def _generate_events(args: argparse.Namespace, bootstrap: str) -> None:
+def _generate_events(args: argparse.Namespace, bootstrap: str | None) -> None:
     import json
 
     from lakehouse.events.generator import (
@@ -218,8 +218,15 @@ def _generate_events(args: argparse.Namespace, bootstrap: str) -> None:
         stream = generate_stream(config)
     except ValueError as exc:
         raise LakehouseError(str(exc)) from None
-    produce_stream(bootstrap, stream, partitions=args.partitions, pace=args.pace)
     r = stream.report
+    if args.to:
+        from lakehouse.events.history import write_history
+
+        paths = write_history(stream, args.to, args.format, args.files_per_family)
+        print(f"wrote {r.produced} records as {len(paths)} {args.format} history files under {args.to} "
+              f"(`lakehouse backfill --from {args.to}` replays them)")
+        return
+    produce_stream(bootstrap, stream, partitions=args.partitions, pace=args.pace)
     print(f"produced {r.produced} records in {r.produce_seconds:.1f} s "
           f"({r.produced / max(r.produce_seconds or 0, 1e-9):,.0f} records/s); "
           f"peak {r.peak_orders_per_minute:,} orders/minute")
@@ -236,9 +243,18 @@ def _generate_events(args: argparse.Namespace, bootstrap: str) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from lakehouse.services.broker import require_broker
 
+    if args.to:  # history files: no broker needed
+        _generate_events(args, None)
+        return
     settings = get_settings()
     require_broker(settings.kafka_bootstrap)
     _generate_events(args, settings.kafka_bootstrap)
+
+
+def _backfill(args: argparse.Namespace) -> None:
+    from lakehouse.jobs_registry import run_job
+
+    run_job("backfill", ["--from", args.root, *args.job_args])
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -251,18 +267,27 @@ def _tables(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from lakehouse import demo
+    from lakehouse import demo, pipeline
     from lakehouse.services import process
 
     settings = get_settings()
     started = time.perf_counter()
     settings.ensure_dirs()
     with process.stop_on_failure(process.StartedHere()) as started_here:
-        _demo_run(settings, demo.start_services(settings, started_here), started)
+        if stopped := pipeline.stop(settings):  # its stages are the batch jobs (same checkpoints, transaction ids)
+            print(f"demo: stopped the running pipeline ({', '.join(stopped)}) for the batch jobs; it starts again "
+                  "at the end")
+        _demo_run(settings, demo.start_services(settings, started_here))
+        stages = demo.start_pipeline(settings, started_here)
+    print(f"\n== the always-on pipeline (logs {settings.logs}/pipeline-<stage>.log) ==")
+    print(pipeline.format_status(stages))
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; the pipeline and the services keep running.\n"
+          "  watch the pipeline: `lakehouse pipeline status`; stop it: `lakehouse pipeline stop`\n"
+          "  stop the services: `lakehouse cdc stop`, `lakehouse landing stop`, `lakehouse services stop`")
 
 
-def _demo_run(settings: Settings, services: dict[str, str], started: float) -> None:
-    """The demo after its services run: inputs, the pipeline, the summary."""
+def _demo_run(settings: Settings, services: dict[str, str]) -> None:
+    """The demo after its services run: inputs, the batch jobs, the summary."""
     from lakehouse import demo
     from lakehouse.catalog_summary import all_tables, render
     from lakehouse.spark import get_spark
@@ -277,15 +302,12 @@ def _demo_run(settings: Settings, services: dict[str, str], started: float) -> N
     print(f"demo landing zone: {landing}")
     timings = demo.run_pipeline()
     tables = get_tables(get_spark("lakehouse-demo", settings), settings)
-    elapsed = time.perf_counter() - started
     print("\n== tables ==")
     print(render(all_tables(tables)))
     print("\n== injected by the generators vs caught by the pipeline ==")
     print(demo.injected_vs_caught(tables, stream, injected))
     print("\n== job seconds ==\n  " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print(f"\n== where things are ==\n{demo.where_things_are(settings, services)}")
-    print(f"\ndemo finished in {elapsed:.0f} s; the services keep running (`lakehouse cdc stop`, "
-          "`lakehouse landing stop`, `lakehouse services stop`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,7 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--topic-prefix", default="")
     g.add_argument("--pace", action="store_true", help="produce in real time (rate events/s) instead of at once")
     g.add_argument("--report", help="write the exact injection report (JSON) here")
+    g.add_argument("--to", metavar="ROOT", help="write history files for `lakehouse backfill` under ROOT "
+                   "(a folder or s3a://bucket/prefix) instead of producing to Kafka")
+    g.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl", help="with --to: file format")
+    g.add_argument("--files-per-family", type=int, default=4, help="with --to: files per family")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("backfill", help="replay history files (<root>/<family>/*.jsonl|parquet, e.g. "
+                                        "s3a://landing/history) through bronze, silver and gold in batch")
+    p.add_argument("--from", dest="root", required=True, metavar="ROOT")
+    p.add_argument("job_args", nargs=argparse.REMAINDER, help="--family F, --max-files-per-batch N, --bronze-only")
+    p.set_defaults(func=_backfill)
 
     p = sub.add_parser("tables", help="every table: layer, row count, Delta version, last update")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -4,6 +4,9 @@ Local services (Apache Kafka broker, PostgreSQL ERP + Debezium capture, S3 landi
 database, a generated multi-family event stream with injected faults and landing files (settlement reports
 that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
 bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, gold_commerce, demand_forecast, dbt_marts.
+Last, the always-on pipeline (lakehouse.pipeline) is started and left running. Its stages are those jobs, with the
+same checkpoints and Delta transaction ids, so a pipeline already running on the home is stopped before the jobs
+run.
 
 Idempotent: every input is produced once (the stream's start time is kept under $LAKEHOUSE_HOME/demo, topics
 that hold records are not produced to again, landing files are the same keys and bytes), and every job skips
@@ -204,6 +207,16 @@ def run_pipeline(steps: Sequence[str | tuple[str, list[str]]] | None = None) -> 
         run_job(name, argv)
         timings[label] = round(time.perf_counter() - started, 1)
     return timings
+
+
+def start_pipeline(settings: Settings, started: StartedHere) -> list[dict]:
+    """Start every stage of the always-on pipeline (the demo's last step: they must not run with the batch jobs),
+    recorded in `started` so that a failure from here on stops them; returns `pipeline.status`."""
+    from lakehouse import pipeline
+
+    started.stops.append(("pipeline", lambda: pipeline.stop(settings)))
+    pipeline.start(settings)
+    return pipeline.status(settings)
 
 
 # --- summary -------------------------------------------------------------------------------------------------

@@ -65,6 +65,11 @@ def _stages(names: list[str] | None) -> list[Stage]:
     return [STAGES[n] for n in names] if names else list(STAGES.values())
 
 
+def stage_running(settings: Settings, stage: str) -> bool:
+    """True while `stage`'s process runs on this home."""
+    return process.status(service_name(stage), settings).running
+
+
 def start(settings: Settings, stages: list[str] | None = None, *, master: str | None = None, every: float = 5.0,
           topic_prefix: str = "") -> list[process.ProcessStatus]:
     """Start the stages that do not run yet (all by default); returns every selected stage's status."""

@@ -214,3 +214,19 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkClu
         yield cluster
     finally:
         stop_cluster(settings)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real S3 endpoint (moto_server) on a free port, managed by the platform's process module."""
+    from lakehouse.services import s3 as s3_service
+    from lakehouse.services.process import free_port
+
+    port = free_port()
+    cfg = s3_service.S3Config(port=port, endpoint=f"http://127.0.0.1:{port}", bucket="landing", region="us-east-1")
+    home = tmp_path_factory.mktemp("s3_home")
+    settings = dataclasses.replace(config.Settings.from_env(), home=home)
+    status = s3_service.start_s3(settings, cfg)
+    assert status.running and status.pid
+    yield cfg
+    assert s3_service.stop_s3(settings)

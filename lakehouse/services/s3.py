@@ -69,6 +69,27 @@ def s3_client(cfg: S3Config | None = None) -> Any:
     return boto3.client("s3", **kwargs)
 
 
+def s3a_conf(cfg: S3Config) -> dict[str, str]:
+    """Hadoop S3A settings for Spark to read `s3a://` paths of `cfg`'s endpoint (the local one: its dummy keys,
+    path-style, plain HTTP); empty for AWS, where the cluster's own S3A configuration and credentials apply."""
+    if cfg.endpoint is None:
+        return {}
+    conf = {"fs.s3a.endpoint": cfg.endpoint, "fs.s3a.endpoint.region": cfg.region,
+            "fs.s3a.path.style.access": "true",
+            "fs.s3a.connection.ssl.enabled": str(cfg.endpoint.startswith("https://")).lower()}
+    if cfg.is_local:
+        conf |= {"fs.s3a.access.key": LOCAL_ACCESS_KEY, "fs.s3a.secret.key": LOCAL_ACCESS_KEY,
+                 "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}
+    return conf
+
+
+def use_s3a(spark: Any, cfg: S3Config) -> None:
+    """Point the session's `s3a://` reads at `cfg` (session settings reach every read's Hadoop configuration,
+    on the driver and the executors)."""
+    for key, value in s3a_conf(cfg).items():
+        spark.conf.set(key, value)
+
+
 def s3_ready(cfg: S3Config) -> bool:
     """True when the endpoint answers ListBuckets."""
     try:

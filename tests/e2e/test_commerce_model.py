@@ -142,12 +142,12 @@ def stack(spark, settings, broker, spark_cluster, new_metastore, tmp_path_factor
                  {n: tables.version(n) for n in names}, seconds, apps, landed.unsettled, landed.mismatched)
 
 
-def _produce_oversell(bootstrap: str, prefix: str) -> None:
-    """Two channels sell the last unit of OVERSOLD: an order and its reservation each from web and amazon."""
-    from lakehouse.sources.kafka_admin import produce
-
+def _oversell_records() -> dict[str, list[tuple[bytes, bytes]]]:
+    """Two channels sell the last unit of OVERSOLD: an order and its reservation each from web and amazon
+    (family -> (key, value) records)."""
     sku, warehouse = OVERSOLD
     at = (DEFAULT_START + dt.timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    records: dict[str, list[tuple[bytes, bytes]]] = {"orders": [], "inventory": []}
     for n, channel in ((99_000_001, "web"), (99_000_002, "amazon")):
         order_id = f"ORD-{n}"
         common = {"schema_version": 1, "event_time": at, "order_id": order_id, "region": "EU"}
@@ -157,8 +157,16 @@ def _produce_oversell(bootstrap: str, prefix: str) -> None:
         lock = {**common, "event_id": str(uuid.uuid5(uuid.NAMESPACE_OID, order_id + "/lock")),
                 "event_type": "inventory_locked", "reservation_id": f"RES-{n}", "sku": sku, "warehouse_id": warehouse,
                 "quantity": 1, "reason": "order_placed"}
-        produce(bootstrap, f"{prefix}orders", [(order_id.encode(), json.dumps(order).encode())])
-        produce(bootstrap, f"{prefix}inventory", [(order_id.encode(), json.dumps(lock).encode())])
+        records["orders"].append((order_id.encode(), json.dumps(order).encode()))
+        records["inventory"].append((order_id.encode(), json.dumps(lock).encode()))
+    return records
+
+
+def _produce_oversell(bootstrap: str, prefix: str) -> None:
+    from lakehouse.sources.kafka_admin import produce
+
+    for family, records in _oversell_records().items():
+        produce(bootstrap, f"{prefix}{family}", records)
 
 
 def _json_or_none(value: bytes) -> dict | None:
@@ -400,3 +408,99 @@ def test_streaming_state_lives_under_the_tables_root(stack):
     assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all"]
     assert (checkpoints / "bronze_events_all" / "offsets").is_dir()
     assert not (stack.home / "checkpoints").exists()
+
+
+# --- the same history backfilled from files -------------------------------------------------------------------
+@dataclasses.dataclass
+class Backfilled:
+    ctx: object  # a JobContext of this test's Spark session on the backfilled home's tables
+    root: Path  # <root>/<family>/part-*.jsonl|parquet
+    home: Path
+    versions: dict[str, int]  # every table's version after the backfill
+
+    def read(self, name: str):
+        return self.ctx.tables.read(name, version=self.versions[name])
+
+
+@pytest.fixture(scope="module")
+def backfilled(stack, spark, spark_cluster, new_metastore, tmp_path_factory):
+    """The stream the cluster run ingested from Kafka (with the oversell records), written as history files (JSON
+    lines for orders, inventory and payments, Parquet for shipments and clickstream, two files per family) and
+    backfilled on the cluster (`lakehouse submit backfill --from <root>`) into a second home holding the same
+    reference tables and settlement report."""
+    from lakehouse.events.history import write_history
+    from lakehouse.job import JobContext
+    from lakehouse.tables import get_tables
+
+    home = tmp_path_factory.mktemp("backfill")
+    root = home / "history"
+    extra = _oversell_records()
+    records = {f: [*recs, *((k, v, []) for k, v in extra.get(f, []))] for f, recs in stack.stream.records.items()}
+    for fmt, families in (("jsonl", ("orders", "inventory", "payments")), ("parquet", ("shipments", "clickstream"))):
+        write_history(dataclasses.replace(stack.stream, records={f: records[f] for f in families}), str(root), fmt,
+                      files=2)
+    landed = settlements(stack.stream, dt.datetime(2024, 3, 2, 6, tzinfo=dt.UTC))
+    write_tables(home / "tables", {**reference_tables(stack.stream, low_stock=OVERSOLD),
+                                   "bronze.settlements_raw": landed.rows})
+    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_METASTORE_URL": new_metastore().jdbc_url,
+           "LAKEHOUSE_SHUFFLE_PARTITIONS": str(spark_cluster.workers * spark_cluster.cores)}
+    seconds = _submit(spark_cluster, env, home, "backfill", ["--from", str(root), "--max-bytes", str(MAX_BYTES)])
+    print(f"\nbackfill on the cluster: {seconds} s")
+    local = dataclasses.replace(stack.ctx.settings, home=home, tables_root=str(home / "tables"))
+    tables = get_tables(spark, local)
+    names = sorted(f"{p.parent.parent.name}.{p.parent.name}" for p in (home / "tables").glob("*/*/_delta_log"))
+    return Backfilled(JobContext(spark, tables, local, "backfill-e2e"), root, home,
+                      {n: tables.version(n) for n in names})
+
+
+def _rows(df, drop: tuple[str, ...] = ()) -> list[tuple]:
+    return sorted(tuple(r) for r in df.drop(*drop).collect())
+
+
+def test_backfill_writes_the_tables_the_streaming_run_wrote(stack, backfilled):
+    assert sorted(backfilled.versions) == sorted(stack.versions)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_backfilled_bronze_and_dead_letters_hold_what_kafka_delivered(stack, backfilled, family):
+    def dead(source) -> Counter:
+        return Counter(r.reason for r in source.read("bronze.dead_letter").where(F.col("event_family") == family)
+                       .select("reason").collect())
+
+    assert (backfilled.read(f"bronze.{family}_events").count(), dead(backfilled)) == (
+        stack.read(f"bronze.{family}_events").count(), dead(stack))
+    topics = {r.topic for r in backfilled.read(f"bronze.{family}_events").select("topic").distinct().collect()}
+    suffix = "jsonl" if family in ("orders", "inventory", "payments") else "parquet"
+    assert topics == {f"file:{backfilled.root}/{family}/part-0000{n}.{suffix}" for n in (0, 1)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_backfilled_silver_holds_the_events_and_quarantine_the_streaming_run_gave(stack, backfilled, family):
+    from jobs.silver_events import QUARANTINE, silver_table
+
+    keep = ("event_id", "event_type", "event_time")
+    assert _rows(backfilled.read(silver_table(family)).select(*keep)) == _rows(
+        stack.read(silver_table(family)).select(*keep))
+    reasons = ("target_table", "reason")
+    assert _rows(backfilled.read(QUARANTINE).where(F.col("target_table") == silver_table(family)).select(*reasons)) \
+        == _rows(stack.read(QUARANTINE).where(F.col("target_table") == silver_table(family)).select(*reasons))
+
+
+@pytest.mark.parametrize("table", [t for t in OUTPUTS if t.startswith("gold.")])
+def test_backfilled_gold_equals_the_gold_of_the_streaming_run(stack, backfilled, table):
+    assert _rows(backfilled.read(table)) == _rows(stack.read(table))
+
+
+def test_backfill_again_plans_nothing_and_a_batch_cut_short_is_replayed_without_writing_twice(backfilled):
+    from lakehouse.backfill import Backfill
+
+    ctx = backfilled.ctx
+    run = Backfill(ctx.spark, ctx.tables, ctx.settings, str(backfilled.root), max_bytes=MAX_BYTES)
+    again = run.run()
+    assert (again.batches, again.replayed, again.files) == (0, 0, 0)
+    marker = Path(ctx.settings.checkpoint("backfill")) / "commits" / "0"
+    marker.unlink()  # as if the run had died between its table commits and the marker
+    replayed = run.run()
+    assert (replayed.batches, replayed.replayed, replayed.files) == (1, 1, 10)
+    assert marker.is_file()
+    assert {n: ctx.tables.version(n) for n in backfilled.versions} == backfilled.versions

@@ -1,7 +1,8 @@
 """`lakehouse demo` (what `make demo` runs) end to end, twice, as its own process on its own $LAKEHOUSE_HOME and
 ports: services, seeded ERP, generated event stream and landing files, every commerce job. The demo must build
 every commerce gold table, the forecast and the marts, catch exactly what the generators injected, print where
-things are, and change no table on its second run.
+things are, leave the always-on pipeline running (stopped before its batch jobs, started again after) and say how
+to watch it, and change no table on its second run nor while the pipeline runs on unchanged inputs.
 
 A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
 checkpoints, which the session's other modules (same table names, same app ids) must not see. It starts its own
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +27,9 @@ from deltalake import DeltaTable
 
 from lakehouse.config import REPO_ROOT
 from lakehouse.events.generator import QUARANTINED_FAULTS
+from lakehouse.pipeline import STAGES
 from lakehouse.services.postgres import PG_BIN
+from lakehouse.services.process import pid_alive
 
 pytestmark = [
     pytest.mark.e2e,
@@ -33,6 +37,7 @@ pytestmark = [
 ]
 COMMERCE_GOLD = ["gold.inventory_positions", "gold.oversell_alerts", "gold.sales", "gold.customer_360",
                  "gold.payment_reconciliation", "gold.fraud_signals", "gold.demand_forecast"]
+WAIT_S = 900  # a hang guard, not a budget (six stage JVMs on a busy 2-core machine)
 
 
 @dataclasses.dataclass
@@ -42,9 +47,24 @@ class DemoRuns:
     outputs: list[str]
     tables: list[dict]  # per run: name -> (rows, version)
     env: dict[str, str]
+    pipeline: list[dict] = dataclasses.field(default_factory=list)  # per run: stage -> `pipeline status` row
+    # after the second run, once every stage had looked at its unchanged inputs: name -> (rows, version), and
+    # the stages then running (the fixture then stops the pipeline: the tests after it change inputs)
+    tables_while_running: dict = dataclasses.field(default_factory=dict)
+    running_after_a_look: set = dataclasses.field(default_factory=set)
 
     def read(self, name: str):
         return DeltaTable(self.settings.table_location(name)).to_pyarrow_table().to_pylist()
+
+    def cli(self, *argv: str) -> subprocess.CompletedProcess:
+        """`lakehouse <argv>` on the demo's home and ports."""
+        return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=self.env, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=1800)
+
+    def pipeline_status(self) -> dict[str, dict]:
+        done = self.cli("pipeline", "status", "--json")
+        assert done.returncode == 0, done.stderr[-3000:]
+        return {row["stage"]: row for row in json.loads(done.stdout)}
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +81,28 @@ def demo(settings, spark):
     env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
         f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL")})
 
-    def lakehouse(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=1800)
-
     runs = DemoRuns(home, local, [], [], env)
+
+    def tables() -> dict:
+        return {t.name: (t.rows, t.version) for t in all_tables(get_tables(spark, local))}
+
     try:
         for _ in range(2):
-            done = lakehouse("demo")
+            done = runs.cli("demo")
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+            ended_at = time.time()
             runs.outputs.append(done.stdout)
-            runs.tables.append({t.name: (t.rows, t.version) for t in all_tables(get_tables(spark, local))})
+            runs.pipeline.append(runs.pipeline_status())
+            runs.tables.append(tables())
+        _wait_until_every_writer_looked(runs, ended_at)
+        runs.tables_while_running = tables()
+        runs.running_after_a_look = {s for s, row in runs.pipeline_status().items() if row["running"]}
+        stopped = runs.cli("pipeline", "stop")
+        assert stopped.returncode == 0, stopped.stderr[-3000:]
         yield runs
     finally:
-        for service in ("cdc", "landing", "services"):
-            lakehouse(service, "stop")
+        for command in ("pipeline", "cdc", "landing", "services"):
+            runs.cli(command, "stop")
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -107,6 +134,49 @@ def test_demo_builds_every_commerce_gold_table_the_forecast_and_the_marts(demo):
 
 def test_second_run_changes_no_table(demo):
     assert demo.tables[1] == demo.tables[0]
+
+
+def _stages_shown(output: str) -> dict[str, tuple[str, int]]:
+    """stage -> (state, pid) from the demo output's `pipeline status` table."""
+    section = output.split("== the always-on pipeline", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+    return {line.split()[0]: (line.split()[1], int(line.split()[2])) for line in section}
+
+
+def test_each_run_leaves_every_pipeline_stage_running_and_says_how_to_watch_it(demo):
+    for output, status in zip(demo.outputs, demo.pipeline, strict=True):
+        assert {s for s, row in status.items() if row["running"]} == set(STAGES)
+        assert _stages_shown(output) == {s: ("running", status[s]["pid"]) for s in STAGES}
+        assert "watch the pipeline: `lakehouse pipeline status`; stop it: `lakehouse pipeline stop`" in output
+    # the second run stopped the first run's stages before its batch jobs (they share checkpoints) and started new
+    assert "demo: stopped the running pipeline" not in demo.outputs[0]
+    stopped = demo.outputs[1].split("demo: stopped the running pipeline (", 1)[1].split(")", 1)[0]
+    assert set(stopped.split(", ")) == set(STAGES)
+    assert not any(pid_alive(demo.pipeline[0][s]["pid"]) for s in STAGES)
+
+
+def _looked_since(row: dict, since: float) -> bool:
+    """The stage has looked at its inputs since `since`: a run started after it, or its query reported being
+    idle (nothing new to read) after it."""
+    if row.get("kind") == "repeat":
+        return (row.get("last_run_at") or 0) >= since
+    return row.get("state") == "idle" and (row.get("updated_at") or 0) >= since
+
+
+def _wait_until_every_writer_looked(runs: DemoRuns, since: float) -> None:
+    """Until every stage that writes tables (inventory_realtime writes to Kafka) has re-read its inputs after
+    `since`."""
+    writers = [s for s in STAGES if s != "inventory_realtime"]
+    deadline = time.monotonic() + WAIT_S
+    while not all(_looked_since(row, since) for s, row in runs.pipeline_status().items() if s in writers):
+        assert time.monotonic() < deadline, f"not within {WAIT_S} s: {runs.pipeline_status()}"
+        time.sleep(5)
+
+
+def test_the_running_pipeline_changes_no_table_on_unchanged_inputs(demo):
+    """Every stage that writes tables re-read its inputs after the second run, and every table stayed as the
+    first run left it."""
+    assert demo.running_after_a_look == set(STAGES)
+    assert demo.tables_while_running == demo.tables[0]
 
 
 def _canonical(rows: list[dict]) -> list[str]:
@@ -167,10 +237,11 @@ def _last_positions(bootstrap: str, topic: str) -> tuple[dict[str, dict], list[s
 
 
 def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stock(demo):
-    """jobs/inventory_realtime.py over the demo's raw topics: the last position of every sku x warehouse equals
-    gold.inventory_positions summed over channels. Then, on a restart from its checkpoint: locks beyond the stock
-    (one re-delivered, plus rejected ones) and an ERP stock change through the running CDC capture move exactly
-    that key's position, and its negative available_to_sell is alerted."""
+    """jobs/inventory_realtime.py over the demo's raw topics (continuing from the checkpoint of the demo's pipeline
+    stage, which the fixture stopped): the last position of every sku x warehouse equals gold.inventory_positions summed over channels.
+    Then, on a restart from its checkpoint: locks beyond the stock (one re-delivered, plus rejected ones) and an
+    ERP stock change through the running CDC capture move exactly that key's position, and its negative
+    available_to_sell is alerted."""
     import psycopg
     from confluent_kafka import Producer
 

@@ -12,31 +12,15 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse import config
 from lakehouse.config import REPO_ROOT
 from lakehouse.landing_generator import generate_landing_files, upload
 from lakehouse.services import s3 as s3_service
-from lakehouse.services.process import free_port
 from lakehouse.sources.landing import KINDS, LandingIngestor, PlannedBatch, list_objects
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3_service.S3Config]:
-    """A real S3 endpoint (moto_server) on a free port, managed by the platform's process module."""
-    port = free_port()
-    cfg = s3_service.S3Config(port=port, endpoint=f"http://127.0.0.1:{port}", bucket="landing", region="us-east-1")
-    home = tmp_path_factory.mktemp("s3_home")
-    settings = dataclasses.replace(config.Settings.from_env(), home=home)
-    status = s3_service.start_s3(settings, cfg)
-    assert status.running and status.pid
-    yield cfg
-    assert s3_service.stop_s3(settings)
 
 
 @dataclasses.dataclass
