@@ -22,14 +22,14 @@ def test_a_continuous_query_restarts_when_asked_and_stops_at_its_timeout(spark, 
 
     def restart_when() -> bool:
         asked.append(time.monotonic())
-        return len(asked) == 2  # the second look finds a change
+        return len(asked) == 1  # the first look finds a change (under load a start alone can take ~10 s)
 
     begun = time.monotonic()
-    run_query(spark, start, continuous=True, interval="1 second", timeout=12, restart_when=restart_when,
+    run_query(spark, start, continuous=True, interval="1 second", timeout=20, restart_when=restart_when,
               check_every=2)
     assert len(starts) == 2  # once, and again right after the look that found a change
-    assert len(asked) >= 2 and asked[1] < starts[1] and not any(asked[1] < a < starts[1] for a in asked)
+    assert asked[0] < starts[1] and not any(asked[0] < a < starts[1] for a in asked)
     assert all(b - a >= 1.9 for a, b in zip(asked, asked[1:], strict=False))  # every check_every s, not busily
-    assert 11.5 < time.monotonic() - begun < 40
+    assert 19.5 < time.monotonic() - begun < 60
     assert [q.isActive for q in queries] == [False, False]
     assert queries[1].lastProgress["batchId"] > queries[0].lastProgress["batchId"]  # resumed from the checkpoint
