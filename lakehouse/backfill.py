@@ -35,7 +35,13 @@ from pyspark.sql import functions as F
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
-from lakehouse.ingest import DEAD_LETTER_ROUTE, DEAD_LETTER_TABLE, ROUTE_COLUMN, family_table
+from lakehouse.ingest import (
+    DEAD_LETTER_ROUTE,
+    DEAD_LETTER_TABLE,
+    ROUTE_COLUMN,
+    classify_and_route,
+    family_table,
+)
 from lakehouse.sources.landing import FileLog, ObjectRef, PlannedBatch
 from lakehouse.state import read_text, write_text
 from lakehouse.tables import DeltaTables
@@ -44,7 +50,6 @@ from transformations.bronze.events import (
     DEAD_LETTER_COLUMNS,
     DEFAULT_MAX_BYTES,
     EVENT_BRONZE_COLUMNS,
-    classify,
 )
 
 APP_ID = "backfill"
@@ -107,7 +112,7 @@ def _text_records(spark: SparkSession, paths: list[str]) -> DataFrame:
 
 def _parquet_records(spark: SparkSession, paths: list[str]) -> DataFrame:
     rows = spark.read.parquet(*paths)
-    columns = [c for c in rows.columns]
+    columns = rows.columns
     if "value" in columns:
         value: Column = F.col("value").cast("binary")
         key = F.col("key").cast("binary") if "key" in columns else F.lit(None).cast("binary")
@@ -134,15 +139,6 @@ def history_records(spark: SparkSession, files: list[ObjectRef]) -> DataFrame:
                           F.lit(None).cast("timestamp").alias("timestamp"))
 
 
-def route_history(records: DataFrame, families: dict[str, str], max_bytes: int, at: dt.datetime) -> DataFrame:
-    """Kafka-source rows of history files -> classified bronze rows with the route column; `families` maps each
-    file path to its family."""
-    path_family = F.create_map(*[F.lit(x) for pair in families.items() for x in pair])
-    rows = classify(records, {}, max_bytes, at).withColumn("event_family", path_family[F.col("topic")])
-    route = F.when(F.col("reason").isNull(), F.col("event_family")).otherwise(F.lit(DEAD_LETTER_ROUTE))
-    return rows.withColumn(ROUTE_COLUMN, route)
-
-
 @dataclass
 class BackfillReport:
     """What one backfill run wrote to bronze."""
@@ -150,7 +146,8 @@ class BackfillReport:
     batches: int = 0
     replayed: int = 0
     files: int = 0
-    rows: dict[str, int] = field(default_factory=dict)  # family (or "dead_letter") -> rows written
+    rows: dict[str, int] = field(default_factory=dict)  # family (or "dead_letter") -> rows routed to it (a
+    # replayed batch counts again; its writes are skipped by tables that hold its transaction)
 
     @property
     def families(self) -> list[str]:
@@ -206,8 +203,9 @@ class Backfill:
         families = {f.key: family_of(batch.prefix, f.key) for f in batch.files}
         outputs = {fam: (family_table(fam), EVENT_BRONZE_COLUMNS) for fam in set(families.values())}
         outputs[DEAD_LETTER_ROUTE] = (DEAD_LETTER_TABLE, DEAD_LETTER_COLUMNS)
-        routed = route_history(history_records(self.spark, list(batch.files)), families, self.max_bytes,
-                               dt.datetime.now(dt.UTC))
+        # topic = the file's path, so bronze's own routing maps each file to its family
+        routed = classify_and_route(history_records(self.spark, list(batch.files)), families, self.max_bytes,
+                                    dt.datetime.now(dt.UTC))
         counts = write_split(self.tables, routed, ROUTE_COLUMN, outputs, APP_ID, batch.batch_id,
                              partition_by=["ingest_date"])
         write_text(f"{self.checkpoint}/commits/{batch.batch_id}", dt.datetime.now(dt.UTC).isoformat())
