@@ -151,8 +151,10 @@ def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSp
         "failOnDataLoss": "true",
     }
     if spec.family == "all":
+        # anchored: Spark's Kafka source keeps every topic the pattern is *found in*, so an unanchored pattern
+        # with the empty prefix also read `erp.public.inventory` (CDC) and `inventory.positions` (our output)
         names = "|".join(re.escape(f) for f in spec.families)
-        options["subscribePattern"] = f"{re.escape(spec.topic_prefix)}({names})"
+        options["subscribePattern"] = f"^{re.escape(spec.topic_prefix)}({names})$"
     else:
         options["subscribe"] = f"{spec.topic_prefix}{spec.family}"
     if spec.max_offsets_per_trigger:

@@ -15,6 +15,10 @@ from lakehouse.events.generator import FAULTS, StreamConfig, generate_stream, pr
 from lakehouse.sources.kafka_admin import create_topics, produce
 
 
+def _look_alikes(prefix: str) -> list[str]:
+    return [f"erp.{prefix}inventory", f"{prefix}inventory.positions", f"x{prefix}orders"]
+
+
 @pytest.fixture(scope="module")
 def ingested(spark, tables, settings, broker, tmp_path_factory):
     from lakehouse.ingest import IngestSpec, ingest
@@ -24,6 +28,10 @@ def ingested(spark, tables, settings, broker, tmp_path_factory):
                           topic_prefix=f"ev_{uid}_", max_bytes=8192)
     stream = generate_stream(config)
     produce_stream(broker.bootstrap, stream, partitions=2)
+    # topics whose names contain a family topic's: CDC, an output topic, another prefix; none is a family's
+    for topic in _look_alikes(config.topic_prefix):
+        create_topics(broker.bootstrap, [topic], 1)
+        produce(broker.bootstrap, topic, [(b"k", b'{"event_id": "look-alike"}')])
     spec = IngestSpec(family="all", topic_prefix=config.topic_prefix, max_bytes=config.max_bytes,
                       tables={f: f"bronze.t_{uid}_{f}" for f in FAMILIES},
                       dead_letter_table=f"bronze.t_{uid}_dead_letter",
@@ -61,6 +69,15 @@ def test_every_kafka_coordinate_lands_exactly_once_with_headers(ingested, tables
         for part in {p for t, p, _ in coords if t == topic}:
             offsets = sorted(o for t, p, o in coords if t == topic and p == part)
             assert offsets == list(range(len(offsets)))  # contiguous: nothing skipped
+
+
+def test_only_the_family_topics_are_read(ingested, tables) -> None:
+    """`--family all` subscribes by pattern; topics that merely contain a family topic's name are not read."""
+    stream, spec, _, stats = ingested
+    read = {r.topic for name in [*(spec.table(f) for f in FAMILIES), spec.dead_letter_table]
+            for r in tables.read(name).select("topic").distinct().collect()}
+    assert read == {f"{stream.config.topic_prefix}{f}" for f in FAMILIES}
+    assert sum(s.rows for s in stats) == stream.report.produced  # look-alike records were not even counted
 
 
 def test_replayed_batch_is_skipped_and_modes_do_not_mix(ingested, spark, tables, tmp_path) -> None:
