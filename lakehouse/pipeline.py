@@ -108,6 +108,24 @@ def status(settings: Settings) -> list[dict]:
     return rows
 
 
+def looked_since(stage: str, report: dict, since: float) -> bool:
+    """The stage has looked at its inputs since `since`: a re-run stage started a run after it, a streaming stage
+    reported being idle (nothing new to read) after it."""
+    if not STAGES[stage].streaming:
+        return (report.get("last_run_at") or 0) >= since
+    return report.get("state") == "idle" and (report.get("updated_at") or 0) >= since
+
+
+def wait_until_each_looked(settings: Settings, since: float, timeout: float = 900.0) -> None:
+    """Until every stage has looked at its inputs since `since` (see `looked_since`)."""
+    deadline = time.monotonic() + timeout
+    while not all(looked_since(s, read_progress(settings, s), since) for s in STAGES):
+        if time.monotonic() > deadline:
+            raise LakehouseError(f"not every stage looked at its inputs within {timeout:.0f} s: "
+                                 f"{ {s: read_progress(settings, s).get('state') for s in STAGES} }")
+        time.sleep(2)
+
+
 def _age(at: float | None, now: float) -> str:
     return "-" if not at else f"{now - at:.0f} s ago"
 
