@@ -101,8 +101,13 @@ def seed(conn, seed: int = 7, products: int = 200, customers: int = 300) -> Work
 class Workload:
     """Seed-driven transactions; `run(n)` commits n transactions and returns what it did."""
 
-    def __init__(self, conn, seed: int = 42, burst_every: int = 50, burst_size: int = 200) -> None:
+    KINDS = ("price_change", "restock", "restock", "new_product", "discontinue", "customer_edit", "customer_edit",
+             "customer_delete", "new_customer", "fx_move", "supplier_edit")  # drawn uniformly (restock twice)
+
+    def __init__(self, conn, seed: int = 42, burst_every: int = 50, burst_size: int = 200,
+                 kinds: tuple[str, ...] = KINDS) -> None:
         self.conn = conn
+        self.kinds = [getattr(self, kind) for kind in kinds]
         self.rng = random.Random(seed)
         self.burst_every = burst_every
         self.burst_size = burst_size
@@ -217,11 +222,8 @@ class Workload:
         if self.burst_every and self.report.transactions % self.burst_every == self.burst_every - 1:
             self.burst()
         else:
-            kinds = [self.price_change, self.restock, self.restock, self.new_product, self.discontinue,
-                     self.customer_edit, self.customer_edit, self.customer_delete, self.new_customer,
-                     self.fx_move, self.supplier_edit]
             for _ in range(self.rng.randint(1, 4)):  # multi-row, multi-table transactions
-                self.rng.choice(kinds)()
+                self.rng.choice(self.kinds)()
         self.conn.commit()
         self.report.transactions += 1
 
