@@ -202,12 +202,13 @@ class ChaosDrill:
         erp.join(30)
         if failure:
             raise failure[0]
-        self.drain(before, drain_s, quiet_s)
+        self.drain(time.time(), drain_s, quiet_s)
         return start
 
-    def drain(self, started_at: float, timeout: float, quiet_s: float = 60) -> None:
-        """Until the pipeline is quiet: the capture published nothing for `quiet_s`, then no table committed since
-        every stage last looked at its inputs (restarting the dead meanwhile)."""
+    def drain(self, load_ended: float, timeout: float, quiet_s: float = 60) -> None:
+        """Until the pipeline is quiet: the capture published nothing for `quiet_s`, then every stage looked at its
+        inputs after the load ended and after the newest commit (restarting the dead meanwhile). (A streaming
+        stage's last idle report can be older than a micro-batch still running: only one after the load counts.)"""
         from lakehouse.cdc import published
 
         deadline = time.monotonic() + timeout
@@ -218,7 +219,7 @@ class ChaosDrill:
             if now_published != last:
                 quiet_since, last = time.monotonic(), now_published
             if time.monotonic() - quiet_since > quiet_s:
-                committed = last_commit(self.settings, started_at)
+                committed = last_commit(self.settings, load_ended)
                 if all(pipeline.looked_since(s, read_progress(self.settings, s), committed + 1)
                        for s in pipeline.STAGES):
                     return
