@@ -264,9 +264,10 @@ def verify(ctx, stream, start: dict[str, dict[int, int]]) -> dict:  # noqa: ANN0
                   .where((F.col("topic") == topic) & of_run))
         ids = spark.createDataFrame([(_event_id(v),) for _, v, _ in records], "event_id string").distinct()
         held = tables.read(f"silver.{family}_events").join(ids, "event_id")
+        landed = coords.count()
         families[family] = {
             "kafka_records": sum(end[p] - start[topic].get(p, 0) for p in end),
-            "bronze_and_dead_letter": coords.count(), "coordinates_twice": coords.count() - coords.distinct().count(),
+            "bronze_and_dead_letter": landed, "coordinates_twice": landed - coords.distinct().count(),
             "events": ids.count(), "in_silver": held.count(), "in_silver_distinct": held.select("event_id").distinct().count(),
         }
     positions, reservations = gold.positions_of(gold.read_silver(ctx))
