@@ -37,7 +37,7 @@ def run_query(
         step = check_every if restart_when else math.inf
         query = start({"processingTime": interval})
         while (left := deadline - time.monotonic()) > 0:
-            wait = min(step, left)
+            wait = max(min(step, left), 0.001)  # awaitTermination takes whole ms and refuses 0
             if math.isinf(wait):
                 query.awaitTermination()
                 break
