@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lakehouse import chaos, pipeline  # noqa: E402
 from lakehouse.config import get_settings  # noqa: E402
-from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream  # noqa: E402
+from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream, unused_first_order  # noqa: E402
 from lakehouse.job import job_context, require_kafka, require_tables  # noqa: E402
 
 
@@ -46,6 +46,7 @@ def main() -> int:
     print(f"schedule: {chaos.describe(seed, schedule)}", flush=True)
     rate = args.orders_per_min / 60 / DEFAULT_FAMILY_MIX["orders"]
     stream = generate_stream(StreamConfig(seed=seed, rate=rate, duration_s=args.seconds, faults={},
+                                          first_order=unused_first_order(settings.kafka_bootstrap),
                                           start=datetime.now(UTC) + timedelta(seconds=30)))
     drill = chaos.ChaosDrill(settings)
     started = time.monotonic()

@@ -41,7 +41,7 @@ from lakehouse import pipeline  # noqa: E402
 from lakehouse.config import get_settings  # noqa: E402
 from lakehouse.delta_log import commits, first_seen  # noqa: E402
 from lakehouse.events import FAMILIES  # noqa: E402
-from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream  # noqa: E402
+from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream, unused_first_order  # noqa: E402
 from lakehouse.job import require_kafka, require_tables  # noqa: E402
 from lakehouse.progress import read_progress  # noqa: E402
 from lakehouse.sources.kafka_admin import PRODUCER_DEFAULTS, create_topics  # noqa: E402
@@ -168,6 +168,7 @@ def main() -> None:
 
     rate = args.orders_per_min / 60 / DEFAULT_FAMILY_MIX["orders"]
     stream = generate_stream(StreamConfig(seed=args.seed, rate=rate, duration_s=args.seconds, faults={},
+                                          first_order=unused_first_order(bootstrap),
                                           start=datetime.now(UTC) + timedelta(seconds=2)))
     sampler, erp_changes, done = RunSampler(settings), [], threading.Event()
     stocker = threading.Thread(target=change_erp_stock, args=(settings, args.erp_every, done, erp_changes),

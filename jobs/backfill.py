@@ -62,7 +62,7 @@ def run_backfill(ctx: JobContext, root: str, families: Sequence[str] | None = No
         print(f"gold waits for {', '.join(missing)} (CDC and landing jobs); silver is up to date")
         return report
     started = time.perf_counter()
-    gold_commerce.build_and_register(ctx, set())
+    gold_commerce.build_and_register(ctx, set(), {})
     seconds["gold"] = time.perf_counter() - started
     print("backfill done: silver and gold are up to date with bronze")
     return report

@@ -52,6 +52,7 @@ from lakehouse.job import (
     repeat,
     require_tables,
     run_main,
+    table_versions,
 )
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
@@ -311,10 +312,16 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
     return gates
 
 
-def build_and_register(ctx: JobContext, registered: set[str]) -> None:
-    """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered."""
+def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> None:
+    """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered. Skipped when
+    no source, gold table or state changed since the last run of this process completed (`after_last_run`, their
+    versions then): the pipeline re-runs this every few seconds."""
+    watched = (*SOURCES.values(), *GOLD, STATE)
+    if after_last_run and table_versions(ctx.tables, watched) == after_last_run:
+        return
     build_gold(ctx)
     register_tables(ctx, GOLD, registered)
+    after_last_run.update(table_versions(ctx.tables, watched))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -325,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    wait_s=args.every)
     ctx = job_context(APP_ID)
     registered: set[str] = set()
-    repeat(lambda: build_and_register(ctx, registered), args.every, args.timeout)
+    after_last_run: dict[str, int] = {}
+    repeat(lambda: build_and_register(ctx, registered, after_last_run), args.every, args.timeout)
 
 
 if __name__ == "__main__":

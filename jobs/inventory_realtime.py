@@ -89,7 +89,7 @@ def fingerprint(frames: tuple[DataFrame, ...]) -> tuple:
     return tuple(tuple(df.agg(F.count(F.lit(1)), F.bit_xor(F.xxhash64(*df.columns))).first()) for df in frames)
 
 
-def run(ctx: JobContext, topic_prefix: str = "", continuous: bool = False, interval: str = "0 seconds",
+def run(ctx: JobContext, topic_prefix: str = "", continuous: bool = False, interval: str = "500 milliseconds",
         timeout: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES, dedupe_hours: float = 24.0,
         checkpoint: str | None = None, check_every: float = 30.0) -> None:
     """Run the query (available-now by default: fold what is there, publish, stop).
@@ -142,7 +142,7 @@ def run(ctx: JobContext, topic_prefix: str = "", continuous: bool = False, inter
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
-    p.add_argument("--interval", default="0 seconds", help="continuous: time between micro-batch starts")
+    p.add_argument("--interval", default="500 milliseconds", help="continuous: time between micro-batch starts")
     p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     p.add_argument("--topic-prefix", default="", help="prefix of the event topics (as the generator's)")
     p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="bronze's dead-letter size limit")

@@ -101,18 +101,18 @@ class ChaosDrill:
         from lakehouse.cdc.capture import start_capture
         from lakehouse.services import broker, postgres
 
-        if target == POSTGRES:
+        if target in ONCE:
+            # a SIGKILLed server's sockets close only when its last thread exits (its main thread shows as a zombie
+            # before that; PostgreSQL's backends outlive the postmaster a moment): until then a start is refused
             deadline = time.monotonic() + 120
-            while True:  # the killed postmaster's backends exit within moments; until then a start is refused
+            while True:
                 try:
-                    postgres.start(self.pg)
+                    postgres.start(self.pg) if target == POSTGRES else broker.start_broker(self.settings)
                     return
                 except Exception:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(1)
-        elif target == BROKER:
-            broker.start_broker(self.settings)
         elif target == CAPTURE:
             start_capture(self.settings, self.pg)
         else:

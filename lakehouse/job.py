@@ -149,6 +149,11 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
     return None if up_to <= after else (done, up_to)
 
 
+def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
+    """Each table's current version (-1 when it does not exist): cheap (Delta lists the log, no Spark job)."""
+    return {name: tables.version(name) if tables.exists(name) else -1 for name in names}
+
+
 def register_tables(ctx: JobContext, names: Iterable[str], done: set[str]) -> None:
     """Register in the catalog each of `names` that exists and is not in `done` yet (then add it): a job re-run
     with `--every` makes its tables selectable by name as soon as they exist, once per process."""

@@ -41,8 +41,8 @@ class Stage:
         prefix = ["--topic-prefix", topic_prefix] if topic_prefix else []
         if self.name == "bronze_events":
             return ["--family", "all", "--trigger", "continuous", "--interval", f"{every:g} seconds", *prefix]
-        if self.name == "inventory_realtime":  # a micro-batch as soon as the last one ends
-            return ["--trigger", "continuous", "--interval", "0 seconds", *prefix]
+        if self.name == "inventory_realtime":  # a micro-batch every 0.5 s (at 0 it polls Kafka in a loop)
+            return ["--trigger", "continuous", "--interval", "500 milliseconds", *prefix]
         if self.streaming:
             return ["--trigger", "continuous", "--interval", f"{every:g} seconds"]
         return ["--every", f"{every:g}"]

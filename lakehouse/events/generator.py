@@ -90,6 +90,8 @@ class StreamConfig:
     max_bytes: int = 65_536  # oversized payloads exceed this (bronze's --max-bytes default)
     start: datetime = DEFAULT_START
     topic_prefix: str = ""
+    first_order: int = 1  # the number of the stream's first order (ORD-<8 digits>): streams sharing tables need
+    # ranges of their own, or one order id would name two different orders
 
     def topic(self, family: str) -> str:
         return f"{self.topic_prefix}{family}"
@@ -107,6 +109,8 @@ class StreamConfig:
             self.faults.get(f, 0) for f in SLOT_FAULTS
         ) > 1:
             raise ValueError("fault rates must be in [0, 1] and the per-event faults must sum to <= 1")
+        if not 1 <= self.first_order < 10**8:
+            raise ValueError(f"first_order must be an 8-digit order number (1 .. {10**8 - 1}), got {self.first_order}")
 
 
 @dataclass
@@ -193,8 +197,9 @@ def _encode(event: dict) -> bytes:
 class _Orders:
     """Order facts by order number, identical in every family (deterministic per seed and number)."""
 
-    def __init__(self, seed: int, channels: dict[str, float]) -> None:
+    def __init__(self, seed: int, channels: dict[str, float], first: int = 1) -> None:
         self.seed = seed
+        self.first = first  # every family numbers its entities from here
         self.channel_names = list(channels)
         self.channel_weights = [channels[c] for c in self.channel_names]
         self._cache: dict[int, dict] = {}
@@ -240,7 +245,7 @@ class _Family:
         self.rng = rng
         self.orders = orders
         self.open: list[dict] = []
-        self.next_no = 1
+        self.next_no = orders.first
 
     def new_entity(self) -> dict:
         no = self.next_no
@@ -488,7 +493,7 @@ def generate_stream(config: StreamConfig) -> GeneratedStream:
     config.validate()
     total = round(config.rate * config.duration_s)
     counts = _split(total, {f: w for f, w in config.families.items()})
-    orders = _Orders(config.seed, config.channels)
+    orders = _Orders(config.seed, config.channels, config.first_order)
     records: dict[str, list[Record]] = {}
     families: dict[str, FamilyReport] = {}
     peak = 0
@@ -585,6 +590,23 @@ def generate_stream(config: StreamConfig) -> GeneratedStream:
     report = StreamReport(seed=config.seed, duration_s=config.duration_s, families=families,
                           peak_orders_per_minute=peak)
     return GeneratedStream(config=config, records=records, report=report)
+
+
+def unused_first_order(bootstrap: str, topic_prefix: str = "") -> int:
+    """A `first_order` no stream produced to these topics before can have used: one past the records they ever
+    received (a stream numbers each family's entities from its first_order, at most one per record), so a stream
+    started from it shares no order id with earlier ones (whose first_order was chosen the same way or was 1)."""
+    from lakehouse.errors import LakehouseError
+    from lakehouse.sources.kafka_admin import end_offsets
+
+    received = 0
+    for family in FAMILIES:
+        try:
+            received += sum(end_offsets(bootstrap, f"{topic_prefix}{family}").values())
+        except LakehouseError as exc:  # a family topic not created yet received nothing
+            if "does not exist" not in str(exc):
+                raise
+    return received + 1
 
 
 def produce_stream(bootstrap: str, stream: GeneratedStream, partitions: int = 4, pace: bool = False,

@@ -18,6 +18,10 @@ class NativeDeltaTables(DeltaTables):
         super().__init__(spark, settings)
         # read_appends uses the change data feed: on for every table this platform creates
         spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
+        self._transactions: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}  # location -> (version, its
+        # commit time), its set transactions
+        self._logs: dict[str, Any] = {}  # location -> its py4j DeltaLog
+        self._none: Any = None  # a py4j scala.None
 
     def _require(self, name: str) -> None:
         if not self.exists(name):
@@ -62,23 +66,35 @@ class NativeDeltaTables(DeltaTables):
 
     def _snapshot(self, name: str):
         """Delta's latest snapshot of the table (lists the log; no Spark job)."""
-        jvm = self.spark._jvm
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.location(name))
-        return delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        location = self.location(name)
+        delta_log = self._logs.get(location)
+        if delta_log is None:  # held: each py4j name resolution (org, org.apache, ...) is a round trip
+            jvm = self.spark._jvm
+            if self._none is None:
+                self._none = jvm.scala.Option.empty()
+            delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, location)
+            self._logs[location] = delta_log
+        return delta_log.update(False, self._none, self._none)
 
     def committed_batch(self, name: str, app_id: str) -> int | None:
         """The newest `txnVersion` committed with `txnAppId = app_id`: Delta keeps these as `txn` actions in the
         log (the snapshot's set transactions), not in DESCRIBE HISTORY. Read from the version's checksum file
         (`<version>.crc`, where Delta records every set transaction at commit) when it has them: the snapshot's
         own `transactions` replays the whole log with Spark jobs, once per new version."""
-        if not self.exists(name):
-            return None
         snapshot = self._snapshot(name)
-        known = _checksum_transactions(self.spark, snapshot)
+        if int(snapshot.version()) < 0:
+            return None
+        # a job re-run on unchanged tables asks again and again; the commit time tells a table re-created since
+        location, at = self.location(name), (int(snapshot.version()), int(snapshot.timestamp()))
+        cached = self._transactions.get(location)
+        if cached is not None and cached[0] == at:
+            return cached[1].get(app_id)
+        known = _checksum_transactions(snapshot)
         if known is not None:
+            self._transactions[location] = (at, known)
             return known.get(app_id)
-        version = snapshot.transactions().get(app_id)
-        return int(version.get()) if version.isDefined() else None
+        found = snapshot.transactions().get(app_id)
+        return int(found.get()) if found.isDefined() else None
 
     def _already_committed(self, name: str, app_id: str, batch_id: int) -> bool:
         committed = self.committed_batch(name, app_id)
@@ -201,7 +217,7 @@ class NativeDeltaTables(DeltaTables):
         return self.read(name).count()
 
 
-def _checksum_transactions(spark, snapshot) -> dict[str, int] | None:  # noqa: ANN001 - py4j objects
+def _checksum_transactions(snapshot) -> dict[str, int] | None:  # noqa: ANN001 - a py4j Snapshot
     """{app id: version} of every set transaction recorded in the snapshot's checksum file (None when the file or
     its `setTransactions` field is absent, e.g. above Delta's `setTransactionsInCrc.maxAllowed`)."""
     checksum = snapshot.checksumOpt()
@@ -210,5 +226,6 @@ def _checksum_transactions(spark, snapshot) -> dict[str, int] | None:  # noqa: A
     recorded = checksum.get().setTransactions()
     if recorded is None or not recorded.isDefined():
         return None
-    actions = spark._jvm.scala.jdk.javaapi.CollectionConverters.asJava(recorded.get())
-    return {t.appId(): int(t.version()) for t in actions}
+    # by index: iterating a Java collection from Python ends on an exception py4j converts slowly (~50 ms)
+    actions = recorded.get()
+    return {t.appId(): int(t.version()) for t in (actions.apply(i) for i in range(actions.size()))}

@@ -49,6 +49,11 @@ class DemoRuns:
     pipeline: list[dict] = dataclasses.field(default_factory=list)  # per run: stage -> `pipeline status` row
 
     def read(self, name: str):
+        """`name` as the second demo run left it (tests that run the pipeline again change no other's input)."""
+        version = self.tables[1][name][1]
+        return DeltaTable(self.settings.table_location(name), version=version).to_pyarrow_table().to_pylist()
+
+    def current(self, name: str):
         return DeltaTable(self.settings.table_location(name)).to_pyarrow_table().to_pylist()
 
     def cli(self, *argv: str) -> subprocess.CompletedProcess:
@@ -191,7 +196,7 @@ def test_analyst_notebook_runs_headless_on_the_demo(demo):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = ast.literal_eval(done.stdout.strip().splitlines()[-1])
-    assert summary["orders"] == sum(r["orders"] for r in demo.read("gold.sales"))
+    assert summary["orders"] == sum(r["orders"] for r in demo.current("gold.sales"))
     assert summary["forecast_rows"] == 7 * summary["channels"]
 
 
@@ -227,7 +232,7 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     realtime()
     positions, published = _last_positions(bootstrap, "inventory.positions")
     summed: dict[str, dict] = {}
-    for r in demo.read("gold.inventory_positions"):
+    for r in demo.current("gold.inventory_positions"):
         s = summed.setdefault(f"{r['sku']}|{r['warehouse_id']}", {
             "on_hand": r["on_hand"], "locked": 0, "sold": 0, "available_to_sell": r["available_to_sell"]})
         s["locked"] += r["locked"]
@@ -235,7 +240,7 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     assert len(summed) > 40_000
     assert {k: {f: p[f] for f in fields} for k, p in positions.items()} == summed
     alerts, _ = _last_positions(bootstrap, "inventory.alerts")
-    assert set(alerts) == {f"{r['sku']}|{r['warehouse_id']}" for r in demo.read("gold.oversell_alerts")}
+    assert set(alerts) == {f"{r['sku']}|{r['warehouse_id']}" for r in demo.current("gold.oversell_alerts")}
 
     key = min(k for k, p in positions.items() if 0 < p["available_to_sell"] <= 1000 and p["sold"] > 0)
     sku, warehouse = key.split("|")

@@ -139,7 +139,7 @@ def test_committed_batch_from_the_checksum_equals_the_snapshot_state(spark, tabl
     jvm = spark._jvm
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, tables.location(table_name))
     snapshot = delta_log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
-    listed = _checksum_transactions(spark, snapshot)
+    listed = _checksum_transactions(snapshot)
     state = snapshot.transactions()
     assert listed == {app: int(state.get(app).get()) for app in ("a", "b", "c")} == {"a": 1, "b": 3, "c": 7}
     assert [tables.committed_batch(table_name, app) for app in ("a", "b", "c", "d")] == [1, 3, 7, None]

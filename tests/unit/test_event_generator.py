@@ -125,3 +125,28 @@ def test_mixes_are_honoured() -> None:
     assert set(providers) == {"stripe", "paypal", "adyen"}
     with pytest.raises(ValueError, match="unknown"):
         StreamConfig(families={"returns": 1.0}).validate()
+
+
+def _order_ids(stream) -> set[str]:
+    ids = set()
+    for records in stream.records.values():
+        for _, value, _ in records:
+            try:
+                event = json.loads(value)
+            except ValueError:  # the injected byte faults
+                continue
+            if isinstance(event, dict) and isinstance(event.get("order_id"), str):
+                ids.add(event["order_id"])
+    return ids
+
+
+def test_first_order_gives_a_stream_order_ids_of_its_own(stream) -> None:
+    from dataclasses import replace
+
+    offset = generate_stream(replace(CONFIG, first_order=50_000_000))
+    ours, theirs = _order_ids(offset), _order_ids(stream)
+    assert min(ours) == "ORD-50000000" and max(theirs) < "ORD-00010000"
+    assert not ours & theirs
+    assert {f: len(r) for f, r in offset.records.items()} == {f: len(r) for f, r in stream.records.items()}
+    with pytest.raises(ValueError, match="first_order must be an 8-digit order number .* got 0"):
+        generate_stream(replace(CONFIG, first_order=0))
