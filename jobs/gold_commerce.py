@@ -314,14 +314,15 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
 
 def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> None:
     """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered. Skipped when
-    no source, gold table or state changed since the last run of this process completed (`after_last_run`, their
-    versions then): the pipeline re-runs this every few seconds."""
-    watched = (*SOURCES.values(), *GOLD, STATE)
-    if after_last_run and table_versions(ctx.tables, watched) == after_last_run:
+    no source, gold table or state changed since the last run of this process completed (`after_last_run`: the
+    sources' versions before it, which it read or a newer one, and its outputs' versions after it): the pipeline
+    re-runs this every few seconds."""
+    sources = table_versions(ctx.tables, SOURCES.values())
+    if after_last_run and {**sources, **table_versions(ctx.tables, (*GOLD, STATE))} == after_last_run:
         return
     build_gold(ctx)
     register_tables(ctx, GOLD, registered)
-    after_last_run.update(table_versions(ctx.tables, watched))
+    after_last_run.update({**sources, **table_versions(ctx.tables, (*GOLD, STATE))})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
