@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     p.add_argument("--checkpoint", default=None, help="default: <tables root>/_checkpoints/bronze_cdc")
     args = p.parse_args(argv)
-    require_kafka(get_settings())
+    require_kafka(get_settings(), wait_s=5.0 if args.trigger == "continuous" else None)
     ctx = job_context(APP_ID)
     ingest(ctx, args.trigger == "continuous", args.interval, args.max_offsets_per_trigger, args.timeout,
            args.checkpoint)

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = IngestSpec(family=args.family, topic_prefix=args.topic_prefix, max_bytes=args.max_bytes,
                       max_offsets_per_trigger=args.max_offsets_per_trigger)
     spec.families  # noqa: B018 - validate before starting Spark
-    require_kafka(get_settings())
+    require_kafka(get_settings(), wait_s=5.0 if args.trigger == "continuous" else None)
     ctx = job_context(spec.app_id)
     ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger == "continuous", args.interval, args.timeout)
     for name in spec.output_tables():

@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--check-every", type=float, default=30.0,
                    help="continuous: seconds between looks at the catalogue and warehouses (restart on a change)")
     args = p.parse_args(argv)
-    require_kafka(get_settings())
+    require_kafka(get_settings(), wait_s=5.0 if args.trigger == "continuous" else None)
     require_tables(CATALOGUE, WAREHOUSES, hint="run silver_cdc first (the catalogue and warehouses)",
                    wait_s=5.0 if args.trigger == "continuous" else None)
     ctx = job_context(APP_ID)

@@ -72,8 +72,26 @@ def bootstrap_is_local(bootstrap: str) -> bool:
     return bool(hosts) and all(host in LOCAL_HOSTS for host in hosts)
 
 
-def require_kafka(settings: Settings | None = None, timeout: float = 3.0) -> str:
-    """Fail fast (before a Spark session starts) when the job's Kafka brokers do not answer.
+def require_kafka(settings: Settings | None = None, timeout: float = 3.0, wait_s: float | None = None) -> str:
+    """Fail fast (before a Spark session starts) when the job's Kafka brokers do not answer; with `wait_s` (a
+    continuous pipeline stage, started again while its broker restarts) wait for them instead, looking every
+    `wait_s` s. Returns the bootstrap."""
+    import time
+
+    from lakehouse.errors import ServiceNotRunning
+
+    while True:
+        try:
+            return _check_kafka(settings or get_settings(), timeout)
+        except ServiceNotRunning as exc:
+            if wait_s is None:
+                raise
+            log.info("waiting for Kafka: %s", exc)
+            time.sleep(wait_s)
+
+
+def _check_kafka(settings: Settings, timeout: float) -> str:
+    """The bootstrap when its brokers answer, else ServiceNotRunning.
 
     A local bootstrap is checked with a Kafka request and the error says how to start the local broker; a
     remote one (a cluster user's, maybe authenticated) only needs one broker accepting TCP connections, and
@@ -82,7 +100,6 @@ def require_kafka(settings: Settings | None = None, timeout: float = 3.0) -> str
 
     from lakehouse.errors import ServiceNotRunning
 
-    settings = settings or get_settings()
     bootstrap = settings.kafka_bootstrap
     if bootstrap_is_local(bootstrap):
         from lakehouse.services.broker import require_broker

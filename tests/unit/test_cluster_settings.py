@@ -109,6 +109,31 @@ def test_a_remote_broker_that_accepts_connections_passes(env):
         assert require_kafka(Settings.from_env(), timeout=0.5) == bootstrap
 
 
+def test_a_continuous_stage_waits_for_its_broker_instead_of_exiting(env):
+    import threading
+    import time
+
+    from lakehouse.job import require_kafka
+
+    with socket.socket() as probe:  # a port nobody listens on yet
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    env.setenv("LAKEHOUSE_KAFKA_BOOTSTRAP", f"127.0.0.2:{port}")
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def listen_later() -> None:  # the broker comes back 1.5 s later
+        time.sleep(1.5)
+        server.bind(("127.0.0.2", port))
+        server.listen()
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    try:  # without wait_s this raises (the test above): nobody listens when it first looks
+        assert require_kafka(Settings.from_env(), timeout=0.2, wait_s=0.2) == f"127.0.0.2:{port}"
+    finally:
+        server.close()
+
+
 def test_a_local_broker_that_does_not_answer_gets_the_start_hint(env):
     from lakehouse.job import bootstrap_is_local, require_kafka
 
