@@ -107,7 +107,10 @@ class ChaosDrill:
             deadline = time.monotonic() + 120
             while True:
                 try:
-                    postgres.start(self.pg) if target == POSTGRES else broker.start_broker(self.settings)
+                    if target == POSTGRES:
+                        postgres.start(self.pg)
+                    else:
+                        broker.start_broker(self.settings)
                     return
                 except Exception:
                     if time.monotonic() > deadline:
