@@ -284,7 +284,7 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
     PostgreSQL. The expected counts are the generator's, recomputed here from the same seed."""
     from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream
 
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "chaos.py"), *CHAOS, "--drain", "1800"],
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "chaos.py"), *CHAOS, "--drain", "2400"],
                           env=demo.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600)
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-3000:]
