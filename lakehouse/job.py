@@ -168,7 +168,15 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
 
 def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
     """Each table's current version (-1 when it does not exist): cheap (Delta lists the log, no Spark job)."""
-    return {name: tables.version(name) if tables.exists(name) else -1 for name in names}
+    from lakehouse.errors import TableNotFound
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = tables.version(name)
+        except TableNotFound:
+            versions[name] = -1
+    return versions
 
 
 def register_tables(ctx: JobContext, names: Iterable[str], done: set[str]) -> None:

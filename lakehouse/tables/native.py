@@ -21,11 +21,14 @@ class NativeDeltaTables(DeltaTables):
         self._transactions: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}  # location -> (version, its
         # commit time), its set transactions
         self._logs: dict[str, Any] = {}  # location -> its py4j DeltaLog
-        self._none: Any = None  # a py4j scala.None
+        self._none = spark._jvm.scala.Option.empty()
 
     def _require(self, name: str) -> None:
         if not self.exists(name):
-            raise TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
+            raise self._not_found(name)
+
+    def _not_found(self, name: str) -> TableNotFound:
+        return TableNotFound(f"table {name} does not exist (no Delta table at {self.location(name)})")
 
     def _delta(self, name: str):
         from delta.tables import DeltaTable
@@ -70,8 +73,6 @@ class NativeDeltaTables(DeltaTables):
         delta_log = self._logs.get(location)
         if delta_log is None:  # held: each py4j name resolution (org, org.apache, ...) is a round trip
             jvm = self.spark._jvm
-            if self._none is None:
-                self._none = jvm.scala.Option.empty()
             delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, location)
             self._logs[location] = delta_log
         return delta_log.update(False, self._none, self._none)
@@ -178,8 +179,10 @@ class NativeDeltaTables(DeltaTables):
         return self._change_feed(name, after_version, up_to_version)
 
     def version(self, name: str) -> int:
-        self._require(name)
-        return int(self._snapshot(name).version())
+        version = int(self._snapshot(name).version())  # one listing of the log, not one more for `exists`
+        if version < 0:
+            raise self._not_found(name)
+        return version
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         frame = self._delta(name).history(limit) if limit else self._delta(name).history()

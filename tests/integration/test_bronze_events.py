@@ -110,3 +110,12 @@ def test_kafka_keys_are_kept_byte_for_byte(spark, tables, settings, broker, tmp_
         assert isinstance(df.schema["key"].dataType, BinaryType), name
         stored = [None if r.key is None else bytes(r.key) for r in df.select("key").collect()]
         assert sorted(stored, key=repr) == sorted(keys, key=repr), name
+
+
+def test_the_next_stream_takes_order_numbers_no_record_of_these_topics_used(ingested, broker) -> None:
+    """unused_first_order counts the family topics' records only (the look-alikes hold one each), plus one."""
+    from lakehouse.events.generator import unused_first_order
+
+    stream, _, _, _ = ingested
+    assert unused_first_order(broker.bootstrap, stream.config.topic_prefix) == stream.report.produced + 1
+    assert unused_first_order(broker.bootstrap, "no_such_prefix_") == 1  # no family topic exists yet

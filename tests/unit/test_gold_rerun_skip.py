@@ -6,10 +6,11 @@ from types import SimpleNamespace
 import pytest
 
 import jobs.gold_commerce as gold
+from lakehouse.errors import TableNotFound
 
 
 class _Versions:
-    """Stands for DeltaTables: only `exists` and `version`."""
+    """Stands for DeltaTables: only `exists` and `version` (TableNotFound for a table not created yet)."""
 
     def __init__(self, names: list[str]) -> None:
         self.v = dict.fromkeys(names, 1)
@@ -18,6 +19,8 @@ class _Versions:
         return name in self.v
 
     def version(self, name: str) -> int:
+        if name not in self.v:
+            raise TableNotFound(name)
         return self.v[name]
 
 
