@@ -64,7 +64,7 @@ demo: venv
 	$(VENV)/bin/lakehouse demo
 
 test: venv
-	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=40
+	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=40
 
 lint: venv
 	$(VENV)/bin/ruff check .

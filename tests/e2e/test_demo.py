@@ -2,8 +2,9 @@
 ports: services, seeded ERP, generated event stream and landing files, every commerce job. The demo must build
 every commerce gold table, the forecast and the marts, catch exactly what the generators injected, print where
 things are, leave the always-on pipeline running (stopped before its batch jobs, started again after) and say how
-to watch it, and change no table on its second run. (The stages run the jobs the second run ran; streaming,
-stopping and restarting them is tests/e2e/test_pipeline.py's.)
+to watch it, and change no table on its second run. Then the pipeline is stopped (downstream first), and the
+chaos drill runs every stage again under SIGKILLs of stages and services (stopped and killed stages resume from
+their checkpoints exactly once).
 
 A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
 checkpoints, which the session's other modules (same table names, same app ids) must not see. It starts its own
@@ -47,6 +48,7 @@ class DemoRuns:
     tables: list[dict]  # per run: name -> (rows, version)
     env: dict[str, str]
     pipeline: list[dict] = dataclasses.field(default_factory=list)  # per run: stage -> `pipeline status` row
+    stops: list[str] = dataclasses.field(default_factory=list)  # `pipeline stop` after the runs, then once more
 
     def read(self, name: str):
         """`name` as the second demo run left it (tests that run the pipeline again change no other's input)."""
@@ -94,8 +96,10 @@ def demo(settings, spark):
             runs.pipeline.append(runs.pipeline_status())
             runs.tables.append(tables())
         # the tests below change inputs: stop the stages (six JVMs starting on 2 cores would also slow the suite)
-        stopped = runs.cli("pipeline", "stop")
-        assert stopped.returncode == 0, stopped.stderr[-3000:]
+        for _ in range(2):
+            stopped = runs.cli("pipeline", "stop")
+            assert stopped.returncode == 0, stopped.stderr[-3000:]
+            runs.stops.append(stopped.stdout.strip())
         yield runs
     finally:
         for command in ("pipeline", "cdc", "landing", "services"):
@@ -149,6 +153,14 @@ def test_each_run_leaves_every_pipeline_stage_running_and_says_how_to_watch_it(d
     stopped = demo.outputs[1].split("demo: stopped the running pipeline (", 1)[1].split(")", 1)[0]
     assert set(stopped.split(", ")) == set(STAGES)
     assert not any(pid_alive(demo.pipeline[0][s]["pid"]) for s in STAGES)
+
+
+def test_pipeline_stop_ends_every_stage_downstream_first_and_a_second_stop_finds_nothing(demo):
+    assert demo.stops == [f"pipeline: stopped {', '.join(reversed(STAGES))}", "pipeline: nothing was running"]
+    assert not any(pid_alive(demo.pipeline[1][s]["pid"]) for s in STAGES)
+    table = demo.cli("pipeline", "status").stdout.splitlines()
+    assert table[0].split()[:3] == ["stage", "state", "pid"]
+    assert [line.split()[:2] for line in table[1:]] == [[s, "stopped"] for s in STAGES]
 
 
 def _canonical(rows: list[dict]) -> list[str]:
@@ -305,3 +317,10 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
     assert [k.split(" (")[0].split(" ")[1] for k in killed.split(", ")[::2]] == [
         "postgres", "silver_cdc", "bronze_events", "broker", "silver_events", "cdc_capture"]
     assert "pid None" not in killed, killed  # each target was running when its kill came
+    # the drill stopped the stages; `pipeline status` keeps what each one reported last
+    status = demo.pipeline_status()
+    assert not any(row["running"] for row in status.values())
+    assert {s: status[s]["kind"] for s in STAGES} == {s: "stream" if STAGES[s].streaming else "repeat" for s in STAGES}
+    for stage in ("bronze_events", "bronze_cdc", "inventory_realtime"):  # drained: nothing left behind in Kafka
+        assert (status[stage]["state"], status[stage]["backlog_offsets"]) == ("idle", 0), (stage, status[stage])
+    assert all(status[s]["runs"] >= 1 and status[s]["last_run_s"] > 0 for s in STAGES if not STAGES[s].streaming)
