@@ -7,7 +7,8 @@ plain Spark Parquet read -> Delta write of the same files (the baseline, measure
 The home must hold the reference tables silver and gold read (catalogue, FX history, warehouses, stock: the demo
 makes them) and run its S3 endpoint (`lakehouse landing start`). One run, one Spark session:
  1. generate `--events` order and payment events over two years of event time (default faults), new event ids
-    per run (`--seed` defaults to the clock), written as Parquet (`key`, `value`) to
+    per run (`--seed` defaults to the clock) and order numbers past every order of the home (silver and Kafka),
+    written as Parquet (`key`, `value`) to
     s3a://<landing bucket>/bench-history-<seed>/<family>/part-*.parquet;
  2. baseline: read those files with Spark and write them to a new Delta table (local), then
  3. `jobs.backfill.run_backfill` (bronze: classify + exactly-once commits; silver: gates, dedupe, conformance,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import shutil
 import sys
 import tempfile
@@ -30,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.backfill import run_backfill  # noqa: E402
 from lakehouse.config import get_settings  # noqa: E402
-from lakehouse.events.generator import StreamConfig, generate_stream  # noqa: E402
+from lakehouse.events.generator import StreamConfig, generate_stream, unused_first_order  # noqa: E402
 from lakehouse.events.history import write_history  # noqa: E402
 from lakehouse.job import JobContext  # noqa: E402
 from lakehouse.services.s3 import S3Config, require_s3, use_s3a  # noqa: E402
 
 FAMILIES = {"orders": 0.6, "payments": 0.4}
+ORDERS = "silver.orders_events"
 HISTORY_S = 2 * 365 * 86_400.0
 
 
@@ -48,6 +51,20 @@ def plain_copy(spark, root: str, target: Path) -> tuple[int, float]:  # noqa: AN
     return spark.read.format("delta").load(str(target)).count(), seconds
 
 
+def unused_order_number(tables, bootstrap: str) -> int:  # noqa: ANN001 - DeltaTables
+    """A first order number no order of the home used: past every order in silver (earlier backfills included)
+    and past every record of the order topics. Order ids that name two different orders would make gold.sales'
+    reconciliation gate block, rightly."""
+    from pyspark.sql import functions as F
+
+    kafka = unused_first_order(bootstrap)
+    if not tables.exists(ORDERS):
+        return kafka
+    number = F.regexp_extract("order_id", r"^ORD-(\d+)$", 1).cast("long")
+    highest = tables.read(ORDERS).agg(F.max(number)).first()[0]
+    return max(kafka, (highest or 0) + 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2_000_000)
@@ -57,11 +74,19 @@ def main() -> None:
     seed = args.seed if args.seed is not None else int(time.time())
     settings = get_settings()
     cfg = require_s3(S3Config.from_env())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
+    spark = get_spark("bench-backfill", settings)
+    use_s3a(spark, cfg)
+    tables = get_tables(spark, settings)
     started = time.perf_counter()
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=HISTORY_S)
     stream = generate_stream(StreamConfig(seed=seed, rate=args.events / HISTORY_S, duration_s=HISTORY_S,
-                                          families=FAMILIES, start=start))
+                                          families=FAMILIES, start=start,
+                                          first_order=unused_order_number(tables, settings.kafka_bootstrap)))
     records = stream.report.produced
     root = f"s3a://{cfg.bucket}/bench-history-{seed}"
     paths = write_history(stream, root, "parquet", args.files)
@@ -69,17 +94,12 @@ def main() -> None:
     print(f"history: {records:,} records ({', '.join(FAMILIES)}) from {start:%Y-%m-%d}, {len(paths)} Parquet files "
           f"under {root} in {time.perf_counter() - started:.0f} s", flush=True)
 
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
-
-    spark = get_spark("bench-backfill", settings)
-    use_s3a(spark, cfg)
     scratch = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     try:
         rows, first = plain_copy(spark, root, scratch / "copy")
         print(f"plain copy (Parquet read -> Delta write): {rows:,} rows in {first:.1f} s", flush=True)
         seconds: dict[str, float] = {}
-        ctx = JobContext(spark, get_tables(spark, settings), settings, f"bench-backfill-{seed}")
+        ctx = JobContext(spark, tables, settings, f"bench-backfill-{seed}")
         started = time.perf_counter()
         report = run_backfill(ctx, root, list(FAMILIES), seconds=seconds)
         total = time.perf_counter() - started
