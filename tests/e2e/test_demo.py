@@ -102,8 +102,11 @@ def demo(settings, spark):
             runs.stops.append(stopped.stdout.strip())
         yield runs
     finally:
+        from lakehouse.services.postgres import destroy, pg_config
+
         for command in ("pipeline", "cdc", "landing", "services"):
             runs.cli(command, "stop")
+        destroy(pg_config(local, port=int(env["LAKEHOUSE_PG_PORT"])))  # its cluster lives outside the home
         shutil.rmtree(home, ignore_errors=True)
 
 
