@@ -60,7 +60,14 @@ def is_local_master(master: str) -> bool:
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
-    from lakehouse.spark import HOME_METASTORE_CONF, LOCAL_JVM_OPTIONS, LOG4J_CONFIG, delta_conf, sizing_conf
+    from lakehouse.spark import (
+        HOME_METASTORE_CONF,
+        LOCAL_JVM_OPTIONS,
+        LOCAL_SQL_CONF,
+        LOG4J_CONFIG,
+        delta_conf,
+        sizing_conf,
+    )
 
     python = python or sys.executable
     local = is_local_master(master)
@@ -82,7 +89,7 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
     }
     if local:
         conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-                 HOME_METASTORE_CONF: "true"}
+                 HOME_METASTORE_CONF: "true", **LOCAL_SQL_CONF}
     return conf
 
 

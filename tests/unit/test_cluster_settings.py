@@ -211,14 +211,15 @@ def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
             "spark.sql.session.timeZone=UTC", f"spark.pyspark.python={sys.executable}",
             "spark.python.daemon.module=lakehouse.worker_daemon", "spark.sql.shuffle.partitions=4",
             "spark.driver.host=127.0.0.1", "spark.lakehouse.homeMetastore=true",
-            "spark.sql.codegen.cache.maxEntries=1000",
+            "spark.sql.codegen.cache.maxEntries=1000", "spark.sql.codegen.wholeStage=false",
             "spark.executor.extraJavaOptions=-Duser.timezone=UTC -XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m",
             } <= confs
     assert argv[-3:] == [str(Path(__file__).resolve().parents[2] / "jobs" / "silver_events.py"), "--family", "orders"]
     # a remote cluster: its own jars (none passed), its own metastore, the driver's address its own
     remote = submit_argv("gold_commerce", master="yarn", settings=Settings.from_env(), jars=[])
     assert "--jars" not in remote and "--driver-class-path" not in remote
-    assert not any(a.startswith(("spark.driver.host=", "spark.lakehouse.homeMetastore=")) for a in remote)
+    assert not any(a.startswith(("spark.driver.host=", "spark.lakehouse.homeMetastore=", "spark.sql.codegen.wholeStage="))
+                   for a in remote)
     assert "spark.executor.extraJavaOptions=-Duser.timezone=UTC" in remote  # its JVMs tuned by the cluster
 
 
