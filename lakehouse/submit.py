@@ -7,7 +7,9 @@ args`:
 * `--jars`: the pinned jars of `make jars` (Delta Lake, Spark's Kafka connector, PostgreSQL JDBC); executors
   fetch them from the driver. A cluster that ships Delta itself (Databricks) passes `jars=[]`.
 * `--driver-class-path`: the PostgreSQL JDBC driver. The driver JVM is running before the job builds its
-  session, and Spark's Hive client loads the metastore's JDBC driver from the JVM's class path only.
+  session, and Spark's Hive client loads the metastore's JDBC driver from the JVM's class path only. On a master
+  of this machine, every pinned jar, as a local session has them (lakehouse.spark.local_builder): the driver then
+  maps the class archive `make` built for that class path (lakehouse.jvm_archive), which needs the same one.
 * Delta's SQL extension and catalog (lakehouse.spark.delta_conf), UTC for Spark SQL and the JVMs, the settings'
   shuffle partitions, the platform's Python worker daemon and Arrow.
 * `spark.pyspark.python`: the driver's and executors' interpreter (this venv by default), which must import
@@ -60,6 +62,7 @@ def is_local_master(master: str) -> bool:
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
+    from lakehouse import jvm_archive
     from lakehouse.spark import (
         HOME_METASTORE_CONF,
         LOCAL_JVM_OPTIONS,
@@ -73,6 +76,8 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
     local = is_local_master(master)
     here = f" {LOCAL_JVM_OPTIONS}" if local else ""  # a remote cluster's JVMs are its own business
     java_options = "-Duser.timezone=UTC" + (f" -Dlog4j.configurationFile={LOG4J_CONFIG}" if local else "") + here
+    if local:  # the local driver's class archive, when `make` built it (mapped with the class path below)
+        java_options = " ".join([java_options, *jvm_archive.share_options(jvm_archive.driver_archive())])
     conf = {
         **delta_conf(),
         "spark.sql.session.timeZone": "UTC",
@@ -106,9 +111,11 @@ def submit_argv(job: str, args: Sequence[str] = (), *, master: str, settings: Se
     argv = [str(spark_submit()), "--master", master]
     if jars:
         argv += ["--jars", ",".join(str(p) for p in jars)]
-        jdbc = [str(p) for p in jars if Path(p).name.startswith("postgresql-")]
-        if jdbc:  # the Hive client of the driver loads the metastore's JDBC driver from the class path only
-            argv += ["--driver-class-path", os.pathsep.join(jdbc)]
+        # the Hive client of the driver loads the metastore's JDBC driver from the class path only; a driver here
+        # gets every jar there, the class path of its class archive (see the module docstring)
+        on_path = [str(p) for p in jars if is_local_master(master) or Path(p).name.startswith("postgresql-")]
+        if on_path:
+            argv += ["--driver-class-path", os.pathsep.join(on_path)]
     for key, value in {**submit_conf(settings, master, python), **(conf or {})}.items():
         argv += ["--conf", f"{key}={value}"]
     return [*argv, *options, str(job_file(job)), *args]

@@ -14,13 +14,14 @@ import psycopg
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse import jvm_archive
 from lakehouse.config import REPO_ROOT, Settings
 from lakehouse.jars import postgres_jdbc_jar, spark_jars
 from lakehouse.services import metastore as hive
 from lakehouse.services import postgres
 from lakehouse.services.process import free_port
 from lakehouse.sources.kafka_admin import create_topics, produce
-from lakehouse.submit import submit_argv, submit_env
+from lakehouse.submit import submit_argv, submit_conf, submit_env
 
 pytestmark = pytest.mark.e2e
 
@@ -38,11 +39,17 @@ def test_spark_submit_runs_a_job_end_to_end(broker, tmp_path):
     settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
     cfg = postgres.pg_config(settings, port=pg_port)
     # as on a cluster: the platform's jars passed to spark-submit (the driver JVM is already running when the job
-    # builds its session); the Hive client finds the JDBC driver on the driver's class path only
+    # builds its session); the Hive client finds the JDBC driver on the driver's class path only. A driver on this
+    # machine has every jar there and maps the class archive `make` built: -Xshare:on makes a driver that
+    # cannot map it (another class path, a stale archive) exit at once instead of starting without it
+    archive = jvm_archive.driver_archive()
+    assert archive.is_file(), f"{archive} is missing: `make test` builds it (python -m lakehouse.jvm_archive)"
+    driver = submit_conf(settings, "local[*]")["spark.driver.extraJavaOptions"]
+    assert driver.endswith(f"-XX:SharedArchiveFile={archive}"), driver
     argv = submit_argv("bronze_events", ["--family", "orders", "--topic-prefix", prefix], master="local[*]",
-                       settings=settings)
+                       settings=settings, conf={"spark.driver.extraJavaOptions": f"{driver} -Xshare:on"})
     assert argv[1:7] == ["--master", "local[*]", "--jars", ",".join(map(str, spark_jars())),
-                         "--driver-class-path", str(postgres_jdbc_jar())]
+                         "--driver-class-path", ":".join(map(str, spark_jars()))]
     try:
         result = subprocess.run(argv, cwd=tmp_path, env=submit_env("local[*]", env), capture_output=True, text=True,
                                 timeout=600)
@@ -75,11 +82,12 @@ def test_lakehouse_submit_prints_the_spark_submit_command(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     argv = shlex.split(result.stdout)
-    # exactly the command the tests submit (lakehouse.submit), pinned jars and the JDBC driver for the metastore
+    # exactly the command the tests submit (lakehouse.submit): the pinned jars, also on the driver's class path
     assert argv == submit_argv("bronze_events", ["--family", "orders", "--topic-prefix", "p_"], master=master,
                                settings=dataclasses.replace(Settings.from_env(), home=tmp_path))
     assert argv[1:7] == ["--master", master, "--jars", ",".join(map(str, spark_jars())),
-                         "--driver-class-path", str(postgres_jdbc_jar())]
+                         "--driver-class-path", ":".join(map(str, spark_jars()))]
+    assert str(postgres_jdbc_jar()) in argv[6].split(":")
     confs = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--conf")
     assert {k: confs[k] for k in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog",
                                   "spark.lakehouse.homeMetastore", "spark.driver.host", "spark.pyspark.python")} == {

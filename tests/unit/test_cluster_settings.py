@@ -195,17 +195,25 @@ def test_delta_log_replay_runs_in_one_wave_of_the_local_cores_unless_set(env):
 def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
     import sys
 
+    from lakehouse import jvm_archive
     from lakehouse.submit import submit_argv
 
+    archive = tmp_path / "spark-driver-0123456789abcdef.jsa"
+    archive.write_bytes(b"archive")
+    env.setattr(jvm_archive, "driver_archive", lambda: archive)
     jars = [tmp_path / "delta-spark_4.1_2.13-4.4.0.jar", tmp_path / "postgresql-42.7.14.jar",
             tmp_path / "spark-sql-kafka-0-10_2.13-4.1.3.jar"]
     argv = submit_argv("silver_events", ["--family", "orders"], master="spark://127.0.0.1:7077",
                        settings=Settings.from_env(), jars=jars)
     assert argv[0].endswith("pyspark/bin/spark-submit")
-    # the driver's Hive client loads the metastore's JDBC driver from the class path only
+    # a driver on this machine: every jar on its class path (the class path of the local driver's class archive,
+    # which it maps); the Hive client needs the metastore's JDBC driver there in any case
     assert argv[1:7] == ["--master", "spark://127.0.0.1:7077", "--jars", ",".join(map(str, jars)),
-                         "--driver-class-path", str(jars[1])]
+                         "--driver-class-path", ":".join(map(str, jars))]
     confs = {argv[i + 1] for i, a in enumerate(argv) if a == "--conf"}
+    driver = next(c for c in confs if c.startswith("spark.driver.extraJavaOptions="))
+    assert driver.endswith(f" -XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m -Xlog:cds*=off "
+                           f"-XX:SharedArchiveFile={archive}"), driver
     assert {"spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
             "spark.sql.session.timeZone=UTC", f"spark.pyspark.python={sys.executable}",
@@ -218,6 +226,9 @@ def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
     # a remote cluster: its own jars (none passed), its own metastore, the driver's address its own
     remote = submit_argv("gold_commerce", master="yarn", settings=Settings.from_env(), jars=[])
     assert "--jars" not in remote and "--driver-class-path" not in remote
+    assert "spark.driver.extraJavaOptions=-Duser.timezone=UTC" in remote  # no archive of this machine's classes
+    with_jars = submit_argv("gold_commerce", master="yarn", settings=Settings.from_env(), jars=jars)
+    assert with_jars[with_jars.index("--driver-class-path") + 1] == str(jars[1])  # the JDBC driver only
     assert not any(a.startswith(("spark.driver.host=", "spark.lakehouse.homeMetastore=", "spark.sql.codegen.wholeStage="))
                    for a in remote)
     assert "spark.executor.extraJavaOptions=-Duser.timezone=UTC" in remote  # its JVMs tuned by the cluster
