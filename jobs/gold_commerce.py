@@ -18,9 +18,10 @@ table leaves every gold table unchanged and the job exits non-zero.
   Exactly once: both writes and the state carry the transaction id (gold_commerce:<inputs fingerprint>, sum of
   the four input versions), the state last; a run cut short is redone from the old state (the MERGE sets the
   recomputed rows, so applying a range twice gives the same table).
-* The other gold tables are recomputed in full whenever any silver input changed (a full overwrite is one Delta
-  commit per table, so readers never see a partial table), each write keyed by (gold_commerce, sum of every
-  silver version read).
+* The other gold tables are recomputed in full whenever one of the silver inputs they read changed (a full
+  overwrite is one Delta commit per table, so readers never see a partial table). Each declares its inputs
+  (`FullTable.inputs`; its builder sees only those) and its write is keyed by (gold_commerce:<inputs>, sum of
+  their versions): ERP stock and warehouse changes, which arrive all day, move the inventory tables only.
 
 A rerun on unchanged silver writes nothing."""
 
@@ -105,7 +106,13 @@ class Silver:
         return sum(self.versions.values())
 
     def __getitem__(self, name: str) -> DataFrame:
+        if name not in self.frames:
+            raise KeyError(f"silver input {name!r} is not among the inputs this table declares: {sorted(self.frames)}")
         return self.frames[name]
+
+    def only(self, inputs: Sequence[str]) -> Silver:
+        """These inputs alone (a table built from the view cannot read an input it did not declare)."""
+        return Silver({k: self.frames[k] for k in inputs}, {k: self.versions[k] for k in inputs}, self.settings)
 
 
 def read_silver(ctx: JobContext) -> Silver:
@@ -142,13 +149,38 @@ def _silver_revenue(s: Silver) -> dict[str, float]:
             "silver_placed_orders": int(row["n"])}
 
 
-FULL: dict[str, Callable[[Silver], DataFrame]] = {
-    "gold.sales": lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY),
-    "gold.customer_360": lambda s: customer_360(s["orders"], s["payments"], s["clickstream"], s["fx"],
-                                                REPORTING_CURRENCY),
-    "gold.payment_reconciliation": lambda s: payment_reconciliation(s["orders"], s["payments"], s["settlements"]),
-    "gold.fraud_signals": lambda s: score_anomalies(fraud_signals(s["orders"], s["payments"]), s.settings),
+@dataclass(frozen=True)
+class FullTable:
+    """A gold table recomputed in full from the silver `inputs` (keys of SOURCES) it declares."""
+
+    inputs: tuple[str, ...]
+    build: Callable[[Silver], DataFrame]  # given only `inputs`
+
+    @property
+    def app_id(self) -> str:
+        """Its writes' transaction app id: another set of inputs is another sequence of batch ids."""
+        return f"{APP_ID}:{'+'.join(self.inputs)}"
+
+    def batch_id(self, s: Silver) -> int:
+        """The sum of its inputs' versions in `s` (grows with any change of them)."""
+        return sum(s.versions[k] for k in self.inputs)
+
+
+FULL: dict[str, FullTable] = {
+    "gold.sales": FullTable(("orders",), lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY)),
+    "gold.customer_360": FullTable(("orders", "payments", "clickstream", "fx"), lambda s: customer_360(
+        s["orders"], s["payments"], s["clickstream"], s["fx"], REPORTING_CURRENCY)),
+    "gold.payment_reconciliation": FullTable(("orders", "payments", "settlements"), lambda s: payment_reconciliation(
+        s["orders"], s["payments"], s["settlements"])),
+    "gold.fraud_signals": FullTable(("orders", "payments"), lambda s: score_anomalies(
+        fraud_signals(s["orders"], s["payments"]), s.settings)),
 }
+
+
+def stale_full_tables(s: Silver, committed: Callable[[str, str], int | None]) -> list[str]:
+    """The FULL tables whose last write (`committed(table, app id)`: its batch id, None when there is none) was
+    not made from their inputs' versions in `s`."""
+    return [t for t, full in FULL.items() if committed(t, full.app_id) != full.batch_id(s)]
 GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
 GOLD = (*GRAIN, *FULL)
 
@@ -281,7 +313,8 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
     """Gate every gold table that needs an update, then write them all (None when gold is up to date)."""
     silver = read_silver(ctx)
     inventory = plan_inventory(ctx, silver)
-    full = [t for t in FULL if not ctx.tables.exists(t) or ctx.tables.committed_batch(t, APP_ID) != silver.batch_id]
+    full = stale_full_tables(silver, lambda t, app: ctx.tables.committed_batch(t, app) if ctx.tables.exists(t)
+                             else None)
     if inventory is None and not full:
         log.info("gold is up to date with silver (batch %s)", silver.batch_id)
         return None
@@ -290,10 +323,10 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
     try:
         for table, df in (inventory.frames if inventory else {}).items():
             gates[table] = _gate(ctx, df, table, inventory.batch_id, {})
-        parameters = _silver_revenue(silver) if full else {}
+        parameters = _silver_revenue(silver) if "gold.sales" in full else {}  # its suite's reconciliation
         for table in full:
-            built.append(FULL[table](silver).cache())
-            gates[table] = _gate(ctx, built[-1], table, silver.batch_id, parameters)
+            built.append(FULL[table].build(silver.only(FULL[table].inputs)).cache())
+            gates[table] = _gate(ctx, built[-1], table, FULL[table].batch_id(silver), parameters)
         # every gate's results in one commit per ops table, also when one blocked
         commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), APP_ID, silver.batch_id,
                                            ctx.settings.data_docs_index))
@@ -302,8 +335,9 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
         if inventory:
             write_inventory(ctx, inventory, gates)
         # the full tables are independent commits: made at once
-        commit_all(ctx.tables, [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, APP_ID,
-                                                          silver.batch_id, mode="overwrite")) for table in full])
+        commit_all(ctx.tables, [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table,
+                                                          FULL[table].app_id, FULL[table].batch_id(silver),
+                                                          mode="overwrite")) for table in full])
     finally:
         for gate in gates.values():
             gate.release()
