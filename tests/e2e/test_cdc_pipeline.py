@@ -168,12 +168,10 @@ def test_scd2_history_gives_the_database_as_of_a_chosen_commit(stack):
 
 
 def _job(module: str, home: Path, session, *args: str, **env: str) -> subprocess.Popen:
-    """A job as its own process group (own $LAKEHOUSE_HOME: the Derby metastore is single-process) on the tables
-    of the test session's settings `session` (and its built jars: no javac run), with extra environment `env`;
-    its output goes to home/<job>.log."""
+    """A job as its own process group (a $LAKEHOUSE_HOME of its own; the session's Hive metastore through
+    $LAKEHOUSE_METASTORE_URL) on the tables of the test session's settings `session`, with extra environment
+    `env`; its output goes to home/<job>.log."""
     home.mkdir(parents=True, exist_ok=True)
-    if (session.home / "build").is_dir():
-        shutil.copytree(session.home / "build", home / "build", dirs_exist_ok=True)
     env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_TABLES_ROOT": session.tables_root, **env}
     log = open(home / f"{module.rsplit('.', 1)[-1]}.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, stdout=log,
