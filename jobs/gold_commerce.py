@@ -181,6 +181,8 @@ def stale_full_tables(s: Silver, committed: Callable[[str, str], int | None]) ->
     """The FULL tables whose last write (`committed(table, app id)`: its batch id, None when there is none) was
     not made from their inputs' versions in `s`."""
     return [t for t, full in FULL.items() if committed(t, full.app_id) != full.batch_id(s)]
+
+
 GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
 GOLD = (*GRAIN, *FULL)
 
