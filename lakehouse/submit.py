@@ -62,22 +62,20 @@ def is_local_master(master: str) -> bool:
 
 def submit_conf(settings: Settings, master: str, python: str | None = None) -> dict[str, str]:
     """The --conf pairs every submitted job gets."""
-    from lakehouse import jvm_archive
     from lakehouse.spark import (
         HOME_METASTORE_CONF,
         LOCAL_JVM_OPTIONS,
         LOCAL_SQL_CONF,
-        LOG4J_CONFIG,
         delta_conf,
+        driver_java_options,
         sizing_conf,
     )
 
     python = python or sys.executable
     local = is_local_master(master)
     here = f" {LOCAL_JVM_OPTIONS}" if local else ""  # a remote cluster's JVMs are its own business
-    java_options = "-Duser.timezone=UTC" + (f" -Dlog4j.configurationFile={LOG4J_CONFIG}" if local else "") + here
-    if local:  # the local driver's class archive, when `make` built it (mapped with the class path below)
-        java_options = " ".join([java_options, *jvm_archive.share_options(jvm_archive.driver_archive())])
+    # a driver here: the local session's JVM options, with its class archive (mapped with the class path below)
+    java_options = driver_java_options() if local else "-Duser.timezone=UTC"
     conf = {
         **delta_conf(),
         "spark.sql.session.timeZone": "UTC",
