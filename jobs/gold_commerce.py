@@ -59,7 +59,7 @@ from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import commit_all
+from lakehouse.tables.concurrent import commit_all, run_concurrently
 from transformations.gold.customers import customer_360
 from transformations.gold.fraud import fraud_signals
 from transformations.gold.inventory import (
@@ -286,11 +286,11 @@ def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
 
 
 def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, GateResult]) -> None:
-    """Overwrite (full rebuild) or MERGE the gated rows, then the state, each keyed by the update's transaction."""
+    """Overwrite (full rebuild) or MERGE the gated rows of both tables at once, then the state, each keyed by the
+    update's transaction."""
     tables, app, batch = ctx.tables, update.app_id, update.batch_id
-    for table, grain in GRAIN.items():
-        if table not in gates:
-            continue
+
+    def write(table: str, grain: list[str]) -> None:
         if update.keys is None:
             tables.write_batch(gates[table].valid, table, app, batch, mode="overwrite")
         else:
@@ -299,6 +299,8 @@ def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, G
             tables.merge(replacement_rows(gates[table].valid, current, grain), table,
                          MergeSpec(**replacement_merge(grain)), app_id=app, batch_id=batch)
             log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
+
+    run_concurrently(ctx.spark, [functools.partial(write, t, grain) for t, grain in GRAIN.items() if t in gates])
     state = [(SOURCES[k], v, update.fingerprint) for k, v in update.versions.items()]
     tables.write_batch(ctx.spark.createDataFrame(state, STATE_SCHEMA), STATE, app, batch, mode="overwrite")
 
@@ -320,32 +322,39 @@ def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
     if inventory is None and not full:
         log.info("gold is up to date with silver (batch %s)", silver.batch_id)
         return None
-    gates: dict[str, GateResult] = {}
+    done: dict[str, GateResult] = {}  # filled from threads, in any order
     built: list[DataFrame] = list(inventory.cached) if inventory else []
     try:
-        for table, df in (inventory.frames if inventory else {}).items():
-            gates[table] = _gate(ctx, df, table, inventory.batch_id, {})
+        todo = [(table, df, inventory.batch_id, {}) for table, df in (inventory.frames if inventory else {}).items()]
         parameters = _silver_revenue(silver) if "gold.sales" in full else {}  # its suite's reconciliation
         for table in full:
             built.append(FULL[table].build(silver.only(FULL[table].inputs)).cache())
-            gates[table] = _gate(ctx, built[-1], table, FULL[table].batch_id(silver), parameters)
+            todo.append((table, built[-1], FULL[table].batch_id(silver), parameters))
+        # computed and gated at once (GX validates one at a time; the tables' Spark jobs overlap)
+        run_concurrently(ctx.spark, [functools.partial(_gate_into, done, ctx, *args) for args in todo])
+        gates = {table: done[table] for table, *_ in todo}  # the order of the gates' transaction id
         # every gate's results in one commit per ops table, also when one blocked
         commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), APP_ID, silver.batch_id,
                                            ctx.settings.data_docs_index))
         for table, gate in gates.items():
             raise_if_blocked(gate, table)
-        if inventory:
-            write_inventory(ctx, inventory, gates)
-        # the full tables are independent commits: made at once
-        commit_all(ctx.tables, [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table,
-                                                          FULL[table].app_id, FULL[table].batch_id(silver),
-                                                          mode="overwrite")) for table in full])
+        # the inventory tables and each full table are independent commits: made at once
+        fulls = [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, FULL[table].app_id,
+                                           FULL[table].batch_id(silver), mode="overwrite")) for table in full]
+        run_concurrently(ctx.spark, [*([functools.partial(write_inventory, ctx, inventory, gates)] if inventory
+                                       else []), functools.partial(commit_all, ctx.tables, fulls)])
     finally:
-        for gate in gates.values():
+        for gate in done.values():
             gate.release()
         for df in built:
             df.unpersist()
     return gates
+
+
+def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: DataFrame, batch_id: int,
+               parameters: dict[str, float]) -> None:
+    """`_gate`, its result kept in `done` (so that a failure elsewhere still releases it)."""
+    done[table] = _gate(ctx, df, table, batch_id, parameters)
 
 
 def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> None:

@@ -8,6 +8,7 @@ with other transaction ids) overlap safely: Delta's optimistic concurrency retri
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,6 +21,7 @@ from lakehouse.tables.base import DeltaTables
 T = TypeVar("T")
 MAX_CONCURRENT_COMMITS = 8
 Commit = tuple[str, Callable[[], bool]]  # (table, an idempotent write to it)
+_creating = threading.Lock()  # steps run at once (e.g. silver_events' families) create a shared table once
 
 
 def run_concurrently(spark: SparkSession, calls: Sequence[Callable[[], T]]) -> list[T]:
@@ -40,7 +42,17 @@ def run_concurrently(spark: SparkSession, calls: Sequence[Callable[[], T]]) -> l
 def commit_all(tables: DeltaTables, commits: Sequence[Commit]) -> None:
     """Make independent commits at once. Appends to one table overlap (Delta retries the blind append that lost
     the race), but a table is created once: the first commit of a table that does not exist yet is made before
-    the others."""
+    the others, also when steps running at once (threads of this process) commit to the same new table."""
+    first, rest = _first_commits(tables, commits)
+    if first:
+        with _creating:  # the tables may have been created meanwhile: look again
+            first, rest = _first_commits(tables, commits)
+            run_concurrently(tables.spark, first)
+    run_concurrently(tables.spark, rest)
+
+
+def _first_commits(tables: DeltaTables, commits: Sequence[Commit]) -> tuple[list, list]:
+    """(the first commit of each table that does not exist yet, the others)."""
     first, rest = [], []
     creating: set[str] = set()
     for name, write in commits:
@@ -49,5 +61,4 @@ def commit_all(tables: DeltaTables, commits: Sequence[Commit]) -> None:
             first.append(write)
         else:
             rest.append(write)
-    run_concurrently(tables.spark, first)
-    run_concurrently(tables.spark, rest)
+    return first, rest

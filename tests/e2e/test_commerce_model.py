@@ -244,24 +244,36 @@ def test_one_validation_row_per_gate_run_and_data_docs_built(stack):
     assert {f"silver.{f}_events" for f in FAMILIES} <= rendered  # suite silver.x -> validations/silver/x/...
 
 
+def _accepted_copies(stack, family: str, version: int, ids: range, **changes) -> list[dict]:
+    """Copies of a schema `version` event silver accepted, with new event ids (`ids` -> UUIDs) and `changes`,
+    produced to the family's topic."""
+    from lakehouse.sources.kafka_admin import produce
+
+    accepted = {r.event_id for r in stack.tables.read(f"silver.{family}_events").collect()}
+    template = next(e for e in map(_json_or_none, (v for _, v, _ in stack.stream.records[family]))
+                    if e and e.get("event_id") in accepted and e.get("schema_version") == version)
+    events = [{**template, "event_id": str(uuid.UUID(int=i)), **changes} for i in ids]
+    produce(stack.bootstrap, f"{stack.topic_prefix}{family}", [(b"k", json.dumps(e).encode()) for e in events])
+    return events
+
+
 def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack, tmp_path, monkeypatch):
-    from jobs.silver_events import QUARANTINE, process_family
+    """The run's families are processed at once: orders blocking does not hold payments back."""
+    from jobs.silver_events import QUARANTINE, process_all, process_family
     from lakehouse.errors import LakehouseError
     from lakehouse.quality.ops import VALIDATIONS
     from lakehouse.quality.suites import EXPECTATIONS_DIR, EXPECTATIONS_ENV
-    from lakehouse.sources.kafka_admin import produce
 
     tables = stack.tables
-    accepted = {r.event_id for r in tables.read("silver.orders_events").where("schema_version = 2").collect()}
-    template = next(e for e in map(_json_or_none, (v for _, v, _ in stack.stream.records["orders"]))
-                    if e and e.get("event_id") in accepted)
-    events = [{**template, "event_id": str(uuid.UUID(int=i + 1)), "schema_version": 3} for i in range(3)]
-    produce(stack.bootstrap, f"{stack.topic_prefix}orders", [(b"k", json.dumps(e).encode()) for e in events])
+    _accepted_copies(stack, "orders", 2, range(1, 4), schema_version=3)
+    payments = _accepted_copies(stack, "payments", 1, range(101, 103))
     stack.ingest()
     before = tables.version("silver.orders_events"), tables.row_count(QUARANTINE)
     with pytest.raises(LakehouseError, match=r"silver.orders_events not updated: .*schema_version.*3 of 3 rows"):
-        process_family(stack.ctx, "orders")
+        process_all(stack.ctx, ["orders", "payments"], set())
     assert (tables.version("silver.orders_events"), tables.row_count(QUARANTINE)) == before
+    added = tables.read("silver.payments_events").where(F.col("event_id").isin([e["event_id"] for e in payments]))
+    assert added.count() == 2
     blocked = tables.read(VALIDATIONS).where("outcome = 'blocked'").collect()
     assert [v.table_name for v in blocked] == ["silver.orders_events"]
 
