@@ -8,9 +8,10 @@ table leaves every gold table unchanged and the job exits non-zero.
 * gold.inventory_positions and gold.oversell_alerts are maintained incrementally (the business needs them
   fresh): `ops.gold_inventory_state` remembers the versions of their four inputs (silver.inventory_events,
   silver.orders_events, silver.inventory, silver.warehouses) the last run read. The next run finds the
-  sku x warehouse keys touched since then (new inventory events; inventory events of orders with new order
-  events, whose channel may change; changed rows of the CDC mirrors silver.inventory and silver.warehouses, by
-  `read_changes`, a changed warehouse touching every key of its code), recomputes positions and alerts of those
+  sku x warehouse keys touched since then (by `read_changes`: inventory events added, or changed by a replay from
+  bronze; inventory events of orders with new or changed order events, whose channel may change; changed rows of
+  the CDC mirrors silver.inventory and silver.warehouses, a changed warehouse touching every key of its code),
+  recomputes positions and alerts of those
   keys only, from silver filtered to them (a key's rows depend on that key's inputs only, so they equal a full
   recompute), gates them and MERGEs them in, deleting the keys' rows that no longer exist. The first run, a
   missing state or gold table, a change of an input's schema or of INVENTORY_LOGIC, and changes that cannot be
@@ -226,21 +227,22 @@ def touched_keys(ctx: JobContext, s: Silver, since: dict[str, int]) -> DataFrame
     """sku x warehouse (code) keys whose positions may differ between the `since` versions and `s`."""
     tables = ctx.tables
 
-    def changes(key: str, append_only: bool) -> DataFrame | None:
+    def changes(key: str) -> DataFrame | None:
+        """Every changed row (the event tables are appended to by the stream, updated and deleted from by a
+        replay from bronze: jobs.silver_replay)."""
         if since[key] == s.versions[key]:
             return None
-        read = tables.read_appends if append_only else tables.read_changes
-        return read(SOURCES[key], since[key], s.versions[key])
+        return tables.read_changes(SOURCES[key], since[key], s.versions[key])
 
     parts = []
-    if (events := changes("inventory_events", True)) is not None:
+    if (events := changes("inventory_events")) is not None:  # old and new images: both keys
         parts.append(events.select(*KEY))
-    if (orders := changes("orders", True)) is not None:  # their first order event sets the events' channel
+    if (orders := changes("orders")) is not None:  # their first order event sets the events' channel
         parts.append(s["inventory_events"].join(orders.select("order_id").distinct(), "order_id", "left_semi")
                      .select(*KEY))
-    if (stock := changes("inventory", False)) is not None:
+    if (stock := changes("inventory")) is not None:
         parts.append(on_hand_by_code(stock, s["warehouses"]).select(*KEY))
-    if (warehouses := changes("warehouses", False)) is not None:  # old and new codes: every key of either
+    if (warehouses := changes("warehouses")) is not None:  # old and new codes: every key of either
         codes = warehouses.select(F.col("code").alias("warehouse_id"))
         known = [s["inventory_events"].select(*KEY), on_hand_by_code(s["inventory"], s["warehouses"]).select(*KEY),
                  tables.read(POSITIONS).select(*KEY)]

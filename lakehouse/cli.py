@@ -404,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("backfill", help="replay history files (<root>/<family>/*.jsonl|parquet, e.g. "
-                                        "s3a://landing/history) through bronze, silver and gold in batch")
-    p.add_argument("--from", dest="root", required=True, metavar="ROOT")
-    p.add_argument("job_args", nargs=argparse.REMAINDER, help="--family F, --max-files-per-batch N, --bronze-only")
+                                        "s3a://landing/history) through bronze, silver and gold in batch; "
+                                        "`--from bronze --since T` replays bronze through silver and gold")
+    p.add_argument("--from", dest="root", required=True, metavar="ROOT|bronze")
+    p.add_argument("job_args", nargs=argparse.REMAINDER,
+                   help="--family F, --max-files-per-batch N, --bronze-only; with bronze: --since T, --until U")
     p.set_defaults(func=_backfill)
 
     p = sub.add_parser("tables", help="every table: layer, row count, Delta version, last update")

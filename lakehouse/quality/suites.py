@@ -207,6 +207,10 @@ def _parse_expectation(item: Any, where: str) -> ExpectationSpec:
 
 def _check_with_gx(etype: str, kwargs: dict[str, Any], meta: dict[str, Any], where: str) -> None:
     """Let GX confirm the type exists and accepts these kwargs (GX silently drops unknown types in suites)."""
+    # The package first: importing it registers every expectation type, and a thread that finds it being imported
+    # by another waits until it is done. The registry module alone can be complete while the types are still
+    # being registered (suites loaded from several threads at once saw known types as unknown).
+    import great_expectations  # noqa: F401
     from great_expectations.expectations.registry import get_expectation_impl
 
     try:
