@@ -109,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.root == "bronze":
         if args.since is None:
             p.error("--from bronze needs --since (the first ingest time to replay)")
-        since, until = silver_replay.parse_time(args.since), args.until and silver_replay.parse_time(args.until)
-        run_replay(job_context(APP_ID), since, until or None, args.family)
+        since, until = silver_replay.time_range(args.since, args.until)  # before a Spark session starts
+        run_replay(job_context(APP_ID), since, until, args.family)
         return
     if args.since or args.until:
         p.error("--since/--until go with --from bronze")

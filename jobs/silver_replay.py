@@ -74,6 +74,14 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def time_range(since: str, until: str | None) -> tuple[dt.datetime, dt.datetime | None]:
+    """`--since` / `--until` as the replay's [since, until) (checked before any Spark session starts)."""
+    start, end = parse_time(since), parse_time(until) if until else None
+    if end is not None and end <= start:
+        raise LakehouseError(f"--until {until} is not after --since {since}: the range is empty")
+    return start, end
+
+
 def in_range(df: DataFrame, since: dt.datetime, until: dt.datetime | None) -> DataFrame:
     """Rows with since <= ingested_at < until (no upper bound when `until` is None)."""
     kept = df.where(F.col("ingested_at") >= F.lit(since))
@@ -163,6 +171,4 @@ def replay_family(ctx: JobContext, family: str, since: dt.datetime, until: dt.da
 def replay(ctx: JobContext, families: Sequence[str], since: dt.datetime, until: dt.datetime | None = None
            ) -> list[ReplayResult]:
     """`replay_family` for each family, one after another (each family's MERGEs are its own)."""
-    if until is not None and until <= since:
-        raise LakehouseError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
     return [r for family in families if (r := replay_family(ctx, family, since, until)) is not None]

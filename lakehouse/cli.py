@@ -254,7 +254,11 @@ def _generate(args: argparse.Namespace) -> None:
 def _backfill(args: argparse.Namespace) -> None:
     from lakehouse.jobs_registry import run_job
 
-    run_job("backfill", ["--from", args.root, *args.job_args])
+    options = [a for f in args.family for a in ("--family", f)] + ["--bronze-only"] * args.bronze_only
+    for flag, value in (("--max-files-per-batch", args.max_files_per_batch), ("--max-bytes", args.max_bytes),
+                        ("--since", args.since), ("--until", args.until)):
+        options += [flag, value] if value is not None else []
+    run_job("backfill", ["--from", args.root, *options])  # the job checks the values
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -407,8 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "s3a://landing/history) through bronze, silver and gold in batch; "
                                         "`--from bronze --since T` replays bronze through silver and gold")
     p.add_argument("--from", dest="root", required=True, metavar="ROOT|bronze")
-    p.add_argument("job_args", nargs=argparse.REMAINDER,
-                   help="--family F, --max-files-per-batch N, --bronze-only; with bronze: --since T, --until U")
+    p.add_argument("--family", action="append", default=[], help="repeatable; default: every family")
+    p.add_argument("--max-files-per-batch", metavar="N")
+    p.add_argument("--max-bytes", metavar="N", help="larger records are dead letters")
+    p.add_argument("--bronze-only", action="store_true", help="stop after bronze (silver/gold run elsewhere)")
+    p.add_argument("--since", metavar="T", help="with --from bronze: first ingest time replayed (ISO, UTC)")
+    p.add_argument("--until", metavar="U", help="with --from bronze: ingest time the replay stops before")
     p.set_defaults(func=_backfill)
 
     p = sub.add_parser("tables", help="every table: layer, row count, Delta version, last update")

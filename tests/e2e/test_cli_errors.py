@@ -54,3 +54,20 @@ def test_silver_before_bronze_names_the_missing_table(tmp_path):
 def test_bad_setting_value(tmp_path):
     result = lakehouse("tables", LAKEHOUSE_HOME=str(tmp_path), LAKEHOUSE_BROKER_PORT="ninety")
     assert_one_line_error(result, "LAKEHOUSE_BROKER_PORT must be an integer")
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--since", "last week"], "not an ISO date or timestamp: 'last week' (e.g. 2026-11-01 or 2026-11-01T06:00)"),
+    (["--since", "2026-11-08", "--until", "2026-11-01"],
+     "--until 2026-11-01 is not after --since 2026-11-08: the range is empty"),
+])
+def test_replay_from_bronze_refuses_a_bad_range_before_starting_spark(tmp_path, args, fragment):
+    result = lakehouse("backfill", "--from", "bronze", *args, LAKEHOUSE_HOME=str(tmp_path))
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "tables").exists()  # no session, no table touched
+
+
+def test_replay_from_bronze_needs_since(tmp_path):
+    result = lakehouse("backfill", "--from", "bronze", LAKEHOUSE_HOME=str(tmp_path))
+    assert result.returncode == 2
+    assert "error: --from bronze needs --since (the first ingest time to replay)" in result.stderr
