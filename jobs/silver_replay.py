@@ -161,6 +161,8 @@ def replay_family(ctx: JobContext, family: str, since: dt.datetime, until: dt.da
         rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
             quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id)).cache()
         release.callback(rejected.unpersist)
+        # silver first: cut short between the two, an event moving out of the quarantine is in both until the
+        # replay is run again, never in neither
         tables.merge(silver_changes(gate.valid.drop(*CHECK_COLUMNS), gate.quarantined), target, SILVER_MERGE)
         tables.merge(quarantine_changes(bronze, rejected), QUARANTINE, quarantine_merge(target))
         result = ReplayResult(family, rows, gate.valid.count(), rejected.count())
