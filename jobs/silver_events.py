@@ -105,7 +105,8 @@ def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[s
     return ctx.spark.createDataFrame([], fallback_schema)
 
 
-def _gate(ctx: JobContext, df: DataFrame, suite: str, version: int) -> GateResult:
+def gate_batch(ctx: JobContext, df: DataFrame, suite: str, version: int) -> GateResult:
+    """Validate one batch against `suite` (its Data Docs under the home), logged with the bronze version."""
     gate = run_gate(df, suite, suite, ctx.run_id, table_version=version, docs_dir=ctx.settings.quality_docs)
     log.info("%s v%s: %s in %.2f s", suite, version, gate.message, gate.seconds)
     return gate
@@ -118,9 +119,9 @@ def _records(ctx: JobContext, gates: list[GateResult], family: str, version: int
 
 def _passed(ctx: JobContext, release: ExitStack, gates: list[GateResult], df: DataFrame, suite: str, family: str,
             version: int) -> GateResult:
-    """`_gate`, whose cached input `release` frees, added to the batch's `gates`. When it blocked, the batch's
+    """`gate_batch`, whose cached input `release` frees, added to the batch's `gates`. When it blocked, the batch's
     gates are recorded and the job stops, the suite's table left unchanged."""
-    gate = _gate(ctx, df, suite, version)
+    gate = gate_batch(ctx, df, suite, version)
     release.callback(gate.release)
     gates.append(gate)
     if gate.blocked:
@@ -149,6 +150,14 @@ def _replace_watermarks(ctx: JobContext, marks: DataFrame, family: str, version:
                                       version, mode="overwrite", replace_where=f"family = '{family}'")
 
 
+def rejected_events(ctx: JobContext, unparseable: DataFrame, gate: GateResult, target: str) -> DataFrame:
+    """The quarantine rows of a family's batch: payloads that did not parse, and events the silver gate set aside
+    (the reason with the schema violation, when there is one)."""
+    detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
+    return quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
+        quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
+
+
 def process_family(ctx: JobContext, family: str) -> int | None:
     """Process the next bronze range of one family; returns the bronze version processed (None: up to date)."""
     tables, source, target = ctx.tables, bronze_table(family), silver_table(family)
@@ -172,9 +181,7 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         release.callback(checked.unpersist)
         events, unparseable = split_parse_errors(checked)
         gate = _passed(ctx, release, gates, events, target, family, version)
-        detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
-        rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
-            quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
+        rejected = rejected_events(ctx, unparseable, gate, target)
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
         # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
         commit_all(tables, [*_records(ctx, gates, family, version),
@@ -229,7 +236,7 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     current = tables.version(DEAD_LETTERS)
     if after is not None and after >= current:
         return None
-    gate = _gate(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, current)
+    gate = gate_batch(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, current)
     gate.release()
     commit_all(tables, _records(ctx, [gate], DEAD_LETTER_FAMILY, current))
     return gate

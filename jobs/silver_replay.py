@@ -35,17 +35,16 @@ if __package__ in (None, ""):
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.silver_events import CHECK_COLUMNS, QUARANTINE, conformed, silver_table
+from jobs.silver_events import CHECK_COLUMNS, QUARANTINE, conformed, gate_batch, rejected_events, silver_table
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest import family_table as bronze_table
 from lakehouse.job import JobContext
-from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
+from lakehouse.quality.gate import GateResult
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
 from lakehouse.tables.concurrent import commit_all
-from transformations.silver.conformance import SCHEMA_VIOLATION, WATERMARK_KEY
+from transformations.silver.conformance import WATERMARK_KEY
 from transformations.silver.events import split_parse_errors
-from transformations.silver.orders import PARSE_ERROR, quarantine_rows
 
 APP_ID = "silver_replay"
 KEEP = "_replay_keep"  # source rows of the silver MERGE: true = set the event, false = delete it
@@ -125,9 +124,9 @@ def quarantine_merge(target: str) -> MergeSpec:
 
 
 def _gate(ctx: JobContext, release: ExitStack, df: DataFrame, suite: str, batch_id: int) -> GateResult:
-    gate = run_gate(df, suite, suite, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs)
+    """silver_events' gate, its cached input released with the replay's other caches."""
+    gate = gate_batch(ctx, df, suite, batch_id)
     release.callback(gate.release)
-    log.info("%s (replay): %s in %.2f s", suite, gate.message, gate.seconds)
     return gate
 
 
@@ -157,9 +156,7 @@ def replay_family(ctx: JobContext, family: str, since: dt.datetime, until: dt.da
         for gate in gates:
             raise_if_blocked(gate, target)
         gate = gates[1]
-        detailed = gate.quarantined.withColumn(REASON_COLUMN, F.concat_ws(": ", REASON_COLUMN, SCHEMA_VIOLATION))
-        rejected = quarantine_rows(unparseable, PARSE_ERROR, target, ctx.run_id).unionByName(
-            quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id)).cache()
+        rejected = rejected_events(ctx, unparseable, gate, target).cache()
         release.callback(rejected.unpersist)
         # silver first: cut short between the two, an event moving out of the quarantine is in both until the
         # replay is run again, never in neither
