@@ -32,6 +32,7 @@ def ingest(ctx: JobContext, continuous: bool = False, interval: str = "5 seconds
     run_kafka_to_table(
         ctx, TOPIC_PATTERN, TABLE, APP_ID, kafka_to_bronze, continuous=continuous, interval=interval,
         max_offsets=max_offsets, timeout=timeout, checkpoint=checkpoint, partition_by=["ingest_date"], pattern=True,
+        register=True,
     )
 
 
@@ -47,8 +48,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     ctx = job_context(APP_ID)
     ingest(ctx, args.trigger == "continuous", args.interval, args.max_offsets_per_trigger, args.timeout,
            args.checkpoint)
-    if ctx.tables.exists(TABLE):
-        ctx.tables.register(TABLE)
 
 
 if __name__ == "__main__":

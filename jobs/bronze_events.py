@@ -37,10 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec.families  # noqa: B018 - validate before starting Spark
     require_kafka(get_settings(), wait_s=5.0 if args.trigger == "continuous" else None)
     ctx = job_context(spec.app_id)
-    ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger == "continuous", args.interval, args.timeout)
-    for name in spec.output_tables():
-        if ctx.tables.exists(name):
-            ctx.tables.register(name)
+    ingest(ctx.spark, ctx.tables, ctx.settings, spec, args.trigger == "continuous", args.interval, args.timeout,
+           register=True)
 
 
 if __name__ == "__main__":

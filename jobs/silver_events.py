@@ -7,7 +7,8 @@ event id (within the batch here, across batches by the insert-only MERGE), flagg
 event-time watermark, checked against the product catalogue (silver.products, from CDC) and converted to the
 reporting currency with the FX rate valid at event time (silver.fx_rates_history, from CDC). The silver suite
 then quarantines rows (silver.events_quarantine, with the reason), warns, or blocks the batch (the family's
-silver table is left unchanged and the job exits non-zero; the next run retries the same bronze range).
+silver table is left unchanged and the job exits non-zero; the next run retries the same bronze range; with
+`--every` the stage reports the failure and runs again, see lakehouse.job.repeat).
 
 Once per run, the bronze.dead_letter rows added since the last validation are checked against their structure
 suite (warn-only: findings go to ops.quality_validations; the records are already set aside).

@@ -16,8 +16,9 @@ Per family (`lakehouse backfill --from bronze --since T [--until U]`):
 Then gold_commerce's run brings gold to the new silver versions (positions of the keys the replay touched, the
 other tables recomputed). Each MERGE sets the rows to what the range gives, so a replay cut short is completed by
 running it again, and a replay run twice changes nothing the second time. The stream's watermarks are not
-moved (the range's events were seen before). Run it while the silver_events stage is stopped or idle: a
-concurrent commit to the same silver table makes one of them fail (the stage then redoes its range)."""
+moved (the range's events were seen before). It may run beside the always-on pipeline: a MERGE that Delta refuses
+because the silver_events stage committed to the same table meanwhile is made again (`retry_on_conflict`), and a
+stage run that loses to the replay fails and is run again (lakehouse.job.repeat)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from lakehouse.job import JobContext
 from lakehouse.quality.gate import GateResult
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import commit_all
+from lakehouse.tables.concurrent import commit_all, retry_on_conflict
 from transformations.silver.conformance import WATERMARK_KEY
 from transformations.silver.events import split_parse_errors
 
@@ -160,8 +161,10 @@ def replay_family(ctx: JobContext, family: str, since: dt.datetime, until: dt.da
         release.callback(rejected.unpersist)
         # silver first: cut short between the two, an event moving out of the quarantine is in both until the
         # replay is run again, never in neither
-        tables.merge(silver_changes(gate.valid.drop(*CHECK_COLUMNS), gate.quarantined), target, SILVER_MERGE)
-        tables.merge(quarantine_changes(bronze, rejected), QUARANTINE, quarantine_merge(target))
+        changes = silver_changes(gate.valid.drop(*CHECK_COLUMNS), gate.quarantined)
+        retry_on_conflict(lambda: tables.merge(changes, target, SILVER_MERGE), f"replay {target}")
+        retry_on_conflict(lambda: tables.merge(quarantine_changes(bronze, rejected), QUARANTINE,
+                                               quarantine_merge(target)), f"replay {QUARANTINE}")
         result = ReplayResult(family, rows, gate.valid.count(), rejected.count())
     log.info("replayed %s", result.summary())
     return result

@@ -115,10 +115,12 @@ def classify_and_route(records: DataFrame, routes: dict[str, str], max_bytes: in
 
 
 def make_batch_writer(
-    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats]
+    tables: DeltaTables, spec: IngestSpec, stats: list[BatchStats], registered: set[str] | None = None
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
-    (`write_split`), every table commit keyed by (app id, batch id)."""
+    (`write_split`), every table commit keyed by (app id, batch id). With `registered`, a table written that is
+    not in it is registered in the catalog right after its commit (then added): selectable by name while the
+    query runs."""
     routes = spec.topic_to_family()
     outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
     outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
@@ -133,6 +135,9 @@ def make_batch_writer(
         for key, (name, _) in outputs.items():
             if counts.get(key):
                 st.by_table[name] = counts[key]
+                if registered is not None and name not in registered:
+                    tables.register(name)
+                    registered.add(name)
         st.read_write_s = time.perf_counter() - started
         stats.append(st)
         log.info("batch %s: %s rows in %.1f s %s", batch_id, st.rows, st.read_write_s, st.by_table)
@@ -164,9 +169,11 @@ def family_topic_options(spark: SparkSession, settings: Settings, spec: IngestSp
 
 def ingest(
     spark: SparkSession, tables: DeltaTables, settings: Settings, spec: IngestSpec, continuous: bool = False,
-    interval: str = "5 seconds", timeout: float | None = None,
+    interval: str = "5 seconds", timeout: float | None = None, register: bool = False,
 ) -> list[BatchStats]:
-    """Run the bronze query (available-now until caught up, or continuous); returns per-batch stats."""
+    """Run the bronze query (available-now until caught up, or continuous); returns per-batch stats. With
+    `register`, the output tables are registered in the catalog: those that exist before the query starts, the
+    others as soon as a micro-batch creates them."""
     from lakehouse.sources.kafka import kafka_format
     from lakehouse.streaming import run_query
 
@@ -174,7 +181,12 @@ def ingest(
     stats: list[BatchStats] = []
     options = family_topic_options(spark, settings, spec, continuous)
     records = spark.readStream.format(kafka_format(spark)).options(**options).load()
-    writer_fn = make_batch_writer(tables, spec, stats)
+    registered: set[str] | None = None
+    if register:
+        registered = {name for name in spec.output_tables() if tables.exists(name)}
+        for name in registered:
+            tables.register(name)
+    writer_fn = make_batch_writer(tables, spec, stats, registered)
     checkpoint = spec.checkpoint or settings.checkpoint(spec.app_id)
 
     def start(trigger: dict[str, object]):

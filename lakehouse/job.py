@@ -195,23 +195,54 @@ def add_repeat_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="with --every: stop after")
 
 
+MAX_BACKOFF_S = 300.0
+
+
+def backoff_s(every_s: float, failures: int, cap_s: float | None = None) -> float:
+    """The wait before the next run after `failures` failed runs in a row: `every_s`, doubled per failure, at
+    most `cap_s` (default MAX_BACKOFF_S; `every_s` when that is longer)."""
+    if failures <= 0:
+        return every_s
+    return min(every_s * 2 ** (failures - 1), max(every_s, MAX_BACKOFF_S if cap_s is None else cap_s))
+
+
+def _jvm_gone(error: BaseException) -> bool:
+    """The Spark driver's JVM is unreachable: no later run can succeed in this process."""
+    from py4j.protocol import Py4JNetworkError
+
+    return isinstance(error, Py4JNetworkError | ConnectionError)
+
+
 def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: float | None = None) -> int:
     """Run `step` once, or every `every_s` seconds until `timeout_s` (forever when None); returns the runs.
 
     Each run processes only what is new (the step's own exactly-once bookkeeping), so a stop or crash between
-    runs loses nothing."""
+    runs loses nothing. Run once, a failure is raised (the job exits non-zero). Repeated (an always-on stage), a
+    failed run is logged and reported (`record_run`: the error, the failures in a row) and the step runs again
+    after `backoff_s`: a gate that blocks one family, or a commit that lost to a concurrent writer, does not stop
+    the stage; only a lost driver JVM ends it."""
     import time
 
     from lakehouse.progress import record_run
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    runs = 0
+    runs = failures = 0
     while True:
         started = time.monotonic()
         started_at = time.time()
-        step()
+        try:
+            step()
+            failures, error = 0, None
+        except Exception as exc:
+            if every_s is None or _jvm_gone(exc):
+                raise
+            failures, error = failures + 1, f"{type(exc).__name__}: {exc}"
+            log.exception("run failed (%s in a row); next run in %.0f s", failures, backoff_s(every_s, failures))
         runs += 1
-        record_run(time.monotonic() - started, started_at)  # as a stage of the always-on pipeline
+        record_run(time.monotonic() - started, started_at, error=error)  # as a stage of the always-on pipeline
         if every_s is None or (deadline is not None and time.monotonic() >= deadline):
             return runs
-        time.sleep(max(0.0, every_s - (time.monotonic() - started)))
+        wait = backoff_s(every_s, failures) if failures else every_s - (time.monotonic() - started)
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+        time.sleep(max(0.0, wait))

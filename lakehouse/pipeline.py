@@ -135,15 +135,20 @@ def _num(value: object, fmt: str = "{:,.1f}") -> str:
 
 
 def format_status(rows: list[dict], now: float | None = None) -> str:
-    """`status` as a table: stage, state, pid, last batch or run, rates, backlog, last report."""
+    """`status` as a table: stage, state, pid, last batch or run, rates, backlog, last report; then the error of
+    each stage whose last runs failed."""
     now = now or time.time()
     lines = [f"{'stage':18s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
              f"{'processed/s':>11s} {'backlog':>8s}  {'reported':>10s}"]
     for r in rows:
-        if r.get("kind") == "stream" and r.get("batch_id") is None:
+        if r.get("kind") == "stream" and r.get("state") == "terminated" and r.get("error"):
+            last = "query failed"
+        elif r.get("kind") == "stream" and r.get("batch_id") is None:
             last = "no batch yet (nothing new)" if r.get("state") == "idle" else "no batch yet"
         elif r.get("kind") == "stream":
             last = f"batch {r.get('batch_id')}: {_num(r.get('input_rows'), '{:,}')} rows, {_num(r.get('batch_ms'), '{:,}')} ms"
+        elif r.get("kind") == "repeat" and r.get("failures_in_a_row"):
+            last = f"run {r.get('runs')} failed ({r['failures_in_a_row']} in a row)"
         elif r.get("kind") == "repeat":
             last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
         else:
@@ -153,4 +158,9 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
             f"{last:28s} {_num(r.get('input_rows_per_s')):>9s} {_num(r.get('processed_rows_per_s')):>11s} "
             f"{_num(r.get('backlog_offsets'), '{:,}'):>8s}  {_age(r.get('updated_at'), now):>10s}"
         )
+    for r in rows:
+        error = r.get("last_error") if r.get("failures_in_a_row") else (
+            r.get("error") if r.get("state") == "terminated" else None)
+        if error and error.strip():
+            lines.append(f"{r['stage']}: {error.strip().splitlines()[0][:300]}")
     return "\n".join(lines)

@@ -51,15 +51,19 @@ def _update(settings: Settings, stage: str, fields: dict) -> None:
     partial.replace(path)
 
 
-def record_run(seconds: float, started_at: float, settings: Settings | None = None) -> None:
-    """A `--every` job finished one run (no-op outside the pipeline)."""
+def record_run(seconds: float, started_at: float, settings: Settings | None = None, error: str | None = None
+               ) -> None:
+    """A `--every` job finished one run, or failed it with `error` (no-op outside the pipeline): the failures
+    in a row are counted, the last error is kept (until a run succeeds)."""
     stage = current_stage()
     if stage is None:
         return
     settings = settings or get_settings()
-    runs = int(read_progress(settings, stage).get("runs", 0)) + 1
-    _update(settings, stage, {"kind": "repeat", "runs": runs, "last_run_s": round(seconds, 2),
-                              "last_run_at": started_at})
+    report = read_progress(settings, stage)
+    failures = int(report.get("failures_in_a_row", 0)) + 1 if error else 0
+    _update(settings, stage, {"kind": "repeat", "runs": int(report.get("runs", 0)) + 1,
+                              "last_run_s": round(seconds, 2), "last_run_at": started_at,
+                              "failures_in_a_row": failures, "last_error": error[:2000] if error else None})
 
 
 def kafka_backlog(sources: list[dict]) -> int | None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 StartQuery = Callable[[dict[str, object]], StreamingQuery]  # trigger kwargs -> started query
+RESTART_CAP_S = 60.0  # longest wait before a failed continuous query starts again
 
 
 def run_query(
@@ -25,24 +26,42 @@ def run_query(
     in as many micro-batches as the source's limits make, then stop) or, with `continuous`, a micro-batch every
     `interval` (for `timeout` seconds when given). Continuous, `restart_when()` is asked every `check_every` s;
     when it answers True the query is stopped (a micro-batch in flight is cancelled and redone) and `start` starts
-    it again from its checkpoint, so what a query reads once, such as a cached dimension, is read again."""
+    it again from its checkpoint, so what a query reads once, such as a cached dimension, is read again.
+    Continuous, a query that fails is started again from its checkpoint (after 1 s, doubled per failure in a row,
+    at most RESTART_CAP_S): an always-on stage outlives a broker restart; available-now, the failure is raised."""
     if continuous:
         import math
         import time
 
+        from pyspark.errors import StreamingQueryException
+
+        from lakehouse.job import backoff_s
         from lakehouse.progress import listen
 
         listen(spark)  # as a stage of the always-on pipeline: report each micro-batch
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         step = check_every if restart_when else math.inf
+        failures = 0
         query = start({"processingTime": interval})
         while (left := deadline - time.monotonic()) > 0:
             wait = max(min(step, left), 0.001)  # awaitTermination takes whole ms and refuses 0
-            if math.isinf(wait):
-                query.awaitTermination()
-                break
-            if query.awaitTermination(wait):
-                break
+            try:
+                if math.isinf(wait):
+                    query.awaitTermination()
+                    break
+                if query.awaitTermination(wait):
+                    break
+            except StreamingQueryException as exc:
+                # a failed micro-batch (a broker or store away, a commit race): the query starts again from its
+                # checkpoint, after a wait doubled per failure without a completed batch in between
+                failures = 1 if query.lastProgress is not None else failures + 1
+                pause = min(backoff_s(1.0, failures, cap_s=RESTART_CAP_S), max(deadline - time.monotonic(), 0))
+                log.warning("%s failed (%s in a row), restarting in %.0f s: %s", query.name, failures, pause,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                time.sleep(pause)
+                if time.monotonic() < deadline:
+                    query = start({"processingTime": interval})
+                continue
             if restart_when and time.monotonic() < deadline and restart_when():
                 log.info("%s: restarting (its inputs read once changed)", query.name)
                 query.stop()
@@ -68,6 +87,7 @@ def run_kafka_to_table(
     checkpoint: str | None = None,
     partition_by: list[str] | None = None,
     pattern: bool = False,
+    register: bool = False,
 ) -> None:
     """Stream Kafka `topics` (comma-separated; with `pattern`, a regex: matching topics created later are
     picked up, from their earliest offset) into `table`, exactly once.
@@ -75,7 +95,8 @@ def run_kafka_to_table(
     The exactly-once story in one place: Kafka offsets live in the query's checkpoint, and every micro-batch is
     committed with the Delta transaction id (app_id, batch id), so a batch replayed after a crash is skipped.
     `continuous=False` ingests what is there and stops (available-now); otherwise a micro-batch every `interval`
-    (for `timeout` seconds when given)."""
+    (for `timeout` seconds when given). With `register`, `table` is registered in the catalog as soon as it
+    exists (before the query starts, or right after the micro-batch that creates it)."""
     from lakehouse.sources.kafka import read_kafka_stream
 
     options = {"failOnDataLoss": "true", **({"subscribePattern": topics} if pattern else {})}
@@ -83,13 +104,21 @@ def run_kafka_to_table(
         options["maxOffsetsPerTrigger"] = str(max_offsets)
     records = read_kafka_stream(ctx.spark, ctx.settings, topics, options)
     checkpoint = checkpoint or ctx.settings.checkpoint(app_id)
+    registered = [False]  # set once `table` is registered (with `register`)
+
+    def register_once() -> None:
+        if register and not registered[0] and ctx.tables.exists(table):
+            ctx.tables.register(table)
+            registered[0] = True
 
     def write(batch: DataFrame, batch_id: int) -> None:
         written = ctx.tables.write_batch(to_rows(batch), table, app_id, batch_id, partition_by=partition_by)
+        register_once()
         log.info("%s batch %s %s", app_id, batch_id, "committed" if written else "already committed: skipped")
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
         writer = records.writeStream.queryName(app_id).foreachBatch(write).option("checkpointLocation", checkpoint)
         return writer.trigger(**trigger).start()
 
+    register_once()
     run_query(ctx.spark, start, continuous=continuous, interval=interval, timeout=timeout)

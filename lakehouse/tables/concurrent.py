@@ -8,7 +8,9 @@ with other transaction ids) overlap safely: Delta's optimistic concurrency retri
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,7 +22,9 @@ from lakehouse.tables.base import DeltaTables
 
 T = TypeVar("T")
 MAX_CONCURRENT_COMMITS = 8
+CONFLICT_ATTEMPTS = 5
 Commit = tuple[str, Callable[[], bool]]  # (table, an idempotent write to it)
+log = logging.getLogger(__name__)
 _creating = threading.Lock()  # steps run at once (e.g. silver_events' families) create a shared table once
 
 
@@ -62,3 +66,29 @@ def _first_commits(tables: DeltaTables, commits: Sequence[Commit]) -> tuple[list
         else:
             rest.append(write)
     return first, rest
+
+
+def delta_conflicts() -> tuple[type[Exception], ...]:
+    """The exceptions Delta raises when another writer's commit made a transaction's commit impossible."""
+    from delta import exceptions as e
+
+    return (e.DeltaConcurrentModificationException, e.ConcurrentWriteException, e.ConcurrentAppendException,
+            e.ConcurrentDeleteReadException, e.ConcurrentDeleteDeleteException, e.ConcurrentTransactionException,
+            e.MetadataChangedException, e.ProtocolChangedException)
+
+
+def retry_on_conflict(commit: Callable[[], T], what: str, attempts: int = CONFLICT_ATTEMPTS,
+                      wait_s: float = 1.0) -> T:
+    """`commit()`, made again when a concurrent writer's commit made Delta refuse it (after `wait_s`, doubled per
+    attempt; `attempts` in all, the last refusal is raised). Only for a commit whose outcome does not depend on
+    what the table held before it started, such as a MERGE that sets rows to a fixed source's values."""
+    conflicts = delta_conflicts()
+    for attempt in range(1, attempts):
+        try:
+            return commit()
+        except conflicts as exc:
+            wait = wait_s * 2 ** (attempt - 1)
+            log.warning("%s: %s lost to a concurrent commit; attempt %s of %s in %.1f s", what,
+                        type(exc).__name__, attempt + 1, attempts, wait)
+            time.sleep(wait)
+    return commit()

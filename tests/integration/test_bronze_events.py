@@ -119,3 +119,25 @@ def test_the_next_stream_takes_order_numbers_no_record_of_these_topics_used(inge
     stream, _, _, _ = ingested
     assert unused_first_order(broker.bootstrap, stream.config.topic_prefix) == stream.report.produced + 1
     assert unused_first_order(broker.bootstrap, "no_such_prefix_") == 1  # no family topic exists yet
+
+
+def test_a_table_a_micro_batch_creates_is_selectable_by_name_right_after_its_commit(spark, tables, settings,
+                                                                                    broker) -> None:
+    """The always-on stage never ends, so its tables are registered by the micro-batch that creates them."""
+    from lakehouse.ingest import IngestSpec, make_batch_writer
+    from lakehouse.sources.kafka import read_kafka_batch
+
+    uid = uuid.uuid4().hex[:6]
+    create_topics(broker.bootstrap, [f"reg_{uid}_payments"], 1)
+    produce(broker.bootstrap, f"reg_{uid}_payments", [(b"k", b'{"event_id": "p1"}'), (b"k", b"{not json")])
+    spec = IngestSpec(topic_prefix=f"reg_{uid}_", tables={f: f"bronze.r_{uid}_{f}" for f in FAMILIES},
+                      dead_letter_table=f"bronze.r_{uid}_dead_letter")
+    batch = read_kafka_batch(spark, dataclasses.replace(settings, kafka_bootstrap=broker.bootstrap),
+                             f"reg_{uid}_payments", {"includeHeaders": "true"})
+    registered: set[str] = set()
+    make_batch_writer(tables, spec, [], registered)(batch, 0)
+
+    written = {spec.table("payments"), spec.dead_letter_table}
+    assert registered == written  # tables the batch did not write (the other families) are not created
+    assert [spark.table(name).count() for name in sorted(written)] == [1, 1]
+    assert not spark.catalog.tableExists(spec.table("orders"))
