@@ -34,6 +34,10 @@ from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
 
 LOCAL_MASTER_HOSTS = ("127.0.0.1", "localhost")
+# the heap of a driver submitted here ($LAKEHOUSE_DRIVER_MEMORY overrides; spark-submit's default is 1g): the
+# pipeline's six stage drivers run at once, and at 1g gold_commerce ran out of heap recomputing its tables over
+# the silver of a 20-kill drill (500,000 events on a demo home)
+SUBMITTED_DRIVER_MEMORY = "2g"
 
 
 def job_file(job: str) -> Path:
@@ -92,7 +96,8 @@ def submit_conf(settings: Settings, master: str, python: str | None = None) -> d
     }
     if local:
         conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
-                 HOME_METASTORE_CONF: "true", **LOCAL_SQL_CONF}
+                 HOME_METASTORE_CONF: "true", **LOCAL_SQL_CONF,
+                 "spark.driver.memory": os.environ.get("LAKEHOUSE_DRIVER_MEMORY", SUBMITTED_DRIVER_MEMORY)}
     return conf
 
 

@@ -192,6 +192,16 @@ def test_delta_log_replay_runs_in_one_wave_of_the_local_cores_unless_set(env):
     assert (conf["spark.sql.shuffle.partitions"], conf["spark.databricks.delta.snapshotPartitions"]) == ("1", "16")
 
 
+def test_a_driver_submitted_here_gets_2g_of_heap_unless_set_and_a_remote_cluster_sizes_its_own(env):
+    from lakehouse.submit import submit_conf
+
+    env.delenv("LAKEHOUSE_DRIVER_MEMORY", raising=False)
+    assert submit_conf(Settings.from_env(), "local[2]")["spark.driver.memory"] == "2g"
+    env.setenv("LAKEHOUSE_DRIVER_MEMORY", "3g")
+    assert submit_conf(Settings.from_env(), "spark://127.0.0.1:7077")["spark.driver.memory"] == "3g"
+    assert "spark.driver.memory" not in submit_conf(Settings.from_env(), "spark://spark-master.internal:7077")
+
+
 def test_submit_argv_passes_jars_delta_and_python(env, tmp_path):
     import sys
 
