@@ -28,7 +28,7 @@ from jobs import gold_commerce, silver_events, silver_replay
 from lakehouse.backfill import APP_ID, Backfill, BackfillReport
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import DEAD_LETTER_TABLE, family_table
-from lakehouse.job import JobContext, job_context, parser, register_tables, run_main
+from lakehouse.job import JobContext, job_context, parser, run_main
 from lakehouse.pipeline import stage_running
 from lakehouse.services.s3 import S3Config, use_s3a
 from transformations.bronze.events import DEFAULT_MAX_BYTES
@@ -49,7 +49,7 @@ def run_backfill(ctx: JobContext, root: str, families: Sequence[str] | None = No
                       max_files=max_files, max_bytes=max_bytes).run()
     seconds["bronze"] = time.perf_counter() - started
     print(f"backfill bronze: {report.summary()}")
-    register_tables(ctx, [*(family_table(f) for f in report.families), DEAD_LETTER_TABLE], set())
+    ctx.tables.register_new([*(family_table(f) for f in report.families), DEAD_LETTER_TABLE], set())
     if bronze_only:
         return report
     if stage_running(ctx.settings, silver_events.APP_ID):

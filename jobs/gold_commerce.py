@@ -50,7 +50,6 @@ from lakehouse.job import (
     add_repeat_arguments,
     job_context,
     parser,
-    register_tables,
     repeat,
     require_tables,
     run_main,
@@ -368,7 +367,7 @@ def build_and_register(ctx: JobContext, registered: set[str], after_last_run: di
     if after_last_run and {**sources, **table_versions(ctx.tables, (*GOLD, STATE))} == after_last_run:
         return
     build_gold(ctx)
-    register_tables(ctx, GOLD, registered)
+    ctx.tables.register_new(GOLD, registered)
     after_last_run.update({**sources, **table_versions(ctx.tables, (*GOLD, STATE))})
 
 

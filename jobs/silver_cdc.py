@@ -42,7 +42,6 @@ from lakehouse.job import (
     job_context,
     parser,
     pending_range,
-    register_tables,
     repeat,
     require_tables,
     run_main,
@@ -329,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def step() -> None:
         run(ctx, args.max_versions)
-        register_tables(ctx, targets(ctx.tables), registered)
+        ctx.tables.register_new(targets(ctx.tables), registered)
 
     repeat(step, args.every, args.timeout)
 

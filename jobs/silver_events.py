@@ -46,7 +46,6 @@ from lakehouse.job import (
     job_context,
     parser,
     pending_range,
-    register_tables,
     repeat,
     run_main,
 )
@@ -251,7 +250,7 @@ def process_all(ctx: JobContext, families: Sequence[str], registered: set[str]) 
     A family whose gate blocks does not hold the others back: the run raises its error once all are done."""
     run_concurrently(ctx.spark, [*[partial(process_family, ctx, family) for family in families],
                                  partial(process_settlements, ctx), partial(validate_dead_letters, ctx)])
-    register_tables(ctx, (*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
+    ctx.tables.register_new((*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
                           WATERMARKS), registered)
 
 

@@ -119,8 +119,8 @@ def make_batch_writer(
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: classify the batch and write every non-empty family table and the dead letters
     (`write_split`), every table commit keyed by (app id, batch id). With `registered`, a table written that is
-    not in it is registered in the catalog right after its commit (then added): selectable by name while the
-    query runs."""
+    not in it is registered in the catalog right after the batch's commits (`register_new`): selectable by name
+    while the query runs."""
     routes = spec.topic_to_family()
     outputs = {fam: (spec.table(fam), EVENT_BRONZE_COLUMNS) for fam in spec.families}
     outputs[DEAD_LETTER_ROUTE] = (spec.dead_letter_table, DEAD_LETTER_COLUMNS)
@@ -135,9 +135,8 @@ def make_batch_writer(
         for key, (name, _) in outputs.items():
             if counts.get(key):
                 st.by_table[name] = counts[key]
-                if registered is not None and name not in registered:
-                    tables.register(name)
-                    registered.add(name)
+        if registered is not None:
+            tables.register_new(st.by_table, registered)
         st.read_write_s = time.perf_counter() - started
         stats.append(st)
         log.info("batch %s: %s rows in %.1f s %s", batch_id, st.rows, st.read_write_s, st.by_table)
@@ -183,9 +182,8 @@ def ingest(
     records = spark.readStream.format(kafka_format(spark)).options(**options).load()
     registered: set[str] | None = None
     if register:
-        registered = {name for name in spec.output_tables() if tables.exists(name)}
-        for name in registered:
-            tables.register(name)
+        registered = set()
+        tables.register_new(spec.output_tables(), registered)
     writer_fn = make_batch_writer(tables, spec, stats, registered)
     checkpoint = spec.checkpoint or settings.checkpoint(spec.app_id)
 

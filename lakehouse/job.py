@@ -179,15 +179,6 @@ def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
     return versions
 
 
-def register_tables(ctx: JobContext, names: Iterable[str], done: set[str]) -> None:
-    """Register in the catalog each of `names` that exists and is not in `done` yet (then add it): a job re-run
-    with `--every` makes its tables selectable by name as soon as they exist, once per process."""
-    for name in names:
-        if name not in done and ctx.tables.exists(name):
-            ctx.tables.register(name)
-            done.add(name)
-
-
 def add_repeat_arguments(p: argparse.ArgumentParser) -> None:
     """`--every` / `--timeout`: keep an incremental job's targets fresh by re-running its step."""
     p.add_argument("--every", type=float, default=None, metavar="SECONDS",

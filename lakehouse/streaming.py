@@ -104,12 +104,11 @@ def run_kafka_to_table(
         options["maxOffsetsPerTrigger"] = str(max_offsets)
     records = read_kafka_stream(ctx.spark, ctx.settings, topics, options)
     checkpoint = checkpoint or ctx.settings.checkpoint(app_id)
-    registered = [False]  # set once `table` is registered (with `register`)
+    registered: set[str] = set()
 
     def register_once() -> None:
-        if register and not registered[0] and ctx.tables.exists(table):
-            ctx.tables.register(table)
-            registered[0] = True
+        if register:
+            ctx.tables.register_new([table], registered)
 
     def write(batch: DataFrame, batch_id: int) -> None:
         written = ctx.tables.write_batch(to_rows(batch), table, app_id, batch_id, partition_by=partition_by)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructField, StructType
 
 from lakehouse.config import Settings, split_table_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,22 @@ class DeltaTables(ABC):
         from lakehouse.tables.catalog import register_table
 
         register_table(self.spark, name, self.location(name))
+
+    def register_new(self, names: Iterable[str], done: set[str]) -> None:
+        """Register each of `names` that exists and is not in `done` yet, then add it to `done`: a job that runs
+        on (a stream, a stage re-run every few seconds) makes its tables selectable by name as soon as they
+        exist, once per process. A registration that fails (the metastore away) is logged and left to the next
+        call: a table missing from the catalog for a while loses nothing, so no stream or run stops for it."""
+        for name in names:
+            if name in done or not self.exists(name):
+                continue
+            try:
+                self.register(name)
+            except Exception as exc:  # noqa: BLE001 - whatever the metastore's client raised; tried again later
+                log.warning("%s is not in the catalog yet (registered later): %s", name,
+                            (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                continue
+            done.add(name)
 
     def info(self, name: str) -> TableInfo:
         layer, _ = split_table_name(name)
