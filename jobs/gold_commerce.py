@@ -56,6 +56,7 @@ from lakehouse.job import (
     table_versions,
 )
 from lakehouse.ml.fraud import score_anomalies
+from lakehouse.progress import RunReport
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
@@ -358,17 +359,19 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
     done[table] = _gate(ctx, df, table, batch_id, parameters)
 
 
-def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> None:
+def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> RunReport:
     """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered. Skipped when
     no source, gold table or state changed since the last run of this process completed (`after_last_run`: the
     sources' versions before it, which it read or a newer one, and its outputs' versions after it): the pipeline
-    re-runs this every few seconds."""
+    re-runs this every few seconds. Returns the silver versions committed since the run began (its backlog)."""
     sources = table_versions(ctx.tables, SOURCES.values())
     if after_last_run and {**sources, **table_versions(ctx.tables, (*GOLD, STATE))} == after_last_run:
-        return
+        return RunReport(backlog_versions=0)
     build_gold(ctx)
     ctx.tables.register_new(GOLD, registered)
     after_last_run.update({**sources, **table_versions(ctx.tables, (*GOLD, STATE))})
+    now = table_versions(ctx.tables, SOURCES.values())
+    return RunReport(backlog_versions=sum(max(0, now[name] - sources[name]) for name in sources))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -45,7 +45,9 @@ from lakehouse.job import (
     repeat,
     require_tables,
     run_main,
+    versions_behind,
 )
+from lakehouse.progress import RunReport
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
@@ -326,9 +328,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ctx = job_context(APP_ID)
     registered: set[str] = set()
 
-    def step() -> None:
-        run(ctx, args.max_versions)
+    def step() -> RunReport:
+        stats = run(ctx, args.max_versions)
         ctx.tables.register_new(targets(ctx.tables), registered)
+        return RunReport(rows=int(stats.get("envelopes", 0)),
+                         backlog_versions=versions_behind(ctx.tables, SOURCE, (DEAD_LETTER, APP_ID)))
 
     repeat(step, args.every, args.timeout)
 

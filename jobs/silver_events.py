@@ -29,6 +29,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
+from typing import NamedTuple
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
@@ -48,7 +49,9 @@ from lakehouse.job import (
     pending_range,
     repeat,
     run_main,
+    versions_behind,
 )
+from lakehouse.progress import RunReport
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
 from lakehouse.quality.ops import RESULTS, VALIDATIONS, gate_writes, raise_if_blocked, validated_up_to
 from lakehouse.quality.suites import load_suite
@@ -87,6 +90,13 @@ FX_SCHEMA = "currency string, rate_to_eur decimal(18,8), valid_from timestamp"
 # families run at once replace their slices of the watermarks one at a time (concurrent overwrites of one
 # table conflict in Delta, whatever their predicates)
 _watermarks_lock = threading.Lock()
+
+
+class Processed(NamedTuple):
+    """A bronze range one run took into silver."""
+
+    version: int  # the bronze version it ends at
+    rows: int  # bronze rows in it
 
 
 def silver_table(family: str) -> str:
@@ -158,8 +168,8 @@ def rejected_events(ctx: JobContext, unparseable: DataFrame, gate: GateResult, t
         quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
 
 
-def process_family(ctx: JobContext, family: str) -> int | None:
-    """Process the next bronze range of one family; returns the bronze version processed (None: up to date)."""
+def process_family(ctx: JobContext, family: str) -> Processed | None:
+    """Process the next bronze range of one family (None: up to date)."""
     tables, source, target = ctx.tables, bronze_table(family), silver_table(family)
     if not tables.exists(source):
         log.info("%s does not exist yet", source)
@@ -191,10 +201,10 @@ def process_family(ctx: JobContext, family: str) -> int | None:
         tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
                      app_id=APP_ID, batch_id=version)
     log.info("%s: processed %s up to v%s", target, source, version)
-    return version
+    return Processed(version, gates[0].rows or 0)
 
 
-def process_settlements(ctx: JobContext) -> int | None:
+def process_settlements(ctx: JobContext) -> Processed | None:
     """bronze.settlements_raw (landing-zone report lines) -> silver.settlements, gated like the event families;
     a line is identified by (object_key, line_number), kept in the quarantine as source_topic/source_offset."""
     tables = ctx.tables
@@ -223,7 +233,7 @@ def process_settlements(ctx: JobContext) -> int | None:
         tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
                      MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
                      app_id=APP_ID, batch_id=version)
-    return version
+    return Processed(version, gates[0].rows or 0)
 
 
 def validate_dead_letters(ctx: JobContext) -> GateResult | None:
@@ -242,16 +252,20 @@ def validate_dead_letters(ctx: JobContext) -> GateResult | None:
     return gate
 
 
-def process_all(ctx: JobContext, families: Sequence[str], registered: set[str]) -> None:
+def process_all(ctx: JobContext, families: Sequence[str], registered: set[str]) -> RunReport:
     """One run: the pending bronze range of each of `families`, the settlement reports and the new dead letters,
     all at once (their targets differ; shared tables take appends, the watermarks one family at a time, GX one
     validation at a time); then the tables not registered yet (`registered`) are registered in the catalog.
+    Returns the bronze rows taken and the bronze versions committed meanwhile (left to the next run).
 
     A family whose gate blocks does not hold the others back: the run raises its error once all are done."""
-    run_concurrently(ctx.spark, [*[partial(process_family, ctx, family) for family in families],
-                                 partial(process_settlements, ctx), partial(validate_dead_letters, ctx)])
-    ctx.tables.register_new((*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS, VALIDATIONS,
-                          WATERMARKS), registered)
+    *done, _ = run_concurrently(ctx.spark, [*[partial(process_family, ctx, family) for family in families],
+                                            partial(process_settlements, ctx), partial(validate_dead_letters, ctx)])
+    ctx.tables.register_new((*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS,
+                             VALIDATIONS, WATERMARKS), registered)
+    sources = [(bronze_table(f), silver_table(f)) for f in families] + [(SETTLEMENTS_SOURCE, SETTLEMENTS)]
+    return RunReport(rows=sum(p.rows for p in done if p is not None),
+                     backlog_versions=sum(versions_behind(ctx.tables, s, (t, APP_ID)) for s, t in sources))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -166,6 +166,15 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
     return None if up_to <= after else (done, up_to)
 
 
+def versions_behind(tables: DeltaTables, source: str, marker: tuple[str, str]) -> int:
+    """Versions of `source` committed after the last one `marker` (table, app id) marks as processed (see
+    `pending_range`): an incremental job's backlog, without a Spark job."""
+    if not tables.exists(source):
+        return 0
+    done = tables.committed_batch(*marker) if tables.exists(marker[0]) else None
+    return max(0, tables.version(source) - (-1 if done is None else done))
+
+
 def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
     """Each table's current version (-1 when it does not exist): cheap (Delta lists the log, no Spark job)."""
     from lakehouse.errors import TableNotFound
@@ -205,7 +214,8 @@ def _jvm_gone(error: BaseException) -> bool:
 
 
 def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: float | None = None) -> int:
-    """Run `step` once, or every `every_s` seconds until `timeout_s` (forever when None); returns the runs.
+    """Run `step` once, or every `every_s` seconds until `timeout_s` (forever when None); returns the runs. A
+    step that returns a `RunReport` has it shown by `lakehouse pipeline status` (rows, rate, backlog).
 
     Each run processes only what is new (the step's own exactly-once bookkeeping), so a stop or crash between
     runs loses nothing. Run once, a failure is raised (the job exits non-zero). Repeated (an always-on stage), a
@@ -214,15 +224,17 @@ def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: 
     the stage; only a lost driver JVM ends it."""
     import time
 
-    from lakehouse.progress import record_run
+    from lakehouse.progress import RunReport, record_run
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     runs = failures = 0
     while True:
         started = time.monotonic()
         started_at = time.time()
+        run = None
         try:
-            step()
+            result = step()
+            run = result if isinstance(result, RunReport) else None
             failures, error = 0, None
         except Exception as exc:
             if every_s is None or _jvm_gone(exc):
@@ -230,7 +242,7 @@ def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: 
             failures, error = failures + 1, f"{type(exc).__name__}: {exc}"
             log.exception("run failed (%s in a row); next run in %.0f s", failures, backoff_s(every_s, failures))
         runs += 1
-        record_run(time.monotonic() - started, started_at, error=error)  # as a stage of the always-on pipeline
+        record_run(time.monotonic() - started, started_at, error=error, run=run)  # as a stage of the pipeline
         if every_s is None or (deadline is not None and time.monotonic() >= deadline):
             return runs
         wait = backoff_s(every_s, failures) if failures else every_s - (time.monotonic() - started)

@@ -135,8 +135,9 @@ def _num(value: object, fmt: str = "{:,.1f}") -> str:
 
 
 def format_status(rows: list[dict], now: float | None = None) -> str:
-    """`status` as a table: stage, state, pid, last batch or run, rates, backlog, last report; then the error of
-    each stage whose last runs failed."""
+    """`status` as a table: stage, state, pid, last batch or run, rates, backlog (a stream's Kafka offsets not read
+    yet; a re-run stage's source versions not processed yet, "v"), last report; then the error of each stage
+    whose last runs failed."""
     now = now or time.time()
     lines = [f"{'stage':18s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
              f"{'processed/s':>11s} {'backlog':>8s}  {'reported':>10s}"]
@@ -153,10 +154,12 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
             last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
         else:
             last = "-"
+        backlog = _num(r.get("backlog_offsets"), "{:,}") if r.get("kind") != "repeat" else \
+            _num(r.get("backlog_versions"), "{:,} v")
         lines.append(
             f"{r['stage']:18s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
             f"{last:28s} {_num(r.get('input_rows_per_s')):>9s} {_num(r.get('processed_rows_per_s')):>11s} "
-            f"{_num(r.get('backlog_offsets'), '{:,}'):>8s}  {_age(r.get('updated_at'), now):>10s}"
+            f"{backlog:>8s}  {_age(r.get('updated_at'), now):>10s}"
         )
     for r in rows:
         error = r.get("last_error") if r.get("failures_in_a_row") else (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQueryListener
@@ -51,19 +52,32 @@ def _update(settings: Settings, stage: str, fields: dict) -> None:
     partial.replace(path)
 
 
-def record_run(seconds: float, started_at: float, settings: Settings | None = None, error: str | None = None
-               ) -> None:
-    """A `--every` job finished one run, or failed it with `error` (no-op outside the pipeline): the failures
-    in a row are counted, the last error is kept (until a run succeeds)."""
+@dataclass(frozen=True)
+class RunReport:
+    """What one run of a re-run stage did: the source rows it took in (None: not counted), and its backlog when
+    it ended: source versions committed that no run has processed yet (None: not known)."""
+
+    rows: int | None = None
+    backlog_versions: int | None = None
+
+
+def record_run(seconds: float, started_at: float, settings: Settings | None = None, error: str | None = None,
+               run: RunReport | None = None) -> None:
+    """A `--every` job finished one run (what it did: `run`), or failed it with `error` (no-op outside the
+    pipeline): the failures in a row are counted, the last error is kept (until a run succeeds)."""
     stage = current_stage()
     if stage is None:
         return
     settings = settings or get_settings()
     report = read_progress(settings, stage)
     failures = int(report.get("failures_in_a_row", 0)) + 1 if error else 0
-    _update(settings, stage, {"kind": "repeat", "runs": int(report.get("runs", 0)) + 1,
-                              "last_run_s": round(seconds, 2), "last_run_at": started_at,
-                              "failures_in_a_row": failures, "last_error": error[:2000] if error else None})
+    rows = run.rows if run else None
+    _update(settings, stage, {
+        "kind": "repeat", "runs": int(report.get("runs", 0)) + 1, "last_run_s": round(seconds, 2),
+        "last_run_at": started_at, "failures_in_a_row": failures, "last_error": error[:2000] if error else None,
+        "input_rows": rows, "processed_rows_per_s": round(rows / seconds, 1) if rows and seconds > 0 else None,
+        "backlog_versions": run.backlog_versions if run else None,
+    })
 
 
 def kafka_backlog(sources: list[dict]) -> int | None:

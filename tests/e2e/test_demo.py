@@ -333,3 +333,6 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
         assert (row["state"] in ("idle", "terminated"), row.get("error"), row["backlog_offsets"]) == (
             True, None, 0), (stage, row)
     assert all(status[s]["runs"] >= 1 and status[s]["last_run_s"] > 0 for s in STAGES if not STAGES[s].streaming)
+    # drained: each re-run stage's last run left no source version behind
+    assert {s: status[s]["backlog_versions"] for s in STAGES if not STAGES[s].streaming} == {
+        "silver_cdc": 0, "silver_events": 0, "gold_commerce": 0}

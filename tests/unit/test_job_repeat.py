@@ -27,19 +27,29 @@ def test_a_repeated_step_that_fails_runs_again_after_a_doubling_backoff(monkeypa
     from lakehouse.errors import LakehouseError
 
     monkeypatch.setattr(job, "MAX_BACKOFF_S", 0.1)
+    from lakehouse.progress import RunReport
+
     reports: list[str | None] = []
-    monkeypatch.setattr("lakehouse.progress.record_run", lambda s, at, error=None: reports.append(error))
+    runs_reported: list[RunReport | None] = []
+
+    def record(seconds: float, started_at: float, error: str | None = None, run: RunReport | None = None) -> None:
+        reports.append(error)
+        runs_reported.append(run)
+
+    monkeypatch.setattr("lakehouse.progress.record_run", record)
     calls: list[float] = []
 
-    def step() -> None:
+    def step() -> RunReport:
         calls.append(time.monotonic())
         if len(calls) <= 3:
             raise LakehouseError(f"gate blocked ({len(calls)})")
+        return RunReport(rows=len(calls), backlog_versions=0)
 
     runs = repeat(step, every_s=0.02, timeout_s=0.5)
     assert reports[:4] == ["LakehouseError: gate blocked (1)", "LakehouseError: gate blocked (2)",
                            "LakehouseError: gate blocked (3)", None]
     assert runs == len(calls) == len(reports) >= 5
+    assert runs_reported[:5] == [None, None, None, RunReport(4, 0), RunReport(5, 0)]  # what each run reported
     gaps = [b - a for a, b in zip(calls, calls[1:4], strict=False)]  # waits after failures 1, 2, 3
     assert [round(g, 2) >= w for g, w in zip(gaps, (0.02, 0.04, 0.08), strict=True)] == [True] * 3
     assert "run failed (3 in a row); next run in 0 s" in caplog.text

@@ -43,7 +43,7 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
          "batch_ms": 850, "input_rows_per_s": 240.0, "processed_rows_per_s": 1411.76, "backlog_offsets": 12,
          "updated_at": 990.0},
         {"stage": "silver_events", "running": True, "pid": 42, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
-         "updated_at": 998.0},
+         "input_rows": 6000, "processed_rows_per_s": 1411.8, "backlog_versions": 2, "updated_at": 998.0},
         {"stage": "silver_cdc", "running": True, "pid": 44, "kind": "repeat", "runs": 9, "last_run_s": 1.5,
          "failures_in_a_row": 2, "last_error": "LakehouseError: suite silver.customers blocked\n  at ...",
          "updated_at": 999.0},
@@ -57,7 +57,7 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
     assert pipeline.format_status(rows, now=1000.0).splitlines() == [
         "stage              state        pid  last batch / run               input/s processed/s  backlog    reported",
         "bronze_events      running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
-        "silver_events      running       42  run 7 in 4.2 s                       -           -        -     2 s ago",
+        "silver_events      running       42  run 7 in 4.2 s                       -     1,411.8      2 v     2 s ago",
         "silver_cdc         running       44  run 9 failed (2 in a row)            -           -        -     1 s ago",
         "bronze_cdc         running       45  query failed                         -           -        -     3 s ago",
         "gold_commerce      stopped        -  -                                    -           -        -           -",
@@ -65,3 +65,28 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
         "silver_cdc: LakehouseError: suite silver.customers blocked",
         "bronze_cdc: org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node assignment.",
     ]
+
+
+def test_a_run_report_gives_the_status_its_rows_rate_and_backlog_and_a_failure_keeps_the_error(tmp_path, monkeypatch):
+    """What a re-run stage writes to `<home>/pipeline/<stage>.json` after each run."""
+    import dataclasses
+
+    from lakehouse.config import Settings
+    from lakehouse.progress import STAGE_ENV, RunReport, read_progress, record_run
+
+    monkeypatch.setenv(STAGE_ENV, "silver_events")
+    settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
+    record_run(4.0, 100.0, settings, run=RunReport(rows=6000, backlog_versions=2))
+    report = read_progress(settings, "silver_events")
+    assert {k: report[k] for k in ("runs", "input_rows", "processed_rows_per_s", "backlog_versions",
+                                   "failures_in_a_row", "last_error")} == {
+        "runs": 1, "input_rows": 6000, "processed_rows_per_s": 1500.0, "backlog_versions": 2,
+        "failures_in_a_row": 0, "last_error": None}
+    record_run(1.0, 105.0, settings, error="LakehouseError: blocked")
+    record_run(1.0, 110.0, settings, error="LakehouseError: blocked again")
+    report = read_progress(settings, "silver_events")
+    assert (report["runs"], report["failures_in_a_row"], report["last_error"], report["backlog_versions"]) == (
+        3, 2, "LakehouseError: blocked again", None)
+    record_run(2.0, 120.0, settings, run=RunReport(rows=0, backlog_versions=0))
+    report = read_progress(settings, "silver_events")
+    assert (report["failures_in_a_row"], report["last_error"], report["processed_rows_per_s"]) == (0, None, None)
