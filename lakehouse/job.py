@@ -245,7 +245,10 @@ def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: 
         record_run(time.monotonic() - started, started_at, error=error, run=run)  # as a stage of the pipeline
         if every_s is None or (deadline is not None and time.monotonic() >= deadline):
             return runs
-        wait = backoff_s(every_s, failures) if failures else every_s - (time.monotonic() - started)
-        if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
+        if failures:  # a backoff (up to minutes) ends at the deadline; the run after it is the last
+            wait = backoff_s(every_s, failures)
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+        else:
+            wait = every_s - (time.monotonic() - started)
         time.sleep(max(0.0, wait))
