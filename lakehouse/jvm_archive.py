@@ -151,7 +151,18 @@ def build_driver_archive() -> Path | None:
             dump.unlink()
         subprocess.run([sys.executable, "-m", "lakehouse.cli", "services", "stop"], env=env,
                        capture_output=True, timeout=120)
+        _destroy_metastore_cluster(home)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _destroy_metastore_cluster(home: Path) -> None:
+    """Delete the PostgreSQL cluster the workload's home had (it lives outside the home, under the runtime dir)."""
+    from dataclasses import replace
+
+    from lakehouse.config import get_settings
+    from lakehouse.services import postgres
+
+    postgres.destroy(postgres.pg_config(replace(get_settings(), home=home)))
 
 
 def main() -> None:
