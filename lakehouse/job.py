@@ -143,6 +143,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+def _marked_up_to(tables: DeltaTables, marker: tuple[str, str]) -> int | None:
+    """The last source version `marker` (table, app id) marks as processed (None: nothing processed yet)."""
+    return tables.committed_batch(*marker) if tables.exists(marker[0]) else None
+
+
 def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
                   side_writes: list[tuple[str, str]], max_versions: int | None = None) -> tuple[int | None, int] | None:
     """The source version range (after, up_to] an incremental job must process next, or None when up to date;
@@ -153,7 +158,7 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
     the marker has not committed, that range is redone with its original end (those writes are then skipped by
     their transaction id), so every target commits each source range exactly once even though the source has
     grown since. Otherwise the range ends at the source's current version, or `max_versions` after `after`."""
-    done = tables.committed_batch(*marker) if tables.exists(marker[0]) else None
+    done = _marked_up_to(tables, marker)
     after = -1 if done is None else done
     interrupted = [v for t, a in side_writes if tables.exists(t) and (v := tables.committed_batch(t, a)) is not None
                    and v > after]
@@ -167,11 +172,11 @@ def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
 
 
 def versions_behind(tables: DeltaTables, source: str, marker: tuple[str, str]) -> int:
-    """Versions of `source` committed after the last one `marker` (table, app id) marks as processed (see
-    `pending_range`): an incremental job's backlog, without a Spark job."""
+    """Versions of `source` committed after the last one `marker` marks as processed (see `pending_range`): an
+    incremental job's backlog, without a Spark job."""
     if not tables.exists(source):
         return 0
-    done = tables.committed_batch(*marker) if tables.exists(marker[0]) else None
+    done = _marked_up_to(tables, marker)
     return max(0, tables.version(source) - (-1 if done is None else done))
 
 
