@@ -49,7 +49,7 @@ from lakehouse.sources.kafka_admin import PRODUCER_DEFAULTS, create_topics  # no
 GOLD_FAMILIES = {"orders": "silver.orders_events", "inventory": "silver.inventory_events"}
 STATE = "ops.gold_inventory_state"
 MIRROR = "silver.inventory"
-REPEAT = ("silver_cdc", "silver_events", "gold_commerce")
+REPEAT = tuple(s for s, stage in pipeline.STAGES.items() if not stage.streaming)  # re-run every few seconds
 
 
 def pct(values: list[float], q: float) -> float:

@@ -2,7 +2,7 @@
 through bronze, silver and gold in batch, with the pipeline's own transformations, exactly once.
 
 1. bronze: new history files -> bronze.<family>_events / bronze.dead_letter (lakehouse.backfill);
-2. silver: silver_events' run over each family's pending bronze range (gated, deduplicated on event id);
+2. silver: silver_events' queries, available-now, over what each family's bronze gained (gated, deduplicated on event id);
 3. gold: gold_commerce's run (incremental inventory positions, the other tables recomputed).
 
 A step is left to the always-on pipeline when its stage (silver_events, gold_commerce) runs on this home: the
@@ -56,7 +56,7 @@ def run_backfill(ctx: JobContext, root: str, families: Sequence[str] | None = No
         print("the pipeline's silver_events stage runs on this home: it takes the backfilled bronze range")
         return report
     started = time.perf_counter()
-    silver_events.process_all(ctx, families or FAMILIES, set())
+    silver_events.process_all(ctx, families or FAMILIES)
     seconds["silver"] = time.perf_counter() - started
     _gold(ctx, seconds)
     return report

@@ -1,24 +1,27 @@
-"""Silver events: new versions of bronze.<family>_events -> silver.<family>_events for every event family, and
-bronze.settlements_raw (processor settlement reports from the landing zone) -> silver.settlements.
+"""Silver events: bronze.<family>_events -> silver.<family>_events for every event family, and
+bronze.settlements_raw (processor settlement reports from the landing zone) -> silver.settlements, as Structured
+Streaming queries on the bronze Delta tables (lakehouse.delta_stream): available-now by default (take what is
+there, then stop), or `--trigger continuous` (a micro-batch every `--interval`, as the pipeline's stage).
 
-Per family and run: the bronze batch passes its structure suite (bronze.<family>_events), then payloads are
+Per family and micro-batch: the bronze batch passes its structure suite (bronze.<family>_events), then payloads are
 typed with the family's schema, checked against the JSON Schema of their declared version, deduplicated on
 event id (within the batch here, across batches by the insert-only MERGE), flagged late against a per-partition
 event-time watermark, checked against the product catalogue (silver.products, from CDC) and converted to the
 reporting currency with the FX rate valid at event time (silver.fx_rates_history, from CDC). The silver suite
-then quarantines rows (silver.events_quarantine, with the reason), warns, or blocks the batch (the family's
-silver table is left unchanged and the job exits non-zero; the next run retries the same bronze range; with
-`--every` the stage reports the failure and runs again, see lakehouse.job.repeat).
+then quarantines rows (silver.events_quarantine, with the reason), warns, or blocks the batch: the family's
+silver table is left unchanged and its query fails; the next start replays the same micro-batch (an available-now
+run raises the error once the other queries are done and the job exits non-zero; continuous, the query starts
+again from its checkpoint after a backoff, see lakehouse.streaming.run_query).
 
-Once per run, the bronze.dead_letter rows added since the last validation are checked against their structure
-suite (warn-only: findings go to ops.quality_validations; the records are already set aside).
+A query on bronze.dead_letter checks the new dead letters against their structure suite (warn-only: findings go
+to ops.quality_validations; the records are already set aside).
 
-Exactly once: every write of a batch carries the transaction id (app id, bronze version); the MERGE into
-silver.<family>_events is last and marks the range done; an interrupted range is redone with its original end.
+Exactly once: every write of a micro-batch carries the transaction id (the query's app id, batch id), and a
+batch cut short is replayed with the same bronze rows and batch id (the query's checkpoint). A query started
+without a checkpoint on a home the former version-range runs kept starts after the bronze version they reached.
 
-The families, the settlement reports and the dead letters of a run are processed at once, from driver threads:
-each has its own target and transaction ids, so on a small cluster one's Delta commits and small Spark jobs
-overlap another's (the run's wall time is no longer the sum of each family's fixed costs).
+The queries (families, settlement reports, dead letters) run at once in one driver: each has its own target and
+transaction ids, so on a small cluster one's Delta commits and small Spark jobs overlap another's.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
-from typing import NamedTuple
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
@@ -38,25 +40,17 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import DEAD_LETTER_TABLE as DEAD_LETTERS
 from lakehouse.ingest import family_table as bronze_table
-from lakehouse.job import (
-    JobContext,
-    add_repeat_arguments,
-    job_context,
-    parser,
-    pending_range,
-    repeat,
-    run_main,
-    versions_behind,
-)
+from lakehouse.job import JobContext, job_context, parser, run_main
 from lakehouse.progress import RunReport
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
 from lakehouse.quality.ops import RESULTS, VALIDATIONS, gate_writes, raise_if_blocked, validated_up_to
 from lakehouse.quality.suites import load_suite
 from lakehouse.tables import MergeSpec
-from lakehouse.tables.concurrent import Commit, commit_all, run_concurrently
+from lakehouse.tables.concurrent import Commit, commit_all
 from transformations.silver.conformance import (
     SCHEMA_VIOLATION,
     next_watermarks,
@@ -74,7 +68,7 @@ QUARANTINE = "silver.events_quarantine"
 WATERMARKS = "ops.event_watermarks"
 SETTLEMENTS_SOURCE = "bronze.settlements_raw"
 SETTLEMENTS = "silver.settlements"
-DEAD_LETTER_FAMILY = "dead_letter"  # its validations are recorded as silver_events:dead_letter
+DEAD_LETTER_FAMILY = "dead_letter"  # its query is silver_events_dead_letter
 CATALOGUE = "silver.products"
 FX_HISTORY = "silver.fx_rates_history"
 REPORTING_CURRENCY = "EUR"
@@ -92,19 +86,8 @@ FX_SCHEMA = "currency string, rate_to_eur decimal(18,8), valid_from timestamp"
 _watermarks_lock = threading.Lock()
 
 
-class Processed(NamedTuple):
-    """A bronze range one run took into silver."""
-
-    version: int  # the bronze version it ends at
-    rows: int  # bronze rows in it
-
-
 def silver_table(family: str) -> str:
     return f"silver.{family}_events"
-
-
-def _app(family: str) -> str:
-    return f"{APP_ID}:{family}"
 
 
 def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[str]) -> DataFrame:
@@ -115,27 +98,28 @@ def _reference(ctx: JobContext, name: str, fallback_schema: str, columns: list[s
     return ctx.spark.createDataFrame([], fallback_schema)
 
 
-def gate_batch(ctx: JobContext, df: DataFrame, suite: str, version: int) -> GateResult:
-    """Validate one batch against `suite` (its Data Docs under the home), logged with the bronze version."""
-    gate = run_gate(df, suite, suite, ctx.run_id, table_version=version, docs_dir=ctx.settings.quality_docs)
-    log.info("%s v%s: %s in %.2f s", suite, version, gate.message, gate.seconds)
+def gate_batch(ctx: JobContext, df: DataFrame, suite: str, batch_id: int) -> GateResult:
+    """Validate one batch against `suite` (its Data Docs under the home), recorded and logged with its batch id
+    (a micro-batch id, or a replay's batch id)."""
+    gate = run_gate(df, suite, suite, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs)
+    log.info("%s batch %s: %s in %.2f s", suite, batch_id, gate.message, gate.seconds)
     return gate
 
 
-def _records(ctx: JobContext, gates: list[GateResult], family: str, version: int) -> list[Commit]:
+def _records(ctx: JobContext, gates: list[GateResult], app: str, batch_id: int) -> list[Commit]:
     """The commits that keep a batch's gate results (one per ops table, made with the batch's side writes)."""
-    return gate_writes(ctx.tables, gates, _app(family), version, ctx.settings.data_docs_index)
+    return gate_writes(ctx.tables, gates, app, batch_id, ctx.settings.data_docs_index)
 
 
-def _passed(ctx: JobContext, release: ExitStack, gates: list[GateResult], df: DataFrame, suite: str, family: str,
-            version: int) -> GateResult:
+def _passed(ctx: JobContext, release: ExitStack, gates: list[GateResult], df: DataFrame, suite: str, app: str,
+            batch_id: int) -> GateResult:
     """`gate_batch`, whose cached input `release` frees, added to the batch's `gates`. When it blocked, the batch's
-    gates are recorded and the job stops, the suite's table left unchanged."""
-    gate = gate_batch(ctx, df, suite, version)
+    gates are recorded and the batch fails, the suite's table left unchanged."""
+    gate = gate_batch(ctx, df, suite, batch_id)
     release.callback(gate.release)
     gates.append(gate)
     if gate.blocked:
-        commit_all(ctx.tables, _records(ctx, gates, family, version))
+        commit_all(ctx.tables, _records(ctx, gates, app, batch_id))
     raise_if_blocked(gate, suite)
     return gate
 
@@ -153,11 +137,11 @@ def conformed(ctx: JobContext, family: str, bronze: DataFrame, prior_watermarks:
     return events
 
 
-def _replace_watermarks(ctx: JobContext, marks: DataFrame, family: str, version: int) -> bool:
-    """Replace the family's slice of the watermarks with its marks after bronze `version` (once per version)."""
+def _replace_watermarks(ctx: JobContext, marks: DataFrame, family: str, app: str, batch_id: int) -> bool:
+    """Replace the family's slice of the watermarks with its marks after a batch (once per batch)."""
     with _watermarks_lock:
-        return ctx.tables.write_batch(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, _app(family),
-                                      version, mode="overwrite", replace_where=f"family = '{family}'")
+        return ctx.tables.write_batch(marks.select(*WATERMARK_SCHEMA.fieldNames()), WATERMARKS, app, batch_id,
+                                      mode="overwrite", replace_where=f"family = '{family}'")
 
 
 def rejected_events(ctx: JobContext, unparseable: DataFrame, gate: GateResult, target: str) -> DataFrame:
@@ -168,114 +152,120 @@ def rejected_events(ctx: JobContext, unparseable: DataFrame, gate: GateResult, t
         quarantine_rows(detailed, REASON_COLUMN, target, ctx.run_id))
 
 
-def process_family(ctx: JobContext, family: str) -> Processed | None:
-    """Process the next bronze range of one family (None: up to date)."""
+def process_family(ctx: JobContext, family: str, bronze: DataFrame, app: str, batch_id: int) -> None:
+    """Take one micro-batch of bronze.<family>_events into silver (every write keyed by (app, batch_id))."""
     tables, source, target = ctx.tables, bronze_table(family), silver_table(family)
-    if not tables.exists(source):
-        log.info("%s does not exist yet", source)
-        return None
-    side = [(QUARANTINE, _app(family)), (WATERMARKS, _app(family))]
-    todo = pending_range(tables, source, (target, APP_ID), side)
-    if todo is None:
-        log.info("%s is up to date with %s", target, source)
-        return None
-    after, version = todo
-    gates: list[GateResult] = []  # recorded with the side writes, made at once before the marker
+    gates: list[GateResult] = []  # recorded with the side writes, made at once before the MERGE
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
-        bronze = tables.read_appends(source, after, version).cache()
+        bronze = bronze.cache()
         release.callback(bronze.unpersist)
-        _passed(ctx, release, gates, bronze, source, family, version)
+        _passed(ctx, release, gates, bronze, source, app, batch_id)
         prior = (tables.read(WATERMARKS).where(F.col("family") == family) if tables.exists(WATERMARKS)
                  else ctx.spark.createDataFrame([], WATERMARK_SCHEMA))
         checked = conformed(ctx, family, bronze, prior).cache()
         release.callback(checked.unpersist)
         events, unparseable = split_parse_errors(checked)
-        gate = _passed(ctx, release, gates, events, target, family, version)
+        gate = _passed(ctx, release, gates, events, target, app, batch_id)
         rejected = rejected_events(ctx, unparseable, gate, target)
         marks = next_watermarks(checked, prior).withColumn("family", F.lit(family))
         # the family's marks after this batch (earlier ones carried): its slice of the table is replaced whole
-        commit_all(tables, [*_records(ctx, gates, family, version),
-                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app(family), version)),
-                            (WATERMARKS, lambda: _replace_watermarks(ctx, marks, family, version))])
-        # last: its transaction id marks the bronze range as processed
+        commit_all(tables, [*_records(ctx, gates, app, batch_id),
+                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, app, batch_id)),
+                            (WATERMARKS, lambda: _replace_watermarks(ctx, marks, family, app, batch_id))])
         tables.merge(gate.valid.drop(*CHECK_COLUMNS), target, MergeSpec(on="t.event_id = s.event_id", update=False),
-                     app_id=APP_ID, batch_id=version)
-    log.info("%s: processed %s up to v%s", target, source, version)
-    return Processed(version, gates[0].rows or 0)
+                     app_id=app, batch_id=batch_id)
+    log.info("%s: batch %s of %s processed (%s rows)", target, batch_id, source, gates[0].rows)
 
 
-def process_settlements(ctx: JobContext) -> Processed | None:
-    """bronze.settlements_raw (landing-zone report lines) -> silver.settlements, gated like the event families;
-    a line is identified by (object_key, line_number), kept in the quarantine as source_topic/source_offset."""
+def process_settlements(ctx: JobContext, bronze: DataFrame, app: str, batch_id: int) -> None:
+    """A micro-batch of bronze.settlements_raw (landing-zone report lines) -> silver.settlements, gated like the
+    event families; a line is identified by (object_key, line_number), kept in the quarantine as
+    source_topic/source_offset."""
     tables = ctx.tables
-    if not tables.exists(SETTLEMENTS_SOURCE):
-        return None
-    todo = pending_range(tables, SETTLEMENTS_SOURCE, (SETTLEMENTS, APP_ID), [(QUARANTINE, _app("settlements"))])
-    if todo is None:
-        return None
-    after, version = todo
-    gates: list[GateResult] = []  # recorded with the side writes, made at once before the marker
+    gates: list[GateResult] = []  # recorded with the side writes, made at once before the MERGE
     with ExitStack() as release:  # every cache of the batch is released, also when a gate blocks
-        bronze = tables.read_appends(SETTLEMENTS_SOURCE, after, version)
-        _passed(ctx, release, gates, bronze, SETTLEMENTS_SOURCE, "settlements", version)
+        _passed(ctx, release, gates, bronze, SETTLEMENTS_SOURCE, app, batch_id)
         lines = parse_settlements(bronze).withColumns({
             "source_topic": F.col("object_key"),
             "source_partition": F.lit(None).cast("int"), "source_offset": F.col("line_number").cast("long"),
         }).cache()
         release.callback(lines.unpersist)
         parsed, unparseable = split_parse_errors(lines)
-        gate = _passed(ctx, release, gates, parsed, SETTLEMENTS, "settlements", version)
+        gate = _passed(ctx, release, gates, parsed, SETTLEMENTS, app, batch_id)
         rejected = quarantine_rows(unparseable, PARSE_ERROR, SETTLEMENTS, ctx.run_id).unionByName(
             quarantine_rows(gate.quarantined, REASON_COLUMN, SETTLEMENTS, ctx.run_id))
-        commit_all(tables, [*_records(ctx, gates, "settlements", version),
-                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, _app("settlements"),
-                                                                    version))])
+        commit_all(tables, [*_records(ctx, gates, app, batch_id),
+                            (QUARANTINE, lambda: tables.write_batch(rejected, QUARANTINE, app, batch_id))])
         tables.merge(gate.valid.select(*SETTLEMENT_COLUMNS), SETTLEMENTS,
                      MergeSpec(on="t.object_key = s.object_key AND t.line_number = s.line_number", update=False),
-                     app_id=APP_ID, batch_id=version)
-    return Processed(version, gates[0].rows or 0)
+                     app_id=app, batch_id=batch_id)
 
 
-def validate_dead_letters(ctx: JobContext) -> GateResult | None:
-    """Validate the bronze.dead_letter rows added since the last validation with the current suite (warn-only:
-    recorded in ops.quality_validations, never stopping silver); None when there is nothing new."""
-    tables = ctx.tables
-    if not tables.exists(DEAD_LETTERS):
-        return None
-    after = validated_up_to(tables, _app(DEAD_LETTER_FAMILY), load_suite(DEAD_LETTERS).fingerprint)
-    current = tables.version(DEAD_LETTERS)
-    if after is not None and after >= current:
-        return None
-    gate = gate_batch(ctx, tables.read_appends(DEAD_LETTERS, after, current), DEAD_LETTERS, current)
+def validate_dead_letters(ctx: JobContext, dead_letters: DataFrame, app: str, batch_id: int) -> GateResult:
+    """Validate a micro-batch of new bronze.dead_letter rows with the current suite (warn-only: recorded in
+    ops.quality_validations, never stopping silver)."""
+    gate = gate_batch(ctx, dead_letters, DEAD_LETTERS, batch_id)
     gate.release()
-    commit_all(tables, _records(ctx, [gate], DEAD_LETTER_FAMILY, current))
+    commit_all(ctx.tables, _records(ctx, [gate], app, batch_id))
     return gate
 
 
-def process_all(ctx: JobContext, families: Sequence[str], registered: set[str]) -> RunReport:
-    """One run: the pending bronze range of each of `families`, the settlement reports and the new dead letters,
-    all at once (their targets differ; shared tables take appends, the watermarks one family at a time, GX one
-    validation at a time); then the tables not registered yet (`registered`) are registered in the catalog.
-    Returns the bronze rows taken and the bronze versions committed meanwhile (left to the next run).
+def _after_former_runs(ctx: JobContext, marker: tuple[str, str]) -> int | None:
+    """The bronze version after the last one the former version-range runs marked as processed (None: none)."""
+    done = ctx.tables.committed_batch(*marker) if ctx.tables.exists(marker[0]) else None
+    return None if done is None else done + 1
 
-    A family whose gate blocks does not hold the others back: the run raises its error once all are done."""
-    *done, _ = run_concurrently(ctx.spark, [*[partial(process_family, ctx, family) for family in families],
-                                            partial(process_settlements, ctx), partial(validate_dead_letters, ctx)])
-    ctx.tables.register_new((*[silver_table(f) for f in FAMILIES], SETTLEMENTS, QUARANTINE, RESULTS,
-                             VALIDATIONS, WATERMARKS), registered)
-    sources = [(bronze_table(f), silver_table(f)) for f in families] + [(SETTLEMENTS_SOURCE, SETTLEMENTS)]
-    return RunReport(rows=sum(p.rows for p in done if p is not None),
-                     backlog_versions=sum(versions_behind(ctx.tables, s, (t, APP_ID)) for s, t in sources))
+
+def _after_former_validation(ctx: JobContext) -> int | None:
+    """The dead-letter version after the last one the former runs validated with the current suite (None: none)."""
+    done = validated_up_to(ctx.tables, f"{APP_ID}:{DEAD_LETTER_FAMILY}", load_suite(DEAD_LETTERS).fingerprint)
+    return None if done is None else done + 1
+
+
+def streams(ctx: JobContext, families: Sequence[str], registered: set[str]) -> list[DeltaStream]:
+    """The job's queries: one per family, the settlement reports, the dead letters. The tables a batch writes are
+    registered in the catalog after it (once per process: `registered`)."""
+
+    def then_register(process, names):  # noqa: ANN001, ANN202 - a ProcessBatch and what it writes
+        def batch(df: DataFrame, app: str, batch_id: int) -> None:
+            process(df, app, batch_id)
+            ctx.tables.register_new(names, registered)
+        return batch
+
+    ops = (QUARANTINE, RESULTS, VALIDATIONS)
+    return [
+        *(DeltaStream(bronze_table(f), f"{APP_ID}_{f}",
+                      then_register(partial(process_family, ctx, f), (silver_table(f), WATERMARKS, *ops)),
+                      partial(_after_former_runs, ctx, (silver_table(f), APP_ID))) for f in families),
+        DeltaStream(SETTLEMENTS_SOURCE, f"{APP_ID}_settlements",
+                    then_register(partial(process_settlements, ctx), (SETTLEMENTS, *ops)),
+                    partial(_after_former_runs, ctx, (SETTLEMENTS, APP_ID))),
+        DeltaStream(DEAD_LETTERS, f"{APP_ID}_{DEAD_LETTER_FAMILY}",
+                    then_register(partial(validate_dead_letters, ctx), ops), partial(_after_former_validation, ctx)),
+    ]
+
+
+def process_all(ctx: JobContext, families: Sequence[str], registered: set[str] | None = None) -> RunReport:
+    """Take what is new in bronze into silver (available-now: every query until it has read what is there, all
+    at once), then stop; returns the bronze rows read. A family whose gate blocks does not hold the others back:
+    its error is raised once all are done."""
+    runs = run_available_now(ctx, APP_ID, streams(ctx, families, set() if registered is None else registered))
+    return RunReport(rows=sum(r.rows for r in runs), backlog_versions=0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
-    add_repeat_arguments(p)
+    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
+    p.add_argument("--interval", default="5 seconds", help="continuous: time between micro-batch starts")
+    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     args = p.parse_args(argv)
     ctx = job_context(APP_ID)
-    registered: set[str] = set()
-    repeat(lambda: process_all(ctx, args.family or FAMILIES, registered), args.every, args.timeout)
+    families = args.family or FAMILIES
+    if args.trigger == "continuous":
+        run_continuously(ctx, APP_ID, streams(ctx, families, set()), args.interval, args.timeout)
+    else:
+        process_all(ctx, families)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,17 @@ and kept as a background process of this home (lakehouse.services.process: PID f
 
 * bronze_events, bronze_cdc: Structured Streaming queries on Spark's Kafka source, a micro-batch every
   `--every` seconds;
+* silver_events: Structured Streaming queries on the bronze Delta tables (one per event family, the settlement
+  reports and the dead letters), a micro-batch every `--every` seconds;
 * inventory_realtime: positions per sku x warehouse and oversell alerts from the raw inventory and ERP stock
   topics to Kafka (`inventory.positions`, `inventory.alerts`), a micro-batch as soon as the last one ends;
-* silver_cdc, silver_events, gold_commerce: re-run every `--every` seconds over what is new (each run's
+* silver_cdc, gold_commerce: re-run every `--every` seconds over what is new (each run's
   exactly-once bookkeeping makes a stop or a crash between runs lose nothing); a stage whose inputs do not
   exist yet waits for them.
 
 Each stage reports to `<home>/pipeline/<stage>.json` (lakehouse.progress); `status` shows per stage whether it
-runs, its last micro-batch or run, input and processing rates and the Kafka backlog. Checkpoints and job state
+runs, its last micro-batch or run, input and processing rates and the backlog (Kafka offsets, or source table
+versions not read yet). Checkpoints and job state
 stay where the jobs keep them (under the tables root), so a stopped or killed stage resumes where it was.
 """
 
@@ -50,7 +53,7 @@ class Stage:
 
 STAGES = {s.name: s for s in (
     Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", False),
-    Stage("silver_events", False), Stage("gold_commerce", False), Stage("inventory_realtime", True),
+    Stage("silver_events", True), Stage("gold_commerce", False), Stage("inventory_realtime", True),
 )}
 
 
@@ -109,11 +112,11 @@ def status(settings: Settings) -> list[dict]:
 
 
 def looked_since(stage: str, report: dict, since: float) -> bool:
-    """The stage has looked at its inputs since `since`: a re-run stage started a run after it, a streaming stage
-    reported being idle (nothing new to read) after it."""
+    """The stage has looked at its inputs since `since`: a re-run stage started a run after it, each query of a
+    streaming stage reported being idle (nothing new to read) after it."""
     if not STAGES[stage].streaming:
         return (report.get("last_run_at") or 0) >= since
-    return report.get("state") == "idle" and (report.get("updated_at") or 0) >= since
+    return report.get("state") == "idle" and (report.get("looked_at") or 0) >= since
 
 
 def wait_until_each_looked(settings: Settings, since: float, timeout: float = 900.0) -> None:
@@ -134,6 +137,14 @@ def _num(value: object, fmt: str = "{:,.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _running(report: dict, now: float) -> str | None:
+    """'N batch(es) running, S s' for the stage's queries in a micro-batch (the oldest's age), else None."""
+    started = [q["batch_started_at"] for q in (report.get("queries") or {}).values() if q.get("batch_started_at")]
+    if not started:
+        return None
+    return f"{len(started)} batch{'es' if len(started) > 1 else ''} running, {now - min(started):.0f} s"
+
+
 def format_status(rows: list[dict], now: float | None = None) -> str:
     """`status` as a table: stage, state, pid, last batch or run, rates, backlog (a stream's Kafka offsets not read
     yet; a re-run stage's source versions not processed yet, "v"), last report; then the error of each stage
@@ -144,6 +155,8 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
     for r in rows:
         if r.get("kind") == "stream" and r.get("state") == "terminated" and r.get("error"):
             last = "query failed"
+        elif r.get("kind") == "stream" and (running := _running(r, now)):
+            last = running
         elif r.get("kind") == "stream" and r.get("batch_id") is None:
             last = "no batch yet (nothing new)" if r.get("state") == "idle" else "no batch yet"
         elif r.get("kind") == "stream":
@@ -154,8 +167,8 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
             last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
         else:
             last = "-"
-        backlog = _num(r.get("backlog_offsets"), "{:,}") if r.get("kind") != "repeat" else \
-            _num(r.get("backlog_versions"), "{:,} v")
+        offsets = r.get("backlog_offsets") if r.get("kind") != "repeat" else None
+        backlog = _num(offsets, "{:,}") if offsets is not None else _num(r.get("backlog_versions"), "{:,} v")
         lines.append(
             f"{r['stage']:18s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
             f"{last:28s} {_num(r.get('input_rows_per_s')):>9s} {_num(r.get('processed_rows_per_s')):>11s} "

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,35 +107,124 @@ def _offsets(value: object) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-class StageListener(StreamingQueryListener):
-    """Reports every micro-batch of this process's streaming queries as the stage's progress."""
+def delta_next_version(sources: list[dict]) -> int | None:
+    """The next version a Delta source reads (its end offset's `reservoirVersion` when no commit is read in
+    part; None for other sources)."""
+    for source in sources:
+        end = _offsets(source.get("endOffset"))
+        if end and "reservoirVersion" in end:
+            return int(end["reservoirVersion"]) + (1 if int(end.get("index", -1)) >= 0 else 0)
+    return None
 
-    def __init__(self, settings: Settings, stage: str) -> None:
-        self.settings, self.stage = settings, stage
+
+def _epoch(timestamp: str | None) -> float:
+    """An event's ISO-8601 timestamp as epoch seconds (now when it has none)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(timestamp).timestamp() if timestamp else time.time()
+    except ValueError:
+        return time.time()
+
+
+_reporting = threading.Lock()  # the listener's thread and the micro-batches' threads report to one file
+
+
+def report_query(settings: Settings, stage: str, query_id: object, fields: dict,
+                 stage_fields: dict | None = None) -> None:
+    """Merge `fields` into the entry of one of the stage's streaming queries (`queries`, by query id: stable
+    across restarts from its checkpoint; a new process starts a new set) and recompute the stage's totals."""
+    with _reporting:
+        report = read_progress(settings, stage)
+        queries = (report.get("queries") or {}) if report.get("pid") == os.getpid() else {}
+        key = str(query_id)
+        queries[key] = {**queries.get(key, {}), **fields, "updated_at": time.time()}
+        states = {q.get("state") for q in queries.values()}
+        looks = [q.get("idle_at") for q in queries.values()]
+
+        def total(field: str) -> float | int | None:
+            values = [q[field] for q in queries.values() if q.get(field) is not None]
+            return sum(values) if values else None
+
+        _update(settings, stage, {
+            "kind": "stream", **(stage_fields or {}), "queries": queries,
+            "state": "terminated" if "terminated" in states else "idle" if states == {"idle"} else "active",
+            "looked_at": min(looks) if states == {"idle"} and None not in looks else None,
+            **{field: total(field) for field in ("input_rows_per_s", "processed_rows_per_s", "backlog_offsets",
+                                                 "backlog_versions")},
+        })
+
+
+def batch_started(query_id: object, batch_id: int, settings: Settings | None = None) -> None:
+    """A micro-batch of the query began (reported until its progress comes; no-op outside the pipeline)."""
+    stage = current_stage()
+    if stage is not None:
+        report_query(settings or get_settings(), stage, query_id,
+                     {"state": "active", "batch_started": batch_id, "batch_started_at": time.time()})
+
+
+class StageListener(StreamingQueryListener):
+    """Reports the micro-batches of this process's streaming queries as the stage's progress: per query (under
+    `queries`) and for the stage: the last batch, input and processing rates summed over the queries, the backlog
+    (Kafka offsets not read; Delta source versions not read, when `source_version(query name)` gives the source
+    table's current version), `state` (idle when every query found nothing new) and `looked_at` (when the query
+    that found nothing new longest ago last found so: every query has looked at its source since)."""
+
+    def __init__(self, settings: Settings, stage: str, source_version: Callable[[str], int | None] | None = None,
+                 ) -> None:
+        self.settings, self.stage, self.source_version = settings, stage, source_version
+
+    def _report(self, query_id: object, fields: dict, stage_fields: dict | None = None) -> None:
+        report_query(self.settings, self.stage, query_id, fields, stage_fields)
+
+    def _source_version(self, name: str | None) -> int | None:
+        """The current version of the Delta table query `name` reads (None: not a Delta stream)."""
+        return self.source_version(name) if self.source_version is not None and name else None
+
+    def _versions_behind(self, name: str | None, next_version: int | None) -> int | None:
+        current = self._source_version(name)
+        return None if current is None or next_version is None else max(0, current + 1 - next_version)
 
     def onQueryStarted(self, event) -> None:  # noqa: N802, ANN001 - Spark's listener API
-        _update(self.settings, self.stage, {"kind": "stream", "state": "started", "query": event.name})
+        self._report(event.id, {"state": "started", "name": event.name}, {"query": event.name})
 
     def onQueryProgress(self, event) -> None:  # noqa: N802, ANN001
         p = json.loads(event.progress.json)
+        name, sources = p.get("name"), p.get("sources") or []
         total = int(read_progress(self.settings, self.stage).get("rows_total", 0)) + int(p.get("numInputRows", 0))
-        _update(self.settings, self.stage, {
-            "kind": "stream", "state": "active", "query": p.get("name"), "batch_id": p.get("batchId"),
-            "input_rows": p.get("numInputRows"), "rows_total": total,
+        self._report(p.get("id"), {
+            "state": "active", "name": name, "batch_id": p.get("batchId"), "input_rows": p.get("numInputRows"),
+            "batch_started_at": None,
             "input_rows_per_s": p.get("inputRowsPerSecond"), "processed_rows_per_s": p.get("processedRowsPerSecond"),
+            "backlog_offsets": kafka_backlog(sources),
+            "backlog_versions": self._versions_behind(name, delta_next_version(sources)),
+        }, {
+            "query": name, "batch_id": p.get("batchId"), "input_rows": p.get("numInputRows"), "rows_total": total,
             "batch_ms": (p.get("durationMs") or {}).get("triggerExecution"), "durations_ms": p.get("durationMs"),
-            "backlog_offsets": kafka_backlog(p.get("sources") or []),
         })
 
     def onQueryIdle(self, event) -> None:  # noqa: N802, ANN001 - no new data: caught up
-        _update(self.settings, self.stage, {"state": "idle", "backlog_offsets": 0})
+        known = (read_progress(self.settings, self.stage).get("queries") or {}).get(str(event.id)) or {}
+        looked = _epoch(getattr(event, "timestamp", None))  # when the query looked (the event may come late)
+        if (known.get("batch_started_at") or 0) > looked:
+            return  # a micro-batch began after that look
+        delta = self._source_version(known.get("name")) is not None
+        self._report(event.id, {"state": "idle", "idle_at": looked, "backlog_offsets": None if delta else 0,
+                                "backlog_versions": 0 if delta else None, "batch_started_at": None})
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802, ANN001
-        _update(self.settings, self.stage, {"state": "terminated", "error": event.exception})
+        self._report(event.id, {"state": "terminated", "batch_started_at": None}, {"error": event.exception})
 
 
-def listen(spark, settings: Settings | None = None) -> None:  # noqa: ANN001 - SparkSession
-    """Report this process's streaming queries as its pipeline stage (no-op outside the pipeline)."""
+_listening: set[int] = set()  # ids of the sessions' contexts whose queries a StageListener reports
+
+
+def listen(spark, settings: Settings | None = None,  # noqa: ANN001 - SparkSession
+           source_version: Callable[[str], int | None] | None = None) -> None:
+    """Report this process's streaming queries as its pipeline stage (no-op outside the pipeline, and once per
+    Spark context: the first call's `source_version`, see StageListener, is the one used)."""
     stage = current_stage()
-    if stage is not None:
-        spark.streams.addListener(StageListener(settings or get_settings(), stage))
+    key = id(spark.sparkContext)
+    if stage is not None and key not in _listening:
+        _listening.add(key)
+        spark.streams.addListener(StageListener(settings or get_settings(), stage, source_version))

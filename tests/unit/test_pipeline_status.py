@@ -24,6 +24,7 @@ def test_each_stage_gets_its_jobs_continuous_arguments():
         "--family", "all", "--trigger", "continuous", "--interval", "2 seconds", "--topic-prefix", "p_"]
     assert pipeline.STAGES["bronze_cdc"].args(2.5, "p_") == ["--trigger", "continuous", "--interval", "2.5 seconds"]
     assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--every", "5"]
+    assert pipeline.STAGES["silver_events"].args(5, "p_") == ["--trigger", "continuous", "--interval", "5 seconds"]
     assert pipeline.STAGES["inventory_realtime"].args(5, "p_") == [
         "--trigger", "continuous", "--interval", "500 milliseconds", "--topic-prefix", "p_"]
     assert list(pipeline.STAGES) == ["bronze_events", "bronze_cdc", "silver_cdc", "silver_events", "gold_commerce",
@@ -42,8 +43,11 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
         {"stage": "bronze_events", "running": True, "pid": 41, "kind": "stream", "batch_id": 3, "input_rows": 1200,
          "batch_ms": 850, "input_rows_per_s": 240.0, "processed_rows_per_s": 1411.76, "backlog_offsets": 12,
          "updated_at": 990.0},
-        {"stage": "silver_events", "running": True, "pid": 42, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
-         "input_rows": 6000, "processed_rows_per_s": 1411.8, "backlog_versions": 2, "updated_at": 998.0},
+        {"stage": "silver_events", "running": True, "pid": 42, "kind": "stream", "batch_id": 7, "input_rows": 6000,
+         "batch_ms": 425, "input_rows_per_s": 900.0, "processed_rows_per_s": 1411.8, "backlog_offsets": None,
+         "backlog_versions": 2, "updated_at": 998.0},
+        {"stage": "gold_commerce", "running": True, "pid": 46, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
+         "input_rows": 6000, "processed_rows_per_s": 1411.8, "backlog_versions": 0, "updated_at": 998.0},
         {"stage": "silver_cdc", "running": True, "pid": 44, "kind": "repeat", "runs": 9, "last_run_s": 1.5,
          "failures_in_a_row": 2, "last_error": "LakehouseError: suite silver.customers blocked\n  at ...",
          "updated_at": 999.0},
@@ -57,7 +61,8 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
     assert pipeline.format_status(rows, now=1000.0).splitlines() == [
         "stage              state        pid  last batch / run               input/s processed/s  backlog    reported",
         "bronze_events      running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
-        "silver_events      running       42  run 7 in 4.2 s                       -     1,411.8      2 v     2 s ago",
+        "silver_events      running       42  batch 7: 6,000 rows, 425 ms      900.0     1,411.8      2 v     2 s ago",
+        "gold_commerce      running       46  run 7 in 4.2 s                       -     1,411.8      0 v     2 s ago",
         "silver_cdc         running       44  run 9 failed (2 in a row)            -           -        -     1 s ago",
         "bronze_cdc         running       45  query failed                         -           -        -     3 s ago",
         "gold_commerce      stopped        -  -                                    -           -        -           -",
@@ -90,3 +95,54 @@ def test_a_run_report_gives_the_status_its_rows_rate_and_backlog_and_a_failure_k
     record_run(2.0, 120.0, settings, run=RunReport(rows=0, backlog_versions=0))
     report = read_progress(settings, "silver_events")
     assert (report["failures_in_a_row"], report["last_error"], report["processed_rows_per_s"]) == (0, None, None)
+
+
+def test_the_listener_reports_each_query_and_the_stage_idle_only_when_every_query_is(tmp_path, monkeypatch):
+    """Two queries of one stage: a Kafka stream and a Delta stream whose backlog is the source's versions after
+    the one its end offset reached."""
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    from lakehouse.config import Settings
+    from lakehouse.progress import STAGE_ENV, StageListener, batch_started, read_progress
+
+    monkeypatch.setenv(STAGE_ENV, "silver_events")
+    settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
+    listener = StageListener(settings, "silver_events", {"silver_events_orders": 9}.get)
+    kafka = {"endOffset": {"orders": {"0": 10}}, "latestOffset": {"orders": {"0": 15}}}
+    delta = {"endOffset": json.dumps({"reservoirVersion": 7, "index": -1}), "latestOffset": None}
+
+    def progress(query_id: str, name: str, source: dict, rows: int, rate: float) -> SimpleNamespace:
+        return SimpleNamespace(progress=SimpleNamespace(json=json.dumps({
+            "id": query_id, "name": name, "batchId": 3, "numInputRows": rows, "inputRowsPerSecond": rate,
+            "processedRowsPerSecond": rate * 2, "durationMs": {"triggerExecution": 500}, "sources": [source]})))
+
+    listener.onQueryStarted(SimpleNamespace(id="q1", name="bronze_like"))
+    listener.onQueryStarted(SimpleNamespace(id="q2", name="silver_events_orders"))
+    listener.onQueryProgress(progress("q1", "bronze_like", kafka, 100, 10.0))
+    listener.onQueryProgress(progress("q2", "silver_events_orders", delta, 40, 4.0))
+    report = read_progress(settings, "silver_events")
+    assert {k: report[k] for k in ("state", "input_rows_per_s", "processed_rows_per_s", "backlog_offsets",
+                                   "backlog_versions", "rows_total", "query", "looked_at")} == {
+        "state": "active", "input_rows_per_s": 14.0, "processed_rows_per_s": 28.0, "backlog_offsets": 5,
+        "backlog_versions": 3, "rows_total": 140, "query": "silver_events_orders", "looked_at": None}
+    listener.onQueryIdle(SimpleNamespace(id="q2", timestamp="2026-12-06T02:00:10.000Z"))
+    report = read_progress(settings, "silver_events")
+    assert (report["state"], report["backlog_versions"], report["backlog_offsets"]) == ("active", 0, 5)
+    listener.onQueryIdle(SimpleNamespace(id="q1", timestamp="2026-12-06T02:00:20.000Z"))
+    report = read_progress(settings, "silver_events")
+    # every query looked: since the one that looked longest ago (its event's time, not when it was reported)
+    assert (report["state"], report["backlog_offsets"], report["looked_at"]) == ("idle", 0, 1796522410.0)
+
+    batch_started("q2", 4, settings)  # a micro-batch begins: not idle until its progress or a later look
+    listener.onQueryIdle(SimpleNamespace(id="q2", timestamp="2026-12-06T02:00:30.000Z"))  # reported late
+    report = read_progress(settings, "silver_events")
+    assert (report["state"], report["looked_at"], report["queries"]["q2"]["batch_started"]) == ("active", None, 4)
+    started = report["queries"]["q2"]["batch_started_at"]
+    assert pipeline.format_status([{**report, "stage": "silver_events", "running": True, "pid": 7}],
+                                  now=started + 12.4).splitlines()[1].startswith(
+        "silver_events      running        7  1 batch running, 12 s")
+    listener.onQueryTerminated(SimpleNamespace(id="q1", exception="boom"))
+    report = read_progress(settings, "silver_events")
+    assert (report["state"], report["error"], report["queries"]["q1"]["state"]) == ("terminated", "boom", "terminated")

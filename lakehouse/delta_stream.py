@@ -1,0 +1,178 @@
+"""Structured Streaming queries on Delta tables (a layer read as it grows), run available-now or continuously.
+
+A `DeltaStream` names a source table and what takes each micro-batch (`process(batch, app_id, batch_id)`,
+called from `foreachBatch`). Exactly once: the query's checkpoint holds the source versions each batch read, so
+a batch cut short is replayed with the same rows and the same batch id; `process` keys every write with
+(app_id, batch_id), where app_id is the stream's name and the query's id (kept in its checkpoint), so the
+replay skips what was committed, and a new checkpoint (a reset) never takes an old query's transaction ids.
+Commits that only change rows (a GDPR delete, an OPTIMIZE) are not new data and are skipped.
+
+`run_streams` runs several at once in one driver (each query has its own thread and commits), waiting for the
+source tables that do not exist yet; an available-now run raises the first failure once every query is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse.job import JobContext
+from lakehouse.progress import batch_started, listen
+from lakehouse.streaming import run_query
+
+log = logging.getLogger(__name__)
+
+ProcessBatch = Callable[[DataFrame, str, int], object]  # (micro-batch, transaction app id, batch id)
+
+
+@dataclass(frozen=True)
+class DeltaStream:
+    """A query reading `source` (a table name) as it grows; its micro-batches go to `process`.
+
+    `first_version`, when given, tells where a query without a checkpoint starts (the source version after the
+    last one processed before, e.g. by the job's former version-range runs); None or no answer: the whole
+    table, then what is added to it."""
+
+    source: str
+    name: str  # the query's name, its checkpoint's folder and the prefix of its transaction app ids
+    process: ProcessBatch
+    first_version: Callable[[], int | None] | None = None
+
+
+@dataclass
+class StreamRun:
+    """What an available-now run of one stream did."""
+
+    name: str
+    rows: int = 0
+    error: BaseException | None = None
+
+
+def _has_checkpoint(ctx: JobContext, checkpoint: str) -> bool:
+    """True when the query has run before (its checkpoint holds an offset log); any filesystem Spark reads."""
+    jvm = ctx.spark._jvm  # noqa: SLF001 - Hadoop's FileSystem, as Spark itself reaches the checkpoint
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/offsets")
+    return bool(path.getFileSystem(ctx.spark._jsc.hadoopConfiguration()).exists(path))  # noqa: SLF001
+
+
+def _first_version(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> int | None:
+    """Where a query without a checkpoint starts (None: at the beginning, or it has a checkpoint)."""
+    if stream.first_version is None or _has_checkpoint(ctx, checkpoint):
+        return None
+    return stream.first_version()
+
+
+def ready(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> bool:
+    """The query can start: its source exists, and holds the version a first start begins at (Delta refuses to
+    start at a version not committed yet, and starting after the current one could skip a commit made meanwhile)."""
+    if not ctx.tables.exists(stream.source):
+        return False
+    first = _first_version(ctx, stream, checkpoint)
+    return first is None or first <= ctx.tables.version(stream.source)
+
+
+def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: list[BaseException] | None = None,
+            ) -> Callable[[dict[str, object]], StreamingQuery]:
+    """`start(trigger)` for lakehouse.streaming.run_query (call it once `ready`). The batch function waits for
+    the query's id (known once `start` returns); an exception it raises is also appended to `failures` (to be
+    raised as it was, not as the StreamingQueryException that wraps it)."""
+
+    def start(trigger: dict[str, object]) -> StreamingQuery:
+        reader = ctx.spark.readStream.format("delta").option("skipChangeCommits", "true")
+        first = _first_version(ctx, stream, checkpoint)
+        if first is not None:
+            reader = reader.option("startingVersion", first)
+            log.info("%s starts at %s's version %s", stream.name, stream.source, first)
+        query_id: list[str] = []
+        known = threading.Event()
+
+        def batch(df: DataFrame, batch_id: int) -> None:
+            known.wait()
+            batch_started(query_id[0], batch_id, ctx.settings)
+            try:
+                stream.process(df, f"{stream.name}@{query_id[0][:8]}", batch_id)
+            except Exception as exc:
+                if failures is not None:
+                    failures.append(exc)
+                raise
+
+        query = (reader.load(ctx.tables.location(stream.source)).writeStream.queryName(stream.name)
+                 .foreachBatch(batch).option("checkpointLocation", checkpoint).trigger(**trigger).start())
+        query_id.append(query.id)
+        known.set()
+        return query
+
+    return start
+
+
+def checkpoint_of(ctx: JobContext, job: str, stream: DeltaStream) -> str:
+    return ctx.settings.checkpoint(job, stream.name)
+
+
+def run_available_now(ctx: JobContext, job: str, streams: Sequence[DeltaStream]) -> list[StreamRun]:
+    """Run each stream whose source exists until it has taken what is there, all at once; raise the first
+    failure (as `process` raised it) once every query has ended."""
+    runs, queries = [], []
+    for stream in streams:
+        checkpoint = checkpoint_of(ctx, job, stream)
+        if not ready(ctx, stream, checkpoint):
+            log.info("%s: nothing to read in %s", stream.name, stream.source)
+            continue
+        run, failures = StreamRun(stream.name), []
+        queries.append((run, failures, starter(ctx, stream, checkpoint, failures)({"availableNow": True})))
+        runs.append(run)
+    for run, failures, query in queries:
+        try:
+            query.awaitTermination()
+        except Exception as exc:  # noqa: BLE001 - kept, raised below once every query ended
+            run.error = failures[0] if failures else exc
+        run.rows = sum(int(p.get("numInputRows", 0)) for p in query.recentProgress)
+        log.info("%s caught up: %s rows in %s batches", run.name, f"{run.rows:,}", len(query.recentProgress))
+    for run in runs:
+        if run.error is not None:
+            raise run.error
+    return runs
+
+
+def run_continuously(ctx: JobContext, job: str, streams: Sequence[DeltaStream], interval: str,
+                     timeout: float | None = None, wait_s: float = 5.0) -> None:
+    """Run every stream continuously (a micro-batch every `interval`; a failed query starts again from its
+    checkpoint, see run_query), each from its own thread, starting a stream once it is `ready` (looked at every
+    `wait_s` s). Returns after `timeout` s (never when None); a lost driver JVM ends every stream. As a pipeline
+    stage, the backlog reported is in source versions not read yet."""
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    ended: list[BaseException] = []
+    sources = {s.name: s.source for s in streams}
+    listen(ctx.spark, source_version=lambda name: ctx.tables.version(sources[name]) if name in sources else None)
+
+    def run(stream: DeltaStream) -> None:
+        checkpoint = checkpoint_of(ctx, job, stream)
+        try:
+            while not ready(ctx, stream, checkpoint):
+                if time.monotonic() + wait_s >= deadline:
+                    return
+                time.sleep(wait_s)
+            left = None if math.isinf(deadline) else max(deadline - time.monotonic(), 0.001)
+            run_query(ctx.spark, starter(ctx, stream, checkpoint), continuous=True, interval=interval, timeout=left)
+        except BaseException as exc:  # the JVM gone (run_query restarts failed queries itself)
+            ended.append(exc)
+
+    from pyspark.util import inheritable_thread_target
+
+    threads = [threading.Thread(target=inheritable_thread_target(ctx.spark)(run), args=(s,), name=s.name,
+                                daemon=True) for s in streams]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        if ended:
+            raise ended[0]
+        time.sleep(1.0)
+    if ended:
+        raise ended[0]
