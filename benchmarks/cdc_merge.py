@@ -82,7 +82,7 @@ def main() -> None:
     if stats:
         rate = stats["envelopes"] / stats["seconds"]
         print(f"silver:   {stats['envelopes']} envelopes applied and validated in {stats['seconds']} s "
-              f"({stats['chunks']} chunks) = {rate:,.0f} changes/s (target 20,000; capture {captured / capture_s:,.0f}/s)")
+              f"({stats['batches']} micro-batches) = {rate:,.0f} changes/s (target 20,000; capture {captured / capture_s:,.0f}/s)")
     with postgres.connect(cfg) as conn:
         diff = differences(conn, ctx.tables)
     print("equal to PostgreSQL:", all(d[1] == d[2] == 0 for d in diff.values()), diff)
@@ -93,15 +93,8 @@ def main() -> None:
 
 
 def _silver_run(silver, ctx) -> dict:  # noqa: ANN001
-    """One whole silver_cdc run (`run`; before it existed: the apply, then the mirror suites), timed."""
-    if hasattr(silver, "run"):
-        return silver.run(ctx)
-    started = time.perf_counter()
-    stats = silver.apply_changes(ctx)
-    if stats:
-        silver.validate_mirror(ctx)
-        stats["seconds"] = round(time.perf_counter() - started, 2)
-    return stats
+    """One whole silver_cdc run (`run`: the bronze gate, the MERGEs, the mirrors' suites per micro-batch)."""
+    return silver.run(ctx)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,24 @@
-"""Silver CDC: new bronze.erp_cdc_raw versions -> SCD1 current-state and SCD2 history tables by Delta MERGE.
+"""Silver CDC: bronze.erp_cdc_raw -> SCD1 current-state and SCD2 history tables by Delta MERGE, as a Structured
+Streaming query on the bronze Delta table (lakehouse.delta_stream): available-now by default (take what is there,
+then stop), or `--trigger continuous` (a micro-batch every `--interval`, as the pipeline's stage).
 
 Distributed end to end: envelopes are parsed by Spark, changes are deduplicated per key by LSN and applied by
-one MERGE per target over the batch's changes only; the driver holds one small row per ERP table of a batch
+one MERGE per target over the micro-batch's changes only; the driver holds one small row per ERP table of a batch
 (its counts, message-key columns and, for tables without a spec, column names), never a table or a history.
 
 What each ERP table becomes is declared by its spec (`lakehouse/cdc/tables/<table>.json`, see
 lakehouse.cdc.specs); a captured table without a spec is mirrored as SCD1 on the primary key Debezium reports
 (silver.erp_<table>, text columns, new columns added as they appear). Per key the newest source LSN wins;
 re-delivered events are deduplicated; deletes remove rows (and leave a tombstone in silver.cdc_tombstones);
-malformed envelopes go to silver.cdc_dead_letter with a reason. Before anything is applied, the whole pending
-bronze range passes its structure suite (bronze.erp_cdc_raw, all block: a failure applies nothing, the job
-exits non-zero and the next run validates the same range again). The backlog is applied in chunks of at most
---max-versions bronze versions, each committed before the next is read. Exactly once: every target commit
-carries the transaction id (app id, last bronze version of the chunk) and is skipped when already made; the
-dead-letter commit comes last and marks the chunk as done; a chunk cut short by a crash is redone up to the
-same version. After the apply, the warn-only suites of the mirrors validate the rows of the keys the run
-changed (not whole tables)."""
+malformed envelopes go to silver.cdc_dead_letter with a reason. Before anything of a micro-batch is applied, the
+batch passes its structure suite (bronze.erp_cdc_raw, all block: a failure applies nothing and fails the query;
+the next start replays the same batch, see lakehouse.streaming.run_query). A micro-batch holds at most
+`--max-files` bronze files (Delta's maxFilesPerTrigger; its default 1,000). Exactly once: every target commit
+carries the transaction id (the query's app id, batch id) and is skipped when already made, and a batch cut short
+by a crash is replayed from the checkpoint with the same bronze rows. After the apply, the warn-only suites of
+the mirrors validate the rows of the keys the batch changed (not whole tables). A query started without a
+checkpoint on a home whose silver_cdc ran before it was a stream starts after the bronze version those runs
+reached."""
 
 from __future__ import annotations
 
@@ -36,18 +39,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
-from lakehouse.job import (
-    JobContext,
-    add_repeat_arguments,
-    job_context,
-    parser,
-    pending_range,
-    repeat,
-    require_tables,
-    run_main,
-    versions_behind,
-)
-from lakehouse.progress import RunReport
+from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
+from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
@@ -83,7 +76,6 @@ from transformations.silver.cdc import (
 
 SOURCE = "bronze.erp_cdc_raw"
 APP_ID = "silver_cdc"
-MAX_VERSIONS = 100  # bronze versions per chunk: bounds what one commit round holds (on the executors)
 BRONZE_COLUMNS = ["topic", "partition", "offset", "key", "value"]
 PAUSE_ENV = "LAKEHOUSE_SILVER_CDC_PAUSE_S"  # fault-injection tests: pause after each step so a SIGKILL lands there
 log = logging.getLogger(APP_ID)
@@ -114,46 +106,13 @@ def _partitions(spec: CdcTable, target: str) -> list[str] | None:
     return [c for c in spec.partition_by if c in carried] or None
 
 
-def next_chunk(ctx: JobContext, max_versions: int | None) -> tuple[int | None, int] | None:
-    """(after, up_to): the bronze versions of the next chunk, None when silver is caught up.
-
-    A chunk cut short by a crash (a target already holds a batch id past the last finished chunk) is redone up
-    to the same version, so each target applies each chunk once, under one transaction id."""
-    side_writes = [(t, APP_ID) for t in targets(ctx.tables) if t != DEAD_LETTER]
-    return pending_range(ctx.tables, SOURCE, (DEAD_LETTER, APP_ID), side_writes, max_versions)
-
-
-def apply_changes(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, object]:
-    """Apply the bronze versions not processed yet, up to the current one, chunk by chunk (at most `max_versions`
-    versions each; None: one chunk); returns {'bronze_version', 'envelopes', 'chunks', 'seconds', 'since'}
-    (empty if there was nothing; 'since': each target's version before the run, None if it did not exist).
-    A run does not chase a bronze job that keeps committing: the next run takes what came since."""
-    started = time.perf_counter()
-    until = ctx.tables.version(SOURCE)
-    stats: dict[str, object] = {"envelopes": 0, "chunks": 0}
-    if (first := next_chunk(ctx, max_versions)) is None:
-        return {}
-    since = {t: ctx.tables.version(t) if ctx.tables.exists(t) else None for t in targets(ctx.tables)}
-    validate_bronze(ctx, first[0], until)
-    ensure_tables(ctx)
-    while (chunk := next_chunk(ctx, max_versions)) is not None:
-        stats["envelopes"] += apply_chunk(ctx, *chunk)
-        stats["chunks"] += 1
-        stats["bronze_version"] = chunk[1]
-        if chunk[1] >= until:
-            break
-    return {**stats, "since": since, "seconds": round(time.perf_counter() - started, 2)}
-
-
-def validate_bronze(ctx: JobContext, after: int | None, up_to: int) -> GateResult:
-    """The structure gate over the whole pending bronze range (after, up_to], once per run before any chunk is
-    applied (one Spark read and GX validation per run, not per chunk): a block applies nothing and raises."""
-    bronze = ctx.tables.read_appends(SOURCE, after, up_to).select(*BRONZE_COLUMNS)
-    gate = run_gate(bronze, SOURCE, SOURCE, ctx.run_id, table_version=up_to, docs_dir=ctx.settings.quality_docs)
-    record_gate(ctx.tables, gate, f"{APP_ID}:bronze", up_to, ctx.settings.data_docs_index)
+def validate_bronze(ctx: JobContext, bronze: DataFrame, app: str, batch_id: int) -> GateResult:
+    """The structure gate over a micro-batch of bronze, before any of it is applied: a block raises."""
+    gate = run_gate(bronze, SOURCE, SOURCE, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs)
+    record_gate(ctx.tables, gate, f"{app}:bronze", batch_id, ctx.settings.data_docs_index)
     gate.release()
-    log.info("%s v%s..v%s: %s in %.2f s (input %.2f s)", SOURCE, -1 if after is None else after, up_to,
-             gate.message, gate.seconds, gate.input_seconds)
+    log.info("%s batch %s: %s in %.2f s (input %.2f s)", SOURCE, batch_id, gate.message, gate.seconds,
+             gate.input_seconds)
     raise_if_blocked(gate, "silver CDC tables")
     return gate
 
@@ -208,15 +167,14 @@ def _union(frames: list[DataFrame]) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, frames)
 
 
-def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
-    """Apply bronze versions (done, current]; returns the number of envelopes.
+def apply_batch(ctx: JobContext, bronze: DataFrame, app: str, batch_id: int) -> int:
+    """Apply a micro-batch of bronze envelopes; returns their number.
 
-    The chunk's envelopes are parsed once and kept on the executors; every target gets one MERGE of the chunk's
-    changes, keyed by (APP_ID, current), the ERP tables' MERGEs at once, then the tombstones' and PII's; the
-    dead-letter commit comes last."""
+    The envelopes are parsed once and kept on the executors; every target gets one MERGE of the batch's changes,
+    keyed by (app, batch_id), the ERP tables' MERGEs at once, then the tombstones' and PII's; the dead-letter
+    commit comes last."""
     tables = ctx.tables
     started = time.perf_counter()
-    bronze = tables.read_appends(SOURCE, done, current).select(*BRONZE_COLUMNS)
     parsed = parse_envelopes(bronze).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         batch = [r.asDict() for r in batch_tables(parsed, list(TABLES)).collect()]
@@ -228,7 +186,7 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
 
         def merge(source: DataFrame, target: str, spec_kwargs: dict, rows: int) -> None:
             t0 = time.perf_counter()
-            if tables.merge(source, target, MergeSpec(**spec_kwargs), app_id=APP_ID, batch_id=current):
+            if tables.merge(source, target, MergeSpec(**spec_kwargs), app_id=app, batch_id=batch_id):
                 log.info("merged %s rows into %s in %.2f s", rows, target, time.perf_counter() - t0)
                 time.sleep(pause)
 
@@ -249,13 +207,11 @@ def apply_chunk(ctx: JobContext, done: int | None, current: int) -> int:
         if pii:
             last.append(functools.partial(merge, _union(pii), PII_TABLE, PII_MERGE, 0))
         run_concurrently(ctx.spark, last)
-        # last: its transaction id marks the bronze version as processed (also when there is no dead letter)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        tables.write_batch(dead_letters(_union(dead), now), DEAD_LETTER, APP_ID, current)
+        tables.write_batch(dead_letters(_union(dead), now), DEAD_LETTER, app, batch_id)
     finally:
         parsed.unpersist()
-    log.info("silver CDC: %s envelopes from %s v%s..v%s in %.2f s", envelopes, SOURCE,
-             -1 if done is None else done, current, time.perf_counter() - started)
+    log.info("silver CDC: %s envelopes of batch %s in %.2f s", envelopes, batch_id, time.perf_counter() - started)
     return envelopes
 
 
@@ -283,12 +239,14 @@ def changed_rows(ctx: JobContext, target: str, since: int | None) -> DataFrame |
     return tables.read(target, version=now).join(touched, keys, "left_semi")
 
 
-def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None) -> dict[str, GateResult]:
+def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None, app: str = APP_ID,
+                    batch_id: int = 0) -> dict[str, GateResult]:
     """Validate the silver CDC tables that have a suite, as they stand after the apply (warn-only suites: silver
-    mirrors the system of record, so findings are reported in ops.quality_validations, never refused).
+    mirrors the system of record, so findings are reported in ops.quality_validations, never refused), recorded
+    with (app, batch_id).
 
-    `since` ({target: version before the run}): only the rows of the keys the run changed; None: whole tables."""
-    version = ctx.tables.committed_batch(DEAD_LETTER, APP_ID)
+    `since` ({target: version before the batch}): only the rows of the keys the batch changed; None: whole
+    tables."""
     gates: dict[str, GateResult] = {}
     for spec in TABLES.values():
         for target in (spec.scd1, spec.scd2):
@@ -297,46 +255,85 @@ def validate_mirror(ctx: JobContext, since: dict[str, int | None] | None = None)
             rows = ctx.tables.read(target) if since is None else changed_rows(ctx, target, since.get(target))
             if rows is None:
                 continue
-            gate = run_gate(rows, target, target, ctx.run_id, table_version=version,
+            gate = run_gate(rows, target, target, ctx.run_id, table_version=batch_id,
                             docs_dir=ctx.settings.quality_docs)
             gate.release()
             log.info("%s: %s (%s rows)", target, gate.message, gate.rows)
             gates[target] = gate
     # every mirror's results in one commit per ops table, after the last suite
-    commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), f"{APP_ID}:mirror", version or 0,
+    commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), f"{app}:mirror", batch_id,
                                        ctx.settings.data_docs_index))
     return gates
 
 
-def run(ctx: JobContext, max_versions: int | None = MAX_VERSIONS) -> dict[str, object]:
-    """One silver_cdc run: the bronze gate, the chunks, the mirrors' suites over what changed; returns the
-    apply's stats with 'seconds' covering the whole run (empty when there was nothing to do)."""
+def process_batch(ctx: JobContext, bronze: DataFrame, app: str, batch_id: int) -> dict[str, object]:
+    """One micro-batch: the bronze gate, the apply, the mirrors' suites over what it changed; returns
+    {'envelopes', 'since' (each target's version before it, None if it did not exist), 'seconds'}."""
     started = time.perf_counter()
-    stats = apply_changes(ctx, max_versions)
-    if stats:
-        validate_mirror(ctx, stats["since"])
-        stats["seconds"] = round(time.perf_counter() - started, 2)
-    return stats
+    since = {t: ctx.tables.version(t) if ctx.tables.exists(t) else None for t in targets(ctx.tables)}
+    bronze = bronze.select(*BRONZE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)  # gated, then parsed
+    try:
+        validate_bronze(ctx, bronze, app, batch_id)
+        ensure_tables(ctx)
+        envelopes = apply_batch(ctx, bronze, app, batch_id)
+    finally:
+        bronze.unpersist()
+    validate_mirror(ctx, since, app, batch_id)
+    return {"envelopes": envelopes, "since": since, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _after_former_runs(ctx: JobContext) -> int | None:
+    """The bronze version after the last one the former version-range runs marked as processed (None: none)."""
+    done = ctx.tables.committed_batch(DEAD_LETTER, APP_ID) if ctx.tables.exists(DEAD_LETTER) else None
+    return None if done is None else done + 1
+
+
+def stream(ctx: JobContext, max_files: int | None = None, done: Callable[[dict[str, object]], None] | None = None,
+           register: bool = False) -> DeltaStream:
+    """The job's query on bronze.erp_cdc_raw; each batch's stats go to `done` and, with `register`, its tables to
+    the catalog."""
+    registered: set[str] = set()
+
+    def batch(bronze: DataFrame, app: str, batch_id: int) -> None:
+        stats = process_batch(ctx, bronze, app, batch_id)
+        if register:
+            ctx.tables.register_new(targets(ctx.tables), registered)
+        if done is not None:
+            done(stats)
+
+    options = {"maxFilesPerTrigger": str(max_files)} if max_files else {}
+    return DeltaStream(SOURCE, APP_ID, batch, functools.partial(_after_former_runs, ctx), options)
+
+
+def run(ctx: JobContext, max_files: int | None = None, register: bool = False) -> dict[str, object]:
+    """Apply what bronze holds that silver has not (available-now: micro-batches of at most `max_files` bronze
+    files), then stop; returns {'envelopes', 'batches', 'since' (each target's version before the first batch),
+    'seconds'}, empty when there was nothing to apply. With `register`, the tables are registered in the catalog."""
+    started = time.perf_counter()
+    batches: list[dict[str, object]] = []
+    run_available_now(ctx, APP_ID, [stream(ctx, max_files, batches.append, register)])
+    if not batches:
+        return {}
+    return {"envelopes": sum(int(b["envelopes"]) for b in batches), "batches": len(batches),
+            "since": batches[0]["since"], "seconds": round(time.perf_counter() - started, 2)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
-    p.add_argument("--max-versions", type=int, default=MAX_VERSIONS, help="bronze versions per committed chunk")
-    add_repeat_arguments(p)
+    p.add_argument("--max-files", type=int, default=None, help="bronze files per micro-batch (default: Delta's)")
+    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
+    p.add_argument("--interval", default="5 seconds", help="continuous: time between micro-batch starts")
+    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
     args = p.parse_args(argv)
-    require_tables(SOURCE, hint="run the bronze_cdc job first", wait_s=args.every)
+    if args.trigger == "continuous":  # waits for bronze
+        ctx = job_context(APP_ID)
+        run_continuously(ctx, APP_ID, [stream(ctx, args.max_files, register=True)], args.interval, args.timeout)
+        return
+    require_tables(SOURCE, hint="run the bronze_cdc job first")
     ctx = job_context(APP_ID)
-    registered: set[str] = set()
-
-    def step() -> RunReport:
-        stats = run(ctx, args.max_versions)
-        ctx.tables.register_new(targets(ctx.tables), registered)
-        return RunReport(rows=int(stats.get("envelopes", 0)),
-                         backlog_versions=versions_behind(ctx.tables, SOURCE, (DEAD_LETTER, APP_ID)))
-
-    repeat(step, args.every, args.timeout)
+    run(ctx, args.max_files, register=True)
+    ctx.tables.register_new(targets(ctx.tables), set())  # also when there was nothing new
 
 
 if __name__ == "__main__":
     sys.exit(run_main(main))
-

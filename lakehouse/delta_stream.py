@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQuery
@@ -44,6 +44,7 @@ class DeltaStream:
     name: str  # the query's name, its checkpoint's folder and the prefix of its transaction app ids
     process: ProcessBatch
     first_version: Callable[[], int | None] | None = None
+    options: dict[str, str] = field(default_factory=dict)  # the Delta source's, e.g. maxFilesPerTrigger
 
 
 @dataclass
@@ -51,7 +52,8 @@ class StreamRun:
     """What an available-now run of one stream did."""
 
     name: str
-    rows: int = 0
+    rows: int = 0  # source rows read
+    batches: int = 0  # micro-batches that read rows
     error: BaseException | None = None
 
 
@@ -85,7 +87,7 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
     raised as it was, not as the StreamingQueryException that wraps it)."""
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
-        reader = ctx.spark.readStream.format("delta").option("skipChangeCommits", "true")
+        reader = ctx.spark.readStream.format("delta").options(**{"skipChangeCommits": "true", **stream.options})
         first = _first_version(ctx, stream, checkpoint)
         if first is not None:
             reader = reader.option("startingVersion", first)
@@ -133,7 +135,8 @@ def run_available_now(ctx: JobContext, job: str, streams: Sequence[DeltaStream])
             query.awaitTermination()
         except Exception as exc:  # noqa: BLE001 - kept, raised below once every query ended
             run.error = failures[0] if failures else exc
-        run.rows = sum(int(p.get("numInputRows", 0)) for p in query.recentProgress)
+        read = [int(p.get("numInputRows", 0)) for p in query.recentProgress]
+        run.rows, run.batches = sum(read), sum(1 for n in read if n)
         log.info("%s caught up: %s rows in %s batches", run.name, f"{run.rows:,}", len(query.recentProgress))
     for run in runs:
         if run.error is not None:

@@ -40,11 +40,12 @@ def job_context(app_name: str) -> JobContext:
 def source_version_to_process(ctx: JobContext, source: str, target: str, app_id: str) -> int | None:
     """The source's current version if `target` (written by `app_id`, batch id = last source version processed)
     has not processed it yet; None, with a log line, when it is up to date."""
-    versions = pending_range(ctx.tables, source, (target, app_id), [])
-    if versions is None:
+    done = ctx.tables.committed_batch(target, app_id) if ctx.tables.exists(target) else None
+    current = ctx.tables.version(source)
+    if done is not None and current <= done:
         log.info("%s is up to date with %s", target, source)
         return None
-    return versions[1]
+    return current
 
 
 def require_tables(*names: str, hint: str = "", wait_s: float | None = None) -> None:
@@ -141,43 +142,6 @@ def run_job_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[
 
 def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-
-def _marked_up_to(tables: DeltaTables, marker: tuple[str, str]) -> int | None:
-    """The last source version `marker` (table, app id) marks as processed (None: nothing processed yet)."""
-    return tables.committed_batch(*marker) if tables.exists(marker[0]) else None
-
-
-def pending_range(tables: DeltaTables, source: str, marker: tuple[str, str],
-                  side_writes: list[tuple[str, str]], max_versions: int | None = None) -> tuple[int | None, int] | None:
-    """The source version range (after, up_to] an incremental job must process next, or None when up to date;
-    `after` is None when nothing was processed yet.
-
-    `marker` (table, app id) is committed last and marks a range as done (batch id = the last source version of
-    the range); `side_writes` are the (table, app id) written before it. When a crash left side writes of a range
-    the marker has not committed, that range is redone with its original end (those writes are then skipped by
-    their transaction id), so every target commits each source range exactly once even though the source has
-    grown since. Otherwise the range ends at the source's current version, or `max_versions` after `after`."""
-    done = _marked_up_to(tables, marker)
-    after = -1 if done is None else done
-    interrupted = [v for t, a in side_writes if tables.exists(t) and (v := tables.committed_batch(t, a)) is not None
-                   and v > after]
-    if interrupted:
-        up_to = max(interrupted)
-    else:
-        up_to = tables.version(source)
-        if max_versions is not None:
-            up_to = min(up_to, after + max_versions)
-    return None if up_to <= after else (done, up_to)
-
-
-def versions_behind(tables: DeltaTables, source: str, marker: tuple[str, str]) -> int:
-    """Versions of `source` committed after the last one `marker` marks as processed (see `pending_range`): an
-    incremental job's backlog, without a Spark job."""
-    if not tables.exists(source):
-        return 0
-    done = _marked_up_to(tables, marker)
-    return max(0, tables.version(source) - (-1 if done is None else done))
 
 
 def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:

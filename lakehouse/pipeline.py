@@ -10,11 +10,11 @@ and kept as a background process of this home (lakehouse.services.process: PID f
 
 * bronze_events, bronze_cdc: Structured Streaming queries on Spark's Kafka source, a micro-batch every
   `--every` seconds;
-* silver_events: Structured Streaming queries on the bronze Delta tables (one per event family, the settlement
-  reports and the dead letters), a micro-batch every `--every` seconds;
+* silver_cdc, silver_events: Structured Streaming queries on the bronze Delta tables (silver_events: one per event
+  family, the settlement reports and the dead letters), a micro-batch every `--every` seconds;
 * inventory_realtime: positions per sku x warehouse and oversell alerts from the raw inventory and ERP stock
   topics to Kafka (`inventory.positions`, `inventory.alerts`), a micro-batch as soon as the last one ends;
-* silver_cdc, gold_commerce: re-run every `--every` seconds over what is new (each run's
+* gold_commerce: re-run every `--every` seconds over what is new (each run's
   exactly-once bookkeeping makes a stop or a crash between runs lose nothing); a stage whose inputs do not
   exist yet waits for them.
 
@@ -52,7 +52,7 @@ class Stage:
 
 
 STAGES = {s.name: s for s in (
-    Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", False),
+    Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", True),
     Stage("silver_events", True), Stage("gold_commerce", False), Stage("inventory_realtime", True),
 )}
 

@@ -417,9 +417,15 @@ def test_the_cluster_drivers_registered_their_tables_in_the_home_metastore(stack
 
 
 def test_streaming_state_lives_under_the_tables_root(stack):
+    """Kafka offsets of bronze, bronze versions of silver_events' queries (one per family, the settlement reports,
+    the dead letters): under the tables root, as on a cluster, not on the driver's disk."""
     checkpoints = stack.home / "tables" / "_checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all"]
-    assert (checkpoints / "bronze_events_all" / "offsets").is_dir()
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all", "silver_events"]
+    queries = sorted(p.name for p in (checkpoints / "silver_events").iterdir())
+    assert queries == sorted([f"silver_events_{f}" for f in FAMILIES] + ["silver_events_dead_letter",
+                                                                          "silver_events_settlements"])
+    assert all((checkpoints / q / "offsets").is_dir() for q in ["bronze_events_all"])
+    assert all((checkpoints / "silver_events" / q / "commits").is_dir() for q in queries)
     assert not (stack.home / "checkpoints").exists()
 
 

@@ -1,5 +1,6 @@
-"""Silver CDC applies the bronze backlog in chunks of bronze versions: the same silver as one big batch, and a
-chunk cut short by a crash is redone up to the same bronze version (one transaction id per target and chunk)."""
+"""Silver CDC's query applies the bronze backlog in micro-batches of bronze files: the same silver as one big batch,
+and a micro-batch cut short by a crash is replayed with the same bronze rows (one transaction id per target and
+batch)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ VERSIONS: list[list[tuple[str, bytes | None]]] = [
 ]
 
 
+FILES_PER_VERSION = 1  # each bronze version below is written as one file
+
+
 def _key(topic: str) -> str:
     """The message key Debezium would write: the table's primary key (only gift_cards, which has no spec, needs
     it; the other tables' keys come from their specs)."""
@@ -49,7 +53,8 @@ def _context(spark, settings, root: Path) -> JobContext:
             "value": pa.array([v for _, v in records], pa.binary()),
         })
         offset += len(records)
-        ctx.tables.write_batch_arrow(rows, silver.SOURCE, "test-bronze", batch_id)
+        ctx.tables.write_batch(spark.createDataFrame(rows).coalesce(FILES_PER_VERSION), silver.SOURCE,
+                               "test-bronze", batch_id)
     assert ctx.tables.version(silver.SOURCE) == len(VERSIONS) - 1
     return ctx
 
@@ -65,7 +70,7 @@ def _silver(ctx: JobContext) -> dict[str, list[tuple]]:
 
 
 def _dead_letter_batches(ctx: JobContext, monkeypatch) -> list[int]:
-    """Records the batch id of every dead-letter commit (it marks a chunk as done)."""
+    """Records the batch id of every dead-letter commit (a batch's last)."""
     seen: list[int] = []
     write = ctx.tables.write_batch
 
@@ -78,51 +83,51 @@ def _dead_letter_batches(ctx: JobContext, monkeypatch) -> list[int]:
     return seen
 
 
-def test_one_version_per_chunk_gives_the_same_silver_as_one_batch(spark, settings, tmp_path, monkeypatch):
-    whole, chunked = _context(spark, settings, tmp_path / "whole"), _context(spark, settings, tmp_path / "chunked")
-    assert silver.apply_changes(whole, max_versions=None)["chunks"] == 1
-    done = _dead_letter_batches(chunked, monkeypatch)
-    stats = silver.apply_changes(chunked, max_versions=1)
-    assert (stats["chunks"], stats["bronze_version"], done) == (4, 3, [0, 1, 2, 3])
-    assert silver.apply_changes(chunked, max_versions=1) == {}  # caught up
+def test_one_version_per_batch_gives_the_same_silver_as_one_batch(spark, settings, tmp_path, monkeypatch):
+    whole, split = _context(spark, settings, tmp_path / "whole"), _context(spark, settings, tmp_path / "split")
+    assert silver.run(whole)["batches"] == 1
+    done = _dead_letter_batches(split, monkeypatch)
+    stats = silver.run(split, max_files=FILES_PER_VERSION)  # one bronze version per batch
+    assert (stats["batches"], stats["envelopes"], done) == (4, 11, [0, 1, 2, 3])  # tombstones are not envelopes
+    assert silver.run(split, max_files=FILES_PER_VERSION) == {}  # caught up
 
-    expected, got = _silver(whole), _silver(chunked)
+    expected, got = _silver(whole), _silver(split)
     assert [r[0] for r in got["silver.products"]] == ["A"]
     assert [r[-1] for r in got[DEAD_LETTER]] == ["malformed: not a Debezium JSON envelope"]
     # a table without a spec: mirrored on its message key (code, text columns)
     assert [r[:2] for r in got["silver.erp_gift_cards"]] == [("G1", 22)]
-    # B deleted in v1 and re-created in v2: a chunk boundary between them leaves the (superseded) v1 tombstone
+    # B deleted in v1 and re-created in v2: a batch boundary between them leaves the (superseded) v1 tombstone
     assert set(expected.pop(TOMBSTONES)) <= set(got.pop(TOMBSTONES))
     assert got == expected
 
 
-def test_a_chunk_cut_short_by_a_crash_is_redone_up_to_the_same_version(spark, settings, tmp_path, monkeypatch):
+def test_a_batch_cut_short_by_a_crash_is_replayed_with_the_same_bronze_rows(spark, settings, tmp_path, monkeypatch):
     whole, cut = _context(spark, settings, tmp_path / "whole"), _context(spark, settings, tmp_path / "cut")
-    silver.apply_changes(whole, max_versions=None)
+    silver.run(whole)
     done = _dead_letter_batches(cut, monkeypatch)
     merge, merged = cut.tables.merge, []
 
-    def crash_after_one_merge_of_the_second_chunk(source, name, spec, app_id=None, batch_id=None):
-        if batch_id == 3 and merged:
+    def crash_after_one_merge_of_the_second_batch(source, name, spec, app_id=None, batch_id=None):
+        if batch_id == 1 and merged:
             raise RuntimeError("simulated crash")
         result = merge(source, name, spec, app_id=app_id, batch_id=batch_id)
-        if batch_id == 3:
-            merged.append(name)
+        if batch_id == 1:
+            merged.append((name, app_id))
         return result
 
-    monkeypatch.setattr(cut.tables, "merge", crash_after_one_merge_of_the_second_chunk)
+    monkeypatch.setattr(cut.tables, "merge", crash_after_one_merge_of_the_second_batch)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        silver.apply_changes(cut, max_versions=2)  # chunks (-1, 1] then (1, 3], cut after one MERGE
-    assert done == [1] and cut.tables.committed_batch(merged[0], silver.APP_ID) == 3
+        silver.run(cut, max_files=2 * FILES_PER_VERSION)  # batches v0-v1 then v2-v3, cut after one MERGE
+    assert done == [0] and cut.tables.committed_batch(*merged[0]) == 1
 
     monkeypatch.setattr(cut.tables, "merge", merge)
-    # restarted with one version per chunk: the cut chunk is still redone as (1, 3], not (1, 2]
-    assert silver.apply_changes(cut, max_versions=1)["chunks"] == 1
-    assert done == [1, 3]
+    # restarted with one version per batch: the cut batch is still replayed as v2-v3 (its offsets are checkpointed)
+    stats = silver.run(cut, max_files=FILES_PER_VERSION)
+    assert (stats["batches"], stats["envelopes"], done) == (1, 6, [0, 1])
     assert _silver(cut) == _silver(whole)
 
 
-def test_a_bronze_range_failing_its_structure_suite_applies_nothing_until_the_suite_is_fixed(
+def test_a_batch_failing_its_structure_suite_applies_nothing_until_the_suite_is_fixed(
         spark, settings, tmp_path, monkeypatch):
     import json
     import shutil
@@ -136,10 +141,13 @@ def test_a_bronze_range_failing_its_structure_suite_applies_nothing_until_the_su
                     "key": ["{}"], "value": pa.array([envelope("c", 50, after=product("C", "3.00"))], pa.binary())})
     ctx.tables.write_batch_arrow(bad, silver.SOURCE, "test-bronze", len(VERSIONS))
     with pytest.raises(LakehouseError, match=r"silver CDC tables not updated: .*\(partition\).*\(offset, min_value=0\)"):
-        silver.apply_changes(ctx, max_versions=1)
-    assert not ctx.tables.exists(DEAD_LETTER)  # no chunk applied, not even the good versions before the bad one
+        silver.run(ctx)
+    assert not ctx.tables.exists(DEAD_LETTER)  # nothing of the batch applied, not even its good versions
     outcomes = [v.outcome for v in ctx.tables.read(VALIDATIONS).where(f"table_name = '{silver.SOURCE}'").collect()]
     assert outcomes == ["blocked"]
+    with pytest.raises(LakehouseError, match="silver CDC tables not updated"):
+        silver.run(ctx)  # the same batch again: still blocked, and recorded once
+    assert ctx.tables.read(VALIDATIONS).where(f"table_name = '{silver.SOURCE}'").count() == 1
 
     fixed = tmp_path / "expectations"  # e.g. a producer whose records the suite wrongly refused
     shutil.copytree(EXPECTATIONS_DIR, fixed)
@@ -147,9 +155,8 @@ def test_a_bronze_range_failing_its_structure_suite_applies_nothing_until_the_su
     suite["expectations"] = [e for e in suite["expectations"] if e["kwargs"].get("column") not in ("partition", "offset")]
     (fixed / f"{silver.SOURCE}.json").write_text(json.dumps(suite))
     monkeypatch.setenv(EXPECTATIONS_ENV, str(fixed))
-    # the whole range at once now (one chunk per version is test_one_version_per_chunk_gives_the_same_silver_...'s)
-    assert silver.apply_changes(ctx, max_versions=None)["chunks"] == 1
+    assert silver.run(ctx)["batches"] == 1  # the blocked batch, replayed
     assert sorted(r[0] for r in _silver(ctx)["silver.products"]) == ["A", "C"]
     outcomes = [v.outcome for v in ctx.tables.read(VALIDATIONS).where(f"table_name = '{silver.SOURCE}'").collect()]
     assert sorted(outcomes) == ["blocked", "passed"]
-    assert silver.apply_changes(ctx, max_versions=None) == {}  # caught up: not validated again
+    assert silver.run(ctx) == {}  # caught up: not validated again

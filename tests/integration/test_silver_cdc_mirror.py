@@ -1,5 +1,5 @@
 """Silver CDC over several runs, exact rows: a table without a spec appears in silver (PK update, delete, re-insert,
-a new column), SCD2 history, a chunk replayed after a crash, and the mirrors' suites over what a run changed."""
+a new column), SCD2 history, a micro-batch replayed after a crash, and the mirrors' suites over what a batch changed."""
 
 from __future__ import annotations
 
@@ -62,19 +62,19 @@ def test_a_new_erp_table_is_mirrored_with_no_code_change_and_stays_exact(spark, 
     mirror = "silver.erp_gift_cards"
     _append(ctx, [_gift("c", 10, after={"code": "G1", "balance": "25.00"}),
                   _gift("c", 11, after={"code": "G2", "balance": "50.00"})])
-    silver.apply_changes(ctx)
+    silver.run(ctx)
     assert _rows(ctx, mirror, ["code", "balance", "_lsn"]) == [("G1", "25.00", 10), ("G2", "50.00", 11)]
 
     _append(ctx, [_gift("d", 20, before={"code": "G1", "balance": "25.00"}),  # PK update G1 -> G3
                   _gift("c", 20, after={"code": "G3", "balance": "25.00"}),
                   _gift("d", 21, before={"code": "G2"}), (GIFT, {"code": "G2"}, None)])  # delete + tombstone
-    silver.apply_changes(ctx)
+    silver.run(ctx)
     assert _rows(ctx, mirror, ["code", "balance", "_lsn"]) == [("G3", "25.00", 20)]
 
     _append(ctx, [_gift("c", 30, after={"code": "G2", "balance": "70.00", "note": "vip"}),  # re-insert, new column
                   _gift("u", 31, {"code": "G3", "balance": "25.00"}, {"code": "G3", "balance": "5.00"}),
                   _gift("c", 10, after={"code": "G1", "balance": "25.00"})])  # re-delivered after its delete
-    stats = silver.apply_changes(ctx)
+    stats = silver.run(ctx)
     assert stats["envelopes"] == 3
     assert ctx.tables.read(mirror).columns == ["code", "balance", "_lsn", "_source_ts", "note"]
     assert _rows(ctx, mirror, ["code", "balance", "note", "_lsn", "_source_ts"]) == [
@@ -86,7 +86,7 @@ def test_a_new_erp_table_is_mirrored_with_no_code_change_and_stays_exact(spark, 
 def test_a_table_whose_message_key_names_no_column_is_dead_lettered(spark, settings, tmp_path):
     ctx = _context(spark, settings, tmp_path)
     _append(ctx, [(GIFT, None, envelope("c", 1, after={"code": "G1"}, table="gift_cards"))])
-    silver.apply_changes(ctx)
+    silver.run(ctx)
     assert not ctx.tables.exists("silver.erp_gift_cards")
     assert _rows(ctx, DEAD_LETTER, ["topic", "reason"]) == [
         (GIFT, "missing primary key (none in the message key)")]
@@ -114,7 +114,7 @@ def _products_over_three_runs(ctx: JobContext) -> list[dict]:
     out = []
     for records in runs:
         _append(ctx, records)
-        out.append(silver.apply_changes(ctx))
+        out.append(silver.run(ctx))
     return out
 
 
@@ -137,7 +137,7 @@ def test_the_mirror_suites_validate_the_rows_of_the_keys_a_run_changed(spark, se
     _products_over_three_runs(ctx)
     since = {t: ctx.tables.version(t) for t in ("silver.products", "silver.product_prices_history")}
     _append(ctx, [_product("u", 40, product("A", "1.75"), product("A", "1.80"))])
-    stats = silver.apply_changes(ctx)
+    stats = silver.run(ctx)
     assert {t: stats["since"][t] for t in since} == since
     gates = silver.validate_mirror(ctx, stats["since"])
     # A only: its current row; in the history its closed version (31) and its new one (40)
@@ -162,7 +162,7 @@ def test_a_chunk_replayed_after_a_crash_before_its_marker_commits_applies_nothin
         _products_over_three_runs(cut)  # the third run merged every target, then died before its marker
     monkeypatch.setattr(cut.tables, "write_batch", write)
     before = {t: cut.tables.version(t) for t in silver.targets(cut.tables)}
-    assert silver.apply_changes(cut)["chunks"] == 1  # the replay
+    assert silver.run(cut)["batches"] == 1  # the replay
     after = {t: cut.tables.version(t) for t in silver.targets(cut.tables)}
     assert {t: after[t] - before[t] for t in after if after[t] != before[t]} == {DEAD_LETTER: 1}
     for table in ("silver.products", "silver.product_prices_history", "silver.cdc_tombstones"):

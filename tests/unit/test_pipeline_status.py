@@ -25,6 +25,7 @@ def test_each_stage_gets_its_jobs_continuous_arguments():
     assert pipeline.STAGES["bronze_cdc"].args(2.5, "p_") == ["--trigger", "continuous", "--interval", "2.5 seconds"]
     assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--every", "5"]
     assert pipeline.STAGES["silver_events"].args(5, "p_") == ["--trigger", "continuous", "--interval", "5 seconds"]
+    assert pipeline.STAGES["silver_cdc"].args(5, "") == ["--trigger", "continuous", "--interval", "5 seconds"]
     assert pipeline.STAGES["inventory_realtime"].args(5, "p_") == [
         "--trigger", "continuous", "--interval", "500 milliseconds", "--topic-prefix", "p_"]
     assert list(pipeline.STAGES) == ["bronze_events", "bronze_cdc", "silver_cdc", "silver_events", "gold_commerce",
