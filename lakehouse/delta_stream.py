@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.job import JobContext
-from lakehouse.progress import batch_started, listen
+from lakehouse.progress import batch_started, listen, waiting
 from lakehouse.streaming import run_query
 
 log = logging.getLogger(__name__)
@@ -159,9 +159,11 @@ def run_continuously(ctx: JobContext, job: str, streams: Sequence[DeltaStream], 
         checkpoint = checkpoint_of(ctx, job, stream)
         try:
             while not ready(ctx, stream, checkpoint):
+                waiting(stream.name, ctx.settings)  # looked: nothing to read yet
                 if time.monotonic() + wait_s >= deadline:
                     return
                 time.sleep(wait_s)
+            waiting(stream.name, ctx.settings, done=True)
             left = None if math.isinf(deadline) else max(deadline - time.monotonic(), 0.001)
             run_query(ctx.spark, starter(ctx, stream, checkpoint), continuous=True, interval=interval, timeout=left)
         except BaseException as exc:  # the JVM gone (run_query restarts failed queries itself)

@@ -2,8 +2,9 @@
 
 A job learns that it runs as stage `S` of the always-on pipeline from `$LAKEHOUSE_PIPELINE_STAGE` (set by
 lakehouse.pipeline); outside the pipeline nothing is written. Streaming jobs report each micro-batch of their
-queries (`StageListener`: batch id, input rows, input and processing rates, backlog in Kafka offsets); jobs
-re-run with `--every` report each run (`record_run`). `lakehouse pipeline status` reads the files. A file is
+queries (`StageListener`, per query and summed for the stage: batch id, input rows, input and processing rates,
+backlog in Kafka offsets or Delta source versions; `batch_started` while a micro-batch runs); jobs re-run with
+`--every` report each run (`record_run`). `lakehouse pipeline status` reads the files. A file is
 replaced atomically, so a reader never sees half of one.
 """
 
@@ -153,6 +154,25 @@ def report_query(settings: Settings, stage: str, query_id: object, fields: dict,
             **{field: total(field) for field in ("input_rows_per_s", "processed_rows_per_s", "backlog_offsets",
                                                  "backlog_versions")},
         })
+
+
+def waiting(name: str, settings: Settings | None = None, *, done: bool = False) -> None:
+    """A stream of the stage cannot start yet (its source does not exist, or lacks the version it starts at): it
+    looked and found nothing to read, so it counts as idle now. With `done` (it is starting), its entry is
+    dropped. No-op outside the pipeline."""
+    stage = current_stage()
+    if stage is None:
+        return
+    settings = settings or get_settings()
+    key = f"waiting:{name}"
+    if done:
+        with _reporting:
+            report = read_progress(settings, stage)
+            queries = report.get("queries") or {}
+            if key in queries and report.get("pid") == os.getpid():
+                _update(settings, stage, {"queries": {k: q for k, q in queries.items() if k != key}})
+        return
+    report_query(settings, stage, key, {"state": "idle", "name": name, "idle_at": time.time()})
 
 
 def batch_started(query_id: object, batch_id: int, settings: Settings | None = None) -> None:

@@ -147,3 +147,21 @@ def test_the_listener_reports_each_query_and_the_stage_idle_only_when_every_quer
     listener.onQueryTerminated(SimpleNamespace(id="q1", exception="boom"))
     report = read_progress(settings, "silver_events")
     assert (report["state"], report["error"], report["queries"]["q1"]["state"]) == ("terminated", "boom", "terminated")
+
+
+def test_a_stream_waiting_for_its_source_counts_as_having_looked_until_it_starts(tmp_path, monkeypatch):
+    import dataclasses
+
+    from lakehouse.config import Settings
+    from lakehouse.progress import STAGE_ENV, read_progress, report_query, waiting
+
+    monkeypatch.setenv(STAGE_ENV, "silver_cdc")
+    settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
+    waiting("silver_cdc", settings)
+    report = read_progress(settings, "silver_cdc")
+    assert (report["state"], list(report["queries"])) == ("idle", ["waiting:silver_cdc"])
+    assert pipeline.looked_since("silver_cdc", report, report["looked_at"])
+    waiting("silver_cdc", settings, done=True)  # it starts: its query reports from now on
+    report_query(settings, "silver_cdc", "q1", {"state": "started", "name": "silver_cdc"})
+    report = read_progress(settings, "silver_cdc")
+    assert (report["state"], list(report["queries"]), report["looked_at"]) == ("active", ["q1"], None)
