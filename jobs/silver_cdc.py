@@ -39,7 +39,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
-from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
+from lakehouse.delta_stream import DeltaStream, after_marker, run_available_now, run_continuously
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
@@ -282,12 +282,6 @@ def process_batch(ctx: JobContext, bronze: DataFrame, app: str, batch_id: int) -
     return {"envelopes": envelopes, "since": since, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _after_former_runs(ctx: JobContext) -> int | None:
-    """The bronze version after the last one the former version-range runs marked as processed (None: none)."""
-    done = ctx.tables.committed_batch(DEAD_LETTER, APP_ID) if ctx.tables.exists(DEAD_LETTER) else None
-    return None if done is None else done + 1
-
-
 def stream(ctx: JobContext, max_files: int | None = None, done: Callable[[dict[str, object]], None] | None = None,
            register: bool = False) -> DeltaStream:
     """The job's query on bronze.erp_cdc_raw; each batch's stats go to `done` and, with `register`, its tables to
@@ -302,16 +296,16 @@ def stream(ctx: JobContext, max_files: int | None = None, done: Callable[[dict[s
             done(stats)
 
     options = {"maxFilesPerTrigger": str(max_files)} if max_files else {}
-    return DeltaStream(SOURCE, APP_ID, batch, functools.partial(_after_former_runs, ctx), options)
+    return DeltaStream(SOURCE, APP_ID, batch, functools.partial(after_marker, ctx, DEAD_LETTER, APP_ID), options)
 
 
-def run(ctx: JobContext, max_files: int | None = None, register: bool = False) -> dict[str, object]:
+def run(ctx: JobContext, max_files: int | None = None) -> dict[str, object]:
     """Apply what bronze holds that silver has not (available-now: micro-batches of at most `max_files` bronze
     files), then stop; returns {'envelopes', 'batches', 'since' (each target's version before the first batch),
-    'seconds'}, empty when there was nothing to apply. With `register`, the tables are registered in the catalog."""
+    'seconds'}, empty when there was nothing to apply."""
     started = time.perf_counter()
     batches: list[dict[str, object]] = []
-    run_available_now(ctx, APP_ID, [stream(ctx, max_files, batches.append, register)])
+    run_available_now(ctx, APP_ID, [stream(ctx, max_files, batches.append)])
     if not batches:
         return {}
     return {"envelopes": sum(int(b["envelopes"]) for b in batches), "batches": len(batches),
@@ -331,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     require_tables(SOURCE, hint="run the bronze_cdc job first")
     ctx = job_context(APP_ID)
-    run(ctx, args.max_files, register=True)
+    run(ctx, args.max_files)
     ctx.tables.register_new(targets(ctx.tables), set())  # also when there was nothing new
 
 

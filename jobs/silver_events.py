@@ -40,7 +40,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
+from lakehouse.delta_stream import DeltaStream, after_marker, run_available_now, run_continuously
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import DEAD_LETTER_TABLE as DEAD_LETTERS
 from lakehouse.ingest import family_table as bronze_table
@@ -210,12 +210,6 @@ def validate_dead_letters(ctx: JobContext, dead_letters: DataFrame, app: str, ba
     return gate
 
 
-def _after_former_runs(ctx: JobContext, marker: tuple[str, str]) -> int | None:
-    """The bronze version after the last one the former version-range runs marked as processed (None: none)."""
-    done = ctx.tables.committed_batch(*marker) if ctx.tables.exists(marker[0]) else None
-    return None if done is None else done + 1
-
-
 def _after_former_validation(ctx: JobContext) -> int | None:
     """The dead-letter version after the last one the former runs validated with the current suite (None: none)."""
     done = validated_up_to(ctx.tables, f"{APP_ID}:{DEAD_LETTER_FAMILY}", load_suite(DEAD_LETTERS).fingerprint)
@@ -236,10 +230,10 @@ def streams(ctx: JobContext, families: Sequence[str], registered: set[str]) -> l
     return [
         *(DeltaStream(bronze_table(f), f"{APP_ID}_{f}",
                       then_register(partial(process_family, ctx, f), (silver_table(f), WATERMARKS, *ops)),
-                      partial(_after_former_runs, ctx, (silver_table(f), APP_ID))) for f in families),
+                      partial(after_marker, ctx, silver_table(f), APP_ID)) for f in families),
         DeltaStream(SETTLEMENTS_SOURCE, f"{APP_ID}_settlements",
                     then_register(partial(process_settlements, ctx), (SETTLEMENTS, *ops)),
-                    partial(_after_former_runs, ctx, (SETTLEMENTS, APP_ID))),
+                    partial(after_marker, ctx, SETTLEMENTS, APP_ID)),
         DeltaStream(DEAD_LETTERS, f"{APP_ID}_{DEAD_LETTER_FAMILY}",
                     then_register(partial(validate_dead_letters, ctx), ops), partial(_after_former_validation, ctx)),
     ]

@@ -47,6 +47,13 @@ class DeltaStream:
     options: dict[str, str] = field(default_factory=dict)  # the Delta source's, e.g. maxFilesPerTrigger
 
 
+def after_marker(ctx: JobContext, table: str, app_id: str) -> int | None:
+    """The source version after the last one `app_id` marked as processed in `table` (its transaction id; None:
+    nothing marked): where a job's former version-range runs stopped, for `DeltaStream.first_version`."""
+    done = ctx.tables.committed_batch(table, app_id) if ctx.tables.exists(table) else None
+    return None if done is None else done + 1
+
+
 @dataclass
 class StreamRun:
     """What an available-now run of one stream did."""
