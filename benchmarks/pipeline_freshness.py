@@ -13,11 +13,11 @@ A row is visible from the Delta commit that added its file (lakehouse.delta_log 
 the tables' logs; no polling, no Spark). Latencies:
 * produce -> bronze: commit of the row's bronze file - its Kafka timestamp (set by the producer);
 * produce -> silver: commit of the first silver file holding the event id - its produce time;
-* produce -> gold positions (orders and inventory events): the first gold_commerce commit whose
-  ops.gold_inventory_state covers the silver version holding the event (the state is committed right after the
-  positions, so this is at most one commit late);
+* produce -> gold positions (orders and inventory events): the end of the first gold_commerce micro-batch that
+  read the silver version holding the event (its commit in the query's checkpoint, written right after the
+  batch's gold commits; the batch recomputes from silver as of its start, so this is never early);
 * ERP commit -> silver mirror: the first silver.inventory commit holding the new on_hand - the UPDATE's commit.
-Prints p50/p95/p99/max per path and family, a timeline per minute, and the silver and gold runs' durations.
+Prints p50/p95/p99/max per path and family, a timeline per minute, and the stages' micro-batch durations.
 Not a test: other load on the machine moves the figures.
 """
 
@@ -47,9 +47,7 @@ from lakehouse.progress import read_progress  # noqa: E402
 from lakehouse.sources.kafka_admin import PRODUCER_DEFAULTS, create_topics  # noqa: E402
 
 GOLD_FAMILIES = {"orders": "silver.orders_events", "inventory": "silver.inventory_events"}
-STATE = "ops.gold_inventory_state"
 MIRROR = "silver.inventory"
-REPEAT = tuple(s for s, stage in pipeline.STAGES.items() if not stage.streaming)  # re-run every few seconds
 
 
 def pct(values: list[float], q: float) -> float:
@@ -61,20 +59,21 @@ def line(name: str, values: list[float], expected: int) -> str:
             f"{pct(values, .95):6.1f} s   p99 {pct(values, .99):6.1f} s   max {max(values, default=float('nan')):6.1f} s")
 
 
-class RunSampler:
-    """The re-run stages' runs as their progress files report them (sampled every second)."""
+class BatchSampler:
+    """The stages' micro-batches as their progress files report them: stage -> (query, batch id) -> duration
+    in ms (sampled every second: a stage whose queries end several batches within a second shows one)."""
 
     def __init__(self, settings) -> None:  # noqa: ANN001 - Settings
-        self.settings, self.runs, self.stop = settings, defaultdict(dict), threading.Event()
+        self.settings, self.batches, self.stop = settings, defaultdict(dict), threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for stage in REPEAT:
+            for stage in pipeline.STAGES:
                 p = read_progress(self.settings, stage)
-                if p.get("last_run_at"):
-                    self.runs[stage][p["last_run_at"]] = p.get("last_run_s")
+                if p.get("batch_ms") is not None and (p.get("input_rows") or 0) > 0:
+                    self.batches[stage][(p.get("query"), p.get("batch_id"))] = p["batch_ms"]
             time.sleep(1)
 
 
@@ -136,14 +135,23 @@ def silver_seen(settings, families, t0: float, produced: dict) -> dict:  # noqa:
 
 
 def gold_covers(settings, t0: float) -> list[tuple[float, dict[str, int]]]:  # noqa: ANN001 - Settings
-    """Per gold_commerce commit of the run: (commit time, silver table -> version its positions cover)."""
-    import pyarrow.parquet as pq
+    """Per gold_commerce micro-batch ended during the run: (when its checkpoint commit was written, silver table ->
+    the newest version it read), from the query's offset log (one line per source, in the query's order)."""
+    import jobs.gold_commerce as gold
+    from lakehouse.progress import strip_scheme
 
+    root = Path(strip_scheme(settings.checkpoint(gold.APP_ID, gold.QUERY)))
     out = []
-    for c in commits(settings.table_location(STATE), t0):
-        rows = [r for path in c.added for r in pq.read_table(path).to_pylist()]
-        if rows:
-            out.append((c.at, {r["source"]: r["version"] for r in rows}))
+    for commit in (root / "commits").glob("[0-9]*"):
+        if commit.stat().st_mtime < t0:
+            continue
+        lines = (root / "offsets" / commit.name).read_text().splitlines()[2:]
+        read = {}
+        for table, text in zip(gold.SOURCES.values(), lines, strict=True):
+            offset = json.loads(text) if text.strip() != "-" else {"reservoirVersion": 0, "index": -1}
+            # (v, -1): versions before v read; (v, i >= 0): v read up to file i (all of it unless a limit cut it)
+            read[table] = int(offset["reservoirVersion"]) - (1 if int(offset.get("index", -1)) < 0 else 0)
+        out.append((commit.stat().st_mtime, read))
     return out
 
 
@@ -157,7 +165,8 @@ def main() -> None:
     args = ap.parse_args()
     settings = get_settings()
     bootstrap = require_kafka(settings)
-    require_tables("silver.products", "silver.inventory", STATE, hint="run `lakehouse demo` on this home first")
+    require_tables("silver.products", "silver.inventory", "gold.inventory_positions",
+                   hint="run `lakehouse demo` on this home first")
     before = time.time()
     running = {r["stage"] for r in pipeline.status(settings) if r["running"]}
     pipeline.start(settings)
@@ -170,7 +179,7 @@ def main() -> None:
     stream = generate_stream(StreamConfig(seed=args.seed, rate=rate, duration_s=args.seconds, faults={},
                                           first_order=unused_first_order(bootstrap),
                                           start=datetime.now(UTC) + timedelta(seconds=2)))
-    sampler, erp_changes, done = RunSampler(settings), [], threading.Event()
+    sampler, erp_changes, done = BatchSampler(settings), [], threading.Event()
     stocker = threading.Thread(target=change_erp_stock, args=(settings, args.erp_every, done, erp_changes),
                                daemon=True)
     t0 = time.time()
@@ -204,7 +213,7 @@ def main() -> None:
 
 
 def report(settings, args, t0, produce_s, produced, seen, covers, erp_changes, mirror, sampler) -> None:  # noqa: ANN001
-    """Print the latencies per path and family, the timeline and the re-run stages' run times."""
+    """Print the latencies per path and family, the timeline and the stages' micro-batch durations."""
     import pyarrow.parquet as pq
 
     print(f"\nlatency (s), {args.orders_per_min:,} orders/min for {args.seconds} s, every stage running on this machine")
@@ -243,12 +252,13 @@ def report(settings, args, t0, produce_s, produced, seen, covers, erp_changes, m
     for w in windows:
         lats = [lat for v in silver_lag.values() for off, lat in v if w * 60 <= off < (w + 1) * 60]
         print(f"  {w * 60:4d}-{(w + 1) * 60:<4d} s  {len(lats):8,}   p50 {pct(lats, .5):6.1f} s   p99 {pct(lats, .99):6.1f} s")
-    print("\nre-run stages during the run: runs, median / max run seconds")
-    for stage in REPEAT:
-        runs = [s for at, s in sampler.runs[stage].items() if at >= t0 and s is not None]
-        if runs:
-            print(f"  {stage:14s} {len(runs):4d} runs   median {statistics.median(runs):6.1f} s   max {max(runs):6.1f} s")
-    print(f"\nproduced over {produce_s:.0f} s; {len(covers)} gold_commerce commits of positions during the run")
+    print("\nmicro-batches that read rows during the run (sampled each second): batches, median / max seconds")
+    for stage in pipeline.STAGES:
+        ms = list(sampler.batches[stage].values())
+        if ms:
+            print(f"  {stage:18s} {len(ms):5d}   median {statistics.median(ms) / 1000:6.1f} s   "
+                  f"max {max(ms) / 1000:6.1f} s")
+    print(f"\nproduced over {produce_s:.0f} s; {len(covers)} gold_commerce micro-batches ended during the run")
 
 
 if __name__ == "__main__":

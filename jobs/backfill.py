@@ -3,7 +3,8 @@ through bronze, silver and gold in batch, with the pipeline's own transformation
 
 1. bronze: new history files -> bronze.<family>_events / bronze.dead_letter (lakehouse.backfill);
 2. silver: silver_events' queries, available-now, over what each family's bronze gained (gated, deduplicated on event id);
-3. gold: gold_commerce's run (incremental inventory positions, the other tables recomputed).
+3. gold: gold_commerce's query, available-now, over the silver changes (positions of the touched keys, the other
+   tables recomputed).
 
 A step is left to the always-on pipeline when its stage (silver_events, gold_commerce) runs on this home: the
 stage then takes the backfilled range like any other (two writers of the same tables would only conflict), and
@@ -63,7 +64,7 @@ def run_backfill(ctx: JobContext, root: str, families: Sequence[str] | None = No
 
 
 def _gold(ctx: JobContext, seconds: dict[str, float]) -> None:
-    """gold_commerce's run over the new silver versions, unless its stage runs on this home."""
+    """gold_commerce's query over the new silver versions (available-now), unless its stage runs on this home."""
     if stage_running(ctx.settings, gold_commerce.APP_ID):
         print("the pipeline's gold_commerce stage runs on this home: it takes the new silver versions")
         return
@@ -72,7 +73,7 @@ def _gold(ctx: JobContext, seconds: dict[str, float]) -> None:
         print(f"gold waits for {', '.join(missing)} (CDC and landing jobs); silver is up to date")
         return
     started = time.perf_counter()
-    gold_commerce.build_and_register(ctx, set(), {})
+    gold_commerce.run(ctx)
     seconds["gold"] = time.perf_counter() - started
     print("backfill done: silver and gold are up to date with bronze")
 

@@ -2,35 +2,33 @@
 day x channel x region x currency, customer 360, payment reconciliation and fraud signals (with an anomaly score
 from the MLflow champion model, scored in the same micro-batch).
 
-Every run reads one consistent set of silver versions. All suites run before anything is written: one blocked
-table leaves every gold table unchanged and the job exits non-zero.
+One Structured Streaming query (lakehouse.delta_stream) reads the change data feeds of the eight silver inputs
+as they grow: available-now by default (take what is there, then stop), or `--trigger continuous` (a
+micro-batch every `--interval`, as the pipeline's stage). A micro-batch is the silver rows added, changed or
+deleted since the last one; it reads every input at its current version (one consistent set) and gates every
+table it updates before writing any: one blocked table leaves every gold table unchanged and fails the query
+(the same batch is replayed after the fix; continuous, the query retries with backoff).
 
-* gold.inventory_positions and gold.oversell_alerts are maintained incrementally (the business needs them
-  fresh): `ops.gold_inventory_state` remembers the versions of their four inputs (silver.inventory_events,
-  silver.orders_events, silver.inventory, silver.warehouses) the last run read. The next run finds the
-  sku x warehouse keys touched since then (by `read_changes`: inventory events added, or changed by a replay from
-  bronze; inventory events of orders with new or changed order events, whose channel may change; changed rows of
-  the CDC mirrors silver.inventory and silver.warehouses, a changed warehouse touching every key of its code),
-  recomputes positions and alerts of those
-  keys only, from silver filtered to them (a key's rows depend on that key's inputs only, so they equal a full
-  recompute), gates them and MERGEs them in, deleting the keys' rows that no longer exist. The first run, a
-  missing state or gold table, a change of an input's schema or of INVENTORY_LOGIC, and changes that cannot be
-  read any more (files of old versions vacuumed) rebuild both in full.
-  Exactly once: both writes and the state carry the transaction id (gold_commerce:<inputs fingerprint>, sum of
-  the four input versions), the state last; a run cut short is redone from the old state (the MERGE sets the
-  recomputed rows, so applying a range twice gives the same table).
-* The other gold tables are recomputed in full whenever one of the silver inputs they read changed (a full
-  overwrite is one Delta commit per table, so readers never see a partial table). Each declares its inputs
-  (`FullTable.inputs`; its builder sees only those) and its write is keyed by (gold_commerce:<inputs>, sum of
-  their versions): ERP stock and warehouse changes, which arrive all day, move the inventory tables only.
+* gold.inventory_positions and gold.oversell_alerts (the business needs them fresh) are maintained per key:
+  the batch's changes give the sku x warehouse keys they touch (inventory events added, or changed by a replay
+  from bronze: both images; inventory events of orders with new or changed order events, whose channel may
+  change; changed rows of the CDC mirrors silver.inventory and silver.warehouses, a changed warehouse touching
+  every key of its code). Positions and alerts of those keys only are recomputed from silver filtered to them (a
+  key's rows depend on that key's inputs only, so they equal a full recompute), gated, and MERGEd in, deleting
+  the keys' rows that no longer exist.
+* The other gold tables are recomputed in full when the batch changed one of the inputs they declare
+  (`FullTable.inputs`; its builder sees only those): one Delta commit per table, so readers never see a partial
+  table; ERP stock and warehouse changes, which arrive all day, move the inventory tables only.
 
-A rerun on unchanged silver writes nothing."""
+A new query (no checkpoint yet: the first start, or LOGIC bumped) reads each input from its version at the start,
+and its first micro-batch (the first change after the start) rebuilds every table in full from silver; a
+micro-batch also builds a gold table that does not exist.
+Exactly once: every write carries the transaction id (the query's app id, batch id); a batch cut short is
+replayed from the checkpoint and skips what it committed. A batch that touches nothing writes nothing."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import sys
 import time
@@ -45,18 +43,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Settings
-from lakehouse.job import (
-    JobContext,
-    add_repeat_arguments,
-    job_context,
-    parser,
-    repeat,
-    require_tables,
-    run_main,
-    table_versions,
-)
+from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
+from lakehouse.job import JobContext, add_trigger_arguments, job_context, parser, require_tables, run_main
 from lakehouse.ml.fraud import score_anomalies
-from lakehouse.progress import RunReport
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
 from lakehouse.tables import MergeSpec
@@ -86,25 +75,25 @@ SOURCES = {
     "fx": "silver.fx_rates_history",
 }
 POSITIONS, ALERTS = "gold.inventory_positions", "gold.oversell_alerts"
-INVENTORY_INPUTS = ("inventory_events", "orders", "inventory", "warehouses")  # what POSITIONS and ALERTS read
-INVENTORY_LOGIC = 1  # bump when their logic changes: the next run rebuilds them in full
-STATE = "ops.gold_inventory_state"  # input versions they were last brought to
-STATE_SCHEMA = "source string, version long, fingerprint string"
+LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
+QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
+CHANGE_SCHEMA = "source string, sku string, warehouse_id string, order_id string, erp_warehouse_id string, code string"
+CHANGE_COLUMNS = {  # per silver input: change column <- the input's column (the rest are null)
+    "inventory_events": {"sku": "sku", "warehouse_id": "warehouse_id", "order_id": "order_id"},
+    "orders": {"order_id": "order_id"},
+    "inventory": {"sku": "sku", "erp_warehouse_id": "warehouse_id"},
+    "warehouses": {"code": "code"},
+}
 log = logging.getLogger(APP_ID)
 
 
 @dataclass(frozen=True)
 class Silver:
-    """The silver inputs of one run, each read at one version."""
+    """The silver inputs of one micro-batch, each read at one version."""
 
     frames: dict[str, DataFrame]
     versions: dict[str, int]
     settings: Settings
-
-    @property
-    def batch_id(self) -> int:
-        """The sum of the versions read (grows with any change)."""
-        return sum(self.versions.values())
 
     def __getitem__(self, name: str) -> DataFrame:
         if name not in self.frames:
@@ -157,15 +146,6 @@ class FullTable:
     inputs: tuple[str, ...]
     build: Callable[[Silver], DataFrame]  # given only `inputs`
 
-    @property
-    def app_id(self) -> str:
-        """Its writes' transaction app id: another set of inputs is another sequence of batch ids."""
-        return f"{APP_ID}:{'+'.join(self.inputs)}"
-
-    def batch_id(self, s: Silver) -> int:
-        """The sum of its inputs' versions in `s` (grows with any change of them)."""
-        return sum(s.versions[k] for k in self.inputs)
-
 
 FULL: dict[str, FullTable] = {
     "gold.sales": FullTable(("orders",), lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY)),
@@ -176,181 +156,113 @@ FULL: dict[str, FullTable] = {
     "gold.fraud_signals": FullTable(("orders", "payments"), lambda s: score_anomalies(
         fraud_signals(s["orders"], s["payments"]), s.settings)),
 }
-
-
-def stale_full_tables(s: Silver, committed: Callable[[str, str], int | None]) -> list[str]:
-    """The FULL tables whose last write (`committed(table, app id)`: its batch id, None when there is none) was
-    not made from their inputs' versions in `s`."""
-    return [t for t, full in FULL.items() if committed(t, full.app_id) != full.batch_id(s)]
-
-
 GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
 GOLD = (*GRAIN, *FULL)
 
 
-# --- incremental inventory ------------------------------------------------------------------------------------
-@dataclass
-class InventoryUpdate:
-    """What one run does to the incrementally maintained tables: a full rebuild (`keys` None) or a MERGE of the
-    recomputed rows of the touched `keys`; `frames` (table -> rows to gate and write) is empty when no key was
-    touched (only the state moves on)."""
+def full_tables_to_build(changed: set[str], exists: Callable[[str], bool], rebuild: bool) -> list[str]:
+    """The FULL tables a micro-batch recomputes: those with an input among the `changed` ones (keys of SOURCES),
+    those that do not exist, every one on a `rebuild`."""
+    return [t for t, full in FULL.items() if rebuild or not exists(t) or changed.intersection(full.inputs)]
 
-    app_id: str
-    batch_id: int
-    versions: dict[str, int]
-    fingerprint: str
-    keys: DataFrame | None
+
+# --- what a micro-batch changed ---------------------------------------------------------------------------------
+def change_rows(table: str, changes: DataFrame) -> DataFrame:
+    """A silver input's change data feed rows -> CHANGE_SCHEMA: the input's key in SOURCES as `source`, and the
+    columns that tell which inventory keys it touches (`project` of the query's sources)."""
+    key = next(k for k, name in SOURCES.items() if name == table)
+    picked = CHANGE_COLUMNS.get(key, {})
+    columns = [c.split()[0] for c in CHANGE_SCHEMA.split(", ")][1:]
+    return changes.select(F.lit(key).alias("source"), *[
+        (F.col(picked[c]) if c in picked else F.lit(None)).cast("string").alias(c) for c in columns])
+
+
+def touched_keys(changes: DataFrame, changed: set[str], s: Silver, positions: DataFrame) -> DataFrame:
+    """sku x warehouse (code) keys whose positions the `changes` (CHANGE_SCHEMA rows of the `changed` inputs) may
+    move; `positions`: the current gold positions (keys a changed warehouse code had)."""
+
+    def of(key: str) -> DataFrame:
+        return changes.where(F.col("source") == key)
+
+    parts = [s["inventory_events"].limit(0).select(*KEY)]
+    if "inventory_events" in changed:  # old and new images: both keys
+        parts.append(of("inventory_events").select(*KEY))
+    if "orders" in changed:  # their first order event sets the events' channel
+        orders = of("orders").select("order_id").distinct()
+        parts.append(s["inventory_events"].join(orders, "order_id", "left_semi").select(*KEY))
+    if "inventory" in changed:
+        codes = s["warehouses"].select(F.col("warehouse_id").cast("string").alias("erp_warehouse_id"),
+                                       F.col("code").alias("warehouse_id"))
+        parts.append(of("inventory").select("sku", "erp_warehouse_id").join(codes, "erp_warehouse_id").select(*KEY))
+    if "warehouses" in changed:  # old and new codes: every key of either
+        known = [s["inventory_events"].select(*KEY), on_hand_by_code(s["inventory"], s["warehouses"]).select(*KEY),
+                 positions.select(*KEY)]
+        codes = of("warehouses").select(F.col("code").alias("warehouse_id"))
+        parts.append(functools.reduce(DataFrame.unionByName, known).join(codes, "warehouse_id", "left_semi"))
+    return functools.reduce(DataFrame.unionByName, parts).distinct()
+
+
+# --- one micro-batch ---------------------------------------------------------------------------------------------
+@dataclass
+class BatchPlan:
+    """What one micro-batch does: the inventory tables rebuilt (`keys` None and `frames` set), MERGEd for the
+    touched `keys`, or left alone (`frames` empty); the full tables it recomputes (`full`)."""
+
+    keys: DataFrame | None = None
     frames: dict[str, DataFrame] = field(default_factory=dict)
+    full: list[str] = field(default_factory=list)
     cached: list[DataFrame] = field(default_factory=list)
 
-
-def inputs_fingerprint(s: Silver) -> str:
-    """Identifies the incremental tables' logic and their inputs' schemas: a change means a full rebuild."""
-    body = {"logic": INVENTORY_LOGIC, "inputs": {k: s[k].schema.simpleString() for k in INVENTORY_INPUTS}}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
 
-def read_state(ctx: JobContext, fingerprint: str) -> dict[str, int] | None:
-    """The input versions the incremental tables were last brought to (None: none, or for other inputs/logic)."""
-    if not ctx.tables.exists(STATE):
-        return None
-    rows = ctx.tables.read_arrow(STATE).to_pylist()
-    if not rows or any(r["fingerprint"] != fingerprint for r in rows):
-        return None
-    by_table = {r["source"]: r["version"] for r in rows}
-    if set(by_table) != {SOURCES[k] for k in INVENTORY_INPUTS}:
-        return None
-    return {k: by_table[SOURCES[k]] for k in INVENTORY_INPUTS}
-
-
-def touched_keys(ctx: JobContext, s: Silver, since: dict[str, int]) -> DataFrame:
-    """sku x warehouse (code) keys whose positions may differ between the `since` versions and `s`."""
-    tables = ctx.tables
-
-    def changes(key: str) -> DataFrame | None:
-        """Every changed row (the event tables are appended to by the stream, updated and deleted from by a
-        replay from bronze: jobs.silver_replay)."""
-        if since[key] == s.versions[key]:
-            return None
-        return tables.read_changes(SOURCES[key], since[key], s.versions[key])
-
-    parts = []
-    if (events := changes("inventory_events")) is not None:  # old and new images: both keys
-        parts.append(events.select(*KEY))
-    if (orders := changes("orders")) is not None:  # their first order event sets the events' channel
-        parts.append(s["inventory_events"].join(orders.select("order_id").distinct(), "order_id", "left_semi")
-                     .select(*KEY))
-    if (stock := changes("inventory")) is not None:
-        parts.append(on_hand_by_code(stock, s["warehouses"]).select(*KEY))
-    if (warehouses := changes("warehouses")) is not None:  # old and new codes: every key of either
-        codes = warehouses.select(F.col("code").alias("warehouse_id"))
-        known = [s["inventory_events"].select(*KEY), on_hand_by_code(s["inventory"], s["warehouses"]).select(*KEY),
-                 tables.read(POSITIONS).select(*KEY)]
-        parts.append(functools.reduce(DataFrame.unionByName, known).join(codes, "warehouse_id", "left_semi"))
-    empty = ctx.spark.createDataFrame([], "sku string, warehouse_id string")
-    return functools.reduce(DataFrame.unionByName, parts, empty).distinct()
-
-
-def plan_inventory(ctx: JobContext, s: Silver) -> InventoryUpdate | None:
-    """The incremental tables' update for this run (None when they are up to date with silver)."""
-    fingerprint = inputs_fingerprint(s)
-    versions = {k: s.versions[k] for k in INVENTORY_INPUTS}
-    state = read_state(ctx, fingerprint)
-    rebuild = (state is None or not all(ctx.tables.exists(t) for t in GRAIN)
-               or any(state[k] > v for k, v in versions.items()))
-    if not rebuild and state == versions:
-        log.info("%s are up to date with silver %s", ", ".join(GRAIN), versions)
-        return None
-    update = InventoryUpdate(f"{APP_ID}:{fingerprint}", sum(versions.values()), versions, fingerprint, None)
+def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str], rebuild: bool) -> BatchPlan:
+    """The batch's plan: a full rebuild of everything on `rebuild` (or of the inventory tables when one is
+    missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`."""
+    plan = BatchPlan(full=full_tables_to_build(changed, ctx.tables.exists, rebuild))
+    rebuild = rebuild or not all(ctx.tables.exists(t) for t in GRAIN)
+    if not rebuild and not changed.intersection(CHANGE_COLUMNS):
+        return plan
     if not rebuild:
         started = time.perf_counter()
-        keys = None
-        try:
-            keys = touched_keys(ctx, s, state).persist(StorageLevel.MEMORY_AND_DISK)  # stays distributed
-            touched = keys.count()
-        except Exception as exc:  # noqa: BLE001 - e.g. vacuumed files of old versions: a full rebuild is always right
-            if keys is not None:
-                keys.unpersist()
-            log.warning("cannot read the silver changes since %s (%s: %s); rebuilding %s in full", state,
-                        type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else "",
-                        ", ".join(GRAIN))
-        else:
-            log.info("%s sku x warehouse keys touched since silver %s (found in %.2f s)", touched, state,
-                     time.perf_counter() - started)
-            update.keys, update.cached = keys, [keys]
-            if not touched:
-                return update
-    positions, reservations = positions_of(s, update.keys)
-    update.frames = {POSITIONS: positions.cache()}
-    update.frames[ALERTS] = alerts_of(update.frames[POSITIONS]).cache()
-    update.cached += [reservations, *update.frames.values()]
-    return update
+        keys = touched_keys(changes, changed, s, ctx.tables.read(POSITIONS))
+        plan.keys = keys.persist(StorageLevel.MEMORY_AND_DISK)
+        plan.cached.append(plan.keys)
+        touched = plan.keys.count()  # stays distributed
+        log.info("%s sku x warehouse keys touched (found in %.2f s)", touched, time.perf_counter() - started)
+        if not touched:
+            return plan
+    positions, reservations = positions_of(s, plan.keys)
+    plan.frames = {POSITIONS: positions.cache()}
+    plan.frames[ALERTS] = alerts_of(plan.frames[POSITIONS]).cache()
+    plan.cached += [reservations, *plan.frames.values()]
+    return plan
 
 
-def write_inventory(ctx: JobContext, update: InventoryUpdate, gates: dict[str, GateResult]) -> None:
-    """Overwrite (full rebuild) or MERGE the gated rows of both tables at once, then the state, each keyed by the
-    update's transaction."""
-    tables, app, batch = ctx.tables, update.app_id, update.batch_id
+def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResult], app: str, batch_id: int) -> None:
+    """Overwrite (full rebuild) or MERGE the gated rows of both tables at once, keyed by (app, batch id)."""
+    tables = ctx.tables
 
     def write(table: str, grain: list[str]) -> None:
-        if update.keys is None:
-            tables.write_batch(gates[table].valid, table, app, batch, mode="overwrite")
-        else:
-            current = restrict_to_keys(tables.read(table), update.keys)
-            started = time.perf_counter()
-            tables.merge(replacement_rows(gates[table].valid, current, grain), table,
-                         MergeSpec(**replacement_merge(grain)), app_id=app, batch_id=batch)
-            log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
+        if plan.keys is None:
+            tables.write_batch(gates[table].valid, table, app, batch_id, mode="overwrite")
+            return
+        current = restrict_to_keys(tables.read(table), plan.keys)
+        started = time.perf_counter()
+        tables.merge(replacement_rows(gates[table].valid, current, grain), table, MergeSpec(**replacement_merge(grain)),
+                     app_id=app, batch_id=batch_id)
+        log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
 
-    run_concurrently(ctx.spark, [functools.partial(write, t, grain) for t, grain in GRAIN.items() if t in gates])
-    state = [(SOURCES[k], v, update.fingerprint) for k, v in update.versions.items()]
-    tables.write_batch(ctx.spark.createDataFrame(state, STATE_SCHEMA), STATE, app, batch, mode="overwrite")
+    run_concurrently(ctx.spark, [functools.partial(write, t, grain) for t, grain in GRAIN.items()])
 
 
-# --- the run ----------------------------------------------------------------------------------------------------
 def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
     gate = run_gate(df, table, table, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs,
                     parameters=parameters)
     log.info("%s: %s in %.2f s", table, gate.message, gate.seconds)
     return gate
-
-
-def build_gold(ctx: JobContext) -> dict[str, GateResult] | None:
-    """Gate every gold table that needs an update, then write them all (None when gold is up to date)."""
-    silver = read_silver(ctx)
-    inventory = plan_inventory(ctx, silver)
-    full = stale_full_tables(silver, lambda t, app: ctx.tables.committed_batch(t, app) if ctx.tables.exists(t)
-                             else None)
-    if inventory is None and not full:
-        log.info("gold is up to date with silver (batch %s)", silver.batch_id)
-        return None
-    done: dict[str, GateResult] = {}  # filled from threads, in any order
-    built: list[DataFrame] = list(inventory.cached) if inventory else []
-    try:
-        todo = [(table, df, inventory.batch_id, {}) for table, df in (inventory.frames if inventory else {}).items()]
-        parameters = _silver_revenue(silver) if "gold.sales" in full else {}  # its suite's reconciliation
-        for table in full:
-            built.append(FULL[table].build(silver.only(FULL[table].inputs)).cache())
-            todo.append((table, built[-1], FULL[table].batch_id(silver), parameters))
-        # computed and gated at once (GX validates one at a time; the tables' Spark jobs overlap)
-        run_concurrently(ctx.spark, [functools.partial(_gate_into, done, ctx, *args) for args in todo])
-        gates = {table: done[table] for table, *_ in todo}  # the order of the gates' transaction id
-        # every gate's results in one commit per ops table, also when one blocked
-        commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), APP_ID, silver.batch_id,
-                                           ctx.settings.data_docs_index))
-        for table, gate in gates.items():
-            raise_if_blocked(gate, table)
-        # the inventory tables and each full table are independent commits: made at once
-        fulls = [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, FULL[table].app_id,
-                                           FULL[table].batch_id(silver), mode="overwrite")) for table in full]
-        run_concurrently(ctx.spark, [*([functools.partial(write_inventory, ctx, inventory, gates)] if inventory
-                                       else []), functools.partial(commit_all, ctx.tables, fulls)])
-    finally:
-        for gate in done.values():
-            gate.release()
-        for df in built:
-            df.unpersist()
-    return gates
 
 
 def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: DataFrame, batch_id: int,
@@ -359,31 +271,85 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
     done[table] = _gate(ctx, df, table, batch_id, parameters)
 
 
-def build_and_register(ctx: JobContext, registered: set[str], after_last_run: dict[str, int]) -> RunReport:
-    """One run: `build_gold`, then the gold tables not registered yet (`registered`) are registered. Skipped when
-    no source, gold table or state changed since the last run of this process completed (`after_last_run`: the
-    sources' versions before it, which it read or a newer one, and its outputs' versions after it): the pipeline
-    re-runs this every few seconds. Returns the silver versions committed since the run began (its backlog)."""
-    sources = table_versions(ctx.tables, SOURCES.values())
-    if after_last_run and {**sources, **table_versions(ctx.tables, (*GOLD, STATE))} == after_last_run:
-        return RunReport(backlog_versions=0)
-    build_gold(ctx)
-    ctx.tables.register_new(GOLD, registered)
-    after_last_run.update({**sources, **table_versions(ctx.tables, (*GOLD, STATE))})
-    now = table_versions(ctx.tables, SOURCES.values())
-    return RunReport(backlog_versions=sum(max(0, now[name] - sources[name]) for name in sources))
+def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, rebuild: bool = False,
+               ) -> dict[str, GateResult]:
+    """One micro-batch (`changes`: CHANGE_SCHEMA rows): gate every gold table it updates, then write them all
+    keyed by (app, batch id); returns the gates (empty when the batch touched nothing)."""
+    changed = set() if rebuild else {r["source"] for r in changes.select("source").distinct().collect()}  # <= 8
+    silver = read_silver(ctx)
+    plan = plan_batch(ctx, silver, changes, changed, rebuild)
+    done: dict[str, GateResult] = {}  # filled from threads, in any order
+    built: list[DataFrame] = []
+    try:
+        todo = [(table, df, batch_id, {}) for table, df in plan.frames.items()]
+        parameters = _silver_revenue(silver) if "gold.sales" in plan.full else {}  # its suite's reconciliation
+        for table in plan.full:
+            built.append(FULL[table].build(silver.only(FULL[table].inputs)).cache())
+            todo.append((table, built[-1], batch_id, parameters))
+        if not todo:
+            return {}
+        # computed and gated at once (GX validates one at a time; the tables' Spark jobs overlap)
+        run_concurrently(ctx.spark, [functools.partial(_gate_into, done, ctx, *args) for args in todo])
+        gates = {table: done[table] for table, *_ in todo}  # the order of the gates' transaction id
+        # every gate's results in one commit per ops table, also when one blocked
+        commit_all(ctx.tables, gate_writes(ctx.tables, list(gates.values()), app, batch_id,
+                                           ctx.settings.data_docs_index))
+        for table, gate in gates.items():
+            raise_if_blocked(gate, table)
+        # the inventory tables and each full table are independent commits: made at once
+        fulls = [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, app, batch_id,
+                                           mode="overwrite")) for table in plan.full]
+        run_concurrently(ctx.spark, [
+            *([functools.partial(write_inventory, ctx, plan, gates, app, batch_id)] if plan.frames else []),
+            functools.partial(commit_all, ctx.tables, fulls)])
+        log.info("batch %s: %s written from silver %s", batch_id, ", ".join(gates), silver.versions)
+        return gates
+    finally:
+        for gate in done.values():
+            gate.release()
+        for df in built:
+            df.unpersist()
+        plan.release()
+
+
+def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None = None) -> DeltaStream:
+    """The job's query on the silver inputs' change data feeds; each batch's gates go to `done`, its tables to
+    the catalog. A new checkpoint starts at each input's current version with a full rebuild (batch 0)."""
+    registered: set[str] = set()
+
+    def batch(changes: DataFrame, app: str, batch_id: int) -> None:
+        changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0)
+        finally:
+            changes.unpersist()
+        ctx.tables.register_new(GOLD, registered)
+        if done is not None:
+            done(gates)
+
+    return DeltaStream(tuple(SOURCES.values()), QUERY, batch, first_version=ctx.tables.version, change_feed=True,
+                       project=change_rows)
+
+
+def run(ctx: JobContext) -> list[dict[str, GateResult]]:
+    """Bring gold up to date with silver (available-now), then stop; returns each micro-batch's gates."""
+    batches: list[dict[str, GateResult]] = []
+    run_available_now(ctx, APP_ID, [stream(ctx, batches.append)])
+    return batches
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
-    add_repeat_arguments(p)
+    add_trigger_arguments(p)
     args = p.parse_args(argv)
-    require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first",
-                   wait_s=args.every)
+    if args.trigger == "continuous":  # waits for silver
+        ctx = job_context(APP_ID)
+        run_continuously(ctx, APP_ID, [stream(ctx)], args.interval, args.timeout)
+        return
+    require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first")
     ctx = job_context(APP_ID)
-    registered: set[str] = set()
-    after_last_run: dict[str, int] = {}
-    repeat(lambda: build_and_register(ctx, registered, after_last_run), args.every, args.timeout)
+    run(ctx)
+    ctx.tables.register_new(GOLD, set())  # also when there was nothing new
 
 
 if __name__ == "__main__":

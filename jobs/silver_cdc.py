@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
 from lakehouse.delta_stream import DeltaStream, after_marker, run_available_now, run_continuously
-from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
+from lakehouse.job import JobContext, add_trigger_arguments, job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
 from lakehouse.quality.suites import resolve_suite_path
@@ -315,9 +315,7 @@ def run(ctx: JobContext, max_files: int | None = None) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--max-files", type=int, default=None, help="bronze files per micro-batch (default: Delta's)")
-    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
-    p.add_argument("--interval", default="5 seconds", help="continuous: time between micro-batch starts")
-    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
+    add_trigger_arguments(p)
     args = p.parse_args(argv)
     if args.trigger == "continuous":  # waits for bronze
         ctx = job_context(APP_ID)

@@ -44,8 +44,7 @@ from lakehouse.delta_stream import DeltaStream, after_marker, run_available_now,
 from lakehouse.events.schemas import FAMILIES
 from lakehouse.ingest import DEAD_LETTER_TABLE as DEAD_LETTERS
 from lakehouse.ingest import family_table as bronze_table
-from lakehouse.job import JobContext, job_context, parser, run_main
-from lakehouse.progress import RunReport
+from lakehouse.job import JobContext, add_trigger_arguments, job_context, parser, run_main
 from lakehouse.quality.gate import REASON_COLUMN, GateResult, run_gate
 from lakehouse.quality.ops import RESULTS, VALIDATIONS, gate_writes, raise_if_blocked, validated_up_to
 from lakehouse.quality.suites import load_suite
@@ -210,7 +209,7 @@ def validate_dead_letters(ctx: JobContext, dead_letters: DataFrame, app: str, ba
     return gate
 
 
-def _after_former_validation(ctx: JobContext) -> int | None:
+def _after_former_validation(ctx: JobContext, source: str = DEAD_LETTERS) -> int | None:
     """The dead-letter version after the last one the former runs validated with the current suite (None: none)."""
     done = validated_up_to(ctx.tables, f"{APP_ID}:{DEAD_LETTER_FAMILY}", load_suite(DEAD_LETTERS).fingerprint)
     return None if done is None else done + 1
@@ -239,20 +238,18 @@ def streams(ctx: JobContext, families: Sequence[str], registered: set[str]) -> l
     ]
 
 
-def process_all(ctx: JobContext, families: Sequence[str], registered: set[str] | None = None) -> RunReport:
+def process_all(ctx: JobContext, families: Sequence[str], registered: set[str] | None = None) -> int:
     """Take what is new in bronze into silver (available-now: every query until it has read what is there, all
     at once), then stop; returns the bronze rows read. A family whose gate blocks does not hold the others back:
     its error is raised once all are done."""
     runs = run_available_now(ctx, APP_ID, streams(ctx, families, set() if registered is None else registered))
-    return RunReport(rows=sum(r.rows for r in runs), backlog_versions=0)
+    return sum(r.rows for r in runs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--family", action="append", choices=FAMILIES, help="repeatable; default: every family")
-    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
-    p.add_argument("--interval", default="5 seconds", help="continuous: time between micro-batch starts")
-    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
+    add_trigger_arguments(p)
     args = p.parse_args(argv)
     ctx = job_context(APP_ID)
     families = args.family or FAMILIES

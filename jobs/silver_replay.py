@@ -13,12 +13,13 @@ Per family (`lakehouse backfill --from bronze --since T [--until U]`):
    replaced (rows that now pass are deleted, new reasons updated or inserted);
 4. the gates' results go to ops.quality_results / ops.quality_validations (app id silver_replay:<family>).
 
-Then gold_commerce's run brings gold to the new silver versions (positions of the keys the replay touched, the
-other tables recomputed). Each MERGE sets the rows to what the range gives, so a replay cut short is completed by
+Then gold_commerce's query (available-now, or its running stage) brings gold to the new silver versions: the
+replay's updates and deletes are in the silver change data feeds it reads (positions of the keys the replay
+touched, the other tables recomputed). Each MERGE sets the rows to what the range gives, so a replay cut short is completed by
 running it again, and a replay run twice changes nothing the second time. The stream's watermarks are not
 moved (the range's events were seen before). It may run beside the always-on pipeline: a MERGE that Delta refuses
 because the silver_events stage committed to the same table meanwhile is made again (`retry_on_conflict`), and a
-stage run that loses to the replay fails and is run again (lakehouse.job.repeat)."""
+micro-batch that loses to the replay fails and is run again from its checkpoint (lakehouse.streaming.run_query)."""
 
 from __future__ import annotations
 

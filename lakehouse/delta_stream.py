@@ -1,18 +1,22 @@
 """Structured Streaming queries on Delta tables (a layer read as it grows), run available-now or continuously.
 
-A `DeltaStream` names a source table and what takes each micro-batch (`process(batch, app_id, batch_id)`,
-called from `foreachBatch`). Exactly once: the query's checkpoint holds the source versions each batch read, so
-a batch cut short is replayed with the same rows and the same batch id; `process` keys every write with
-(app_id, batch_id), where app_id is the stream's name and the query's id (kept in its checkpoint), so the
-replay skips what was committed, and a new checkpoint (a reset) never takes an old query's transaction ids.
-Commits that only change rows (a GDPR delete, an OPTIMIZE) are not new data and are skipped.
+A `DeltaStream` names a source table (or several, read as one query: their rows brought to one schema and
+unioned) and what takes each micro-batch (`process(batch, app_id, batch_id)`, called from `foreachBatch`).
+Exactly once: the query's checkpoint holds the source versions each batch read, so a batch cut short is replayed
+with the same rows and the same batch id; `process` keys every write with (app_id, batch_id), where app_id is the
+stream's name and the query's id (kept in its checkpoint), so the replay skips what was committed, and a new
+checkpoint (a reset) never takes an old query's transaction ids.
+Commits that only change rows (a GDPR delete, an OPTIMIZE) are not new data and are skipped, unless the stream
+reads the change data feed (inserts, both images of updates, deletes: what a layer maintained by MERGE needs).
 
-`run_streams` runs several at once in one driver (each query has its own thread and commits), waiting for the
-source tables that do not exist yet; an available-now run raises the first failure once every query is done.
+`run_available_now` and `run_continuously` run several at once in one driver (each query has its own thread and
+commits), waiting for source tables that do not exist yet; an available-now run raises the first failure once
+every query is done.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -24,7 +28,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.job import JobContext
-from lakehouse.progress import batch_started, listen, waiting
+from lakehouse.progress import (
+    batch_started,
+    delta_next_version,
+    delta_source_path,
+    listen,
+    strip_scheme,
+    waiting,
+)
 from lakehouse.streaming import run_query
 
 log = logging.getLogger(__name__)
@@ -34,22 +45,30 @@ ProcessBatch = Callable[[DataFrame, str, int], object]  # (micro-batch, transact
 
 @dataclass(frozen=True)
 class DeltaStream:
-    """A query reading `source` (a table name) as it grows; its micro-batches go to `process`.
+    """A query reading `source` (a table name, or several) as it grows; its micro-batches go to `process`.
 
-    `first_version`, when given, tells where a query without a checkpoint starts (the source version after the
-    last one processed before, e.g. by the job's former version-range runs); None or no answer: the whole
-    table, then what is added to it."""
+    `first_version(table)`, when given, tells where a query without a checkpoint starts reading that source (e.g.
+    the version after the last one the job's former version-range runs processed); None or no answer: the
+    whole table, then what is added to it. With `change_feed`, every change is read (`_change_type` tells which);
+    several sources need `project(table, rows)`, which brings each one's rows to the schema they share."""
 
-    source: str
+    source: str | tuple[str, ...]
     name: str  # the query's name, its checkpoint's folder and the prefix of its transaction app ids
     process: ProcessBatch
-    first_version: Callable[[], int | None] | None = None
-    options: dict[str, str] = field(default_factory=dict)  # the Delta source's, e.g. maxFilesPerTrigger
+    first_version: Callable[[str], int | None] | None = None
+    options: dict[str, str] = field(default_factory=dict)  # each Delta source's, e.g. maxFilesPerTrigger
+    change_feed: bool = False
+    project: Callable[[str, DataFrame], DataFrame] | None = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source,) if isinstance(self.source, str) else self.source
 
 
-def after_marker(ctx: JobContext, table: str, app_id: str) -> int | None:
+def after_marker(ctx: JobContext, table: str, app_id: str, source: str = "") -> int | None:
     """The source version after the last one `app_id` marked as processed in `table` (its transaction id; None:
-    nothing marked): where a job's former version-range runs stopped, for `DeltaStream.first_version`."""
+    nothing marked): where a job's former version-range runs stopped, for `DeltaStream.first_version` (which
+    passes the `source`: not needed here)."""
     done = ctx.tables.committed_batch(table, app_id) if ctx.tables.exists(table) else None
     return None if done is None else done + 1
 
@@ -71,20 +90,42 @@ def _has_checkpoint(ctx: JobContext, checkpoint: str) -> bool:
     return bool(path.getFileSystem(ctx.spark._jsc.hadoopConfiguration()).exists(path))  # noqa: SLF001
 
 
-def _first_version(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> int | None:
-    """Where a query without a checkpoint starts (None: at the beginning, or it has a checkpoint)."""
+def _first_version(ctx: JobContext, stream: DeltaStream, checkpoint: str, source: str) -> int | None:
+    """Where a query without a checkpoint starts reading `source` (None: at the beginning, or it has a
+    checkpoint)."""
     if stream.first_version is None or _has_checkpoint(ctx, checkpoint):
         return None
-    return stream.first_version()
+    return stream.first_version(source)
 
 
 def ready(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> bool:
-    """The query can start: its source exists, and holds the version a first start begins at (Delta refuses to
+    """The query can start: its sources exist, and hold the version a first start begins at (Delta refuses to
     start at a version not committed yet, and starting after the current one could skip a commit made meanwhile)."""
-    if not ctx.tables.exists(stream.source):
-        return False
-    first = _first_version(ctx, stream, checkpoint)
-    return first is None or first <= ctx.tables.version(stream.source)
+    for source in stream.sources:
+        if not ctx.tables.exists(source):
+            return False
+        first = _first_version(ctx, stream, checkpoint, source)
+        if first is not None and first > ctx.tables.version(source):
+            return False
+    return True
+
+
+def _read(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> DataFrame:
+    """The query's input: its source's rows, or the union of its sources' rows each brought by `project` to one
+    schema."""
+    if len(stream.sources) > 1 and stream.project is None:
+        raise ValueError(f"{stream.name}: several sources need `project` (one schema for their union)")
+    kind = {"readChangeFeed": "true"} if stream.change_feed else {"skipChangeCommits": "true"}
+    frames = []
+    for source in stream.sources:
+        reader = ctx.spark.readStream.format("delta").options(**kind, **stream.options)
+        first = _first_version(ctx, stream, checkpoint, source)
+        if first is not None:
+            reader = reader.option("startingVersion", first)
+            log.info("%s starts at %s's version %s", stream.name, source, first)
+        rows = reader.load(ctx.tables.location(source))
+        frames.append(stream.project(source, rows) if stream.project is not None else rows)
+    return functools.reduce(DataFrame.unionByName, frames)
 
 
 def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: list[BaseException] | None = None,
@@ -94,11 +135,6 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
     raised as it was, not as the StreamingQueryException that wraps it)."""
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
-        reader = ctx.spark.readStream.format("delta").options(**{"skipChangeCommits": "true", **stream.options})
-        first = _first_version(ctx, stream, checkpoint)
-        if first is not None:
-            reader = reader.option("startingVersion", first)
-            log.info("%s starts at %s's version %s", stream.name, stream.source, first)
         query_id: list[str] = []
         known = threading.Event()
 
@@ -112,7 +148,7 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
                     failures.append(exc)
                 raise
 
-        query = (reader.load(ctx.tables.location(stream.source)).writeStream.queryName(stream.name)
+        query = (_read(ctx, stream, checkpoint).writeStream.queryName(stream.name)
                  .foreachBatch(batch).option("checkpointLocation", checkpoint).trigger(**trigger).start())
         query_id.append(query.id)
         known.set()
@@ -132,7 +168,7 @@ def run_available_now(ctx: JobContext, job: str, streams: Sequence[DeltaStream])
     for stream in streams:
         checkpoint = checkpoint_of(ctx, job, stream)
         if not ready(ctx, stream, checkpoint):
-            log.info("%s: nothing to read in %s", stream.name, stream.source)
+            log.info("%s: nothing to read in %s", stream.name, ", ".join(stream.sources))
             continue
         run, failures = StreamRun(stream.name), []
         queries.append((run, failures, starter(ctx, stream, checkpoint, failures)({"availableNow": True})))
@@ -151,6 +187,22 @@ def run_available_now(ctx: JobContext, job: str, streams: Sequence[DeltaStream])
     return runs
 
 
+def versions_behind(ctx: JobContext, streams: dict[str, DeltaStream], name: str, progress: list[dict]) -> int | None:
+    """Versions of its sources the stream `name` has not read, from a progress's `sources` (None: not one of
+    `streams`; a source the progress does not report counts 0)."""
+    stream = streams.get(name)
+    if stream is None:
+        return None
+    tables = {strip_scheme(ctx.tables.location(t)): t for t in stream.sources}
+    behind = 0
+    for source in progress:
+        table = tables.get(delta_source_path(source) or "") if len(tables) > 1 else stream.sources[0]
+        next_version = delta_next_version(source)
+        if table is not None and next_version is not None:
+            behind += max(0, ctx.tables.version(table) + 1 - next_version)
+    return behind
+
+
 def run_continuously(ctx: JobContext, job: str, streams: Sequence[DeltaStream], interval: str,
                      timeout: float | None = None, wait_s: float = 5.0) -> None:
     """Run every stream continuously (a micro-batch every `interval`; a failed query starts again from its
@@ -159,8 +211,7 @@ def run_continuously(ctx: JobContext, job: str, streams: Sequence[DeltaStream], 
     stage, the backlog reported is in source versions not read yet."""
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     ended: list[BaseException] = []
-    sources = {s.name: s.source for s in streams}
-    listen(ctx.spark, source_version=lambda name: ctx.tables.version(sources[name]) if name in sources else None)
+    listen(ctx.spark, delta_backlog=functools.partial(versions_behind, ctx, {s.name: s for s in streams}))
 
     def run(stream: DeltaStream) -> None:
         checkpoint = checkpoint_of(ctx, job, stream)

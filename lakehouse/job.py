@@ -50,7 +50,7 @@ def source_version_to_process(ctx: JobContext, source: str, target: str, app_id:
 
 def require_tables(*names: str, hint: str = "", wait_s: float | None = None) -> None:
     """Fail fast (before a Spark session starts) when an input table is missing from a local tables root; with
-    `wait_s` (a job re-run every so often, as a pipeline stage) wait for them instead, looking every `wait_s` s."""
+    `wait_s` (a continuous run, as a pipeline stage) wait for them instead, looking every `wait_s` s."""
     import time
     from pathlib import Path
 
@@ -157,11 +157,12 @@ def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
     return versions
 
 
-def add_repeat_arguments(p: argparse.ArgumentParser) -> None:
-    """`--every` / `--timeout`: keep an incremental job's targets fresh by re-running its step."""
-    p.add_argument("--every", type=float, default=None, metavar="SECONDS",
-                   help="re-run every SECONDS (continuously maintained tables); default: run once")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="with --every: stop after")
+def add_trigger_arguments(p: argparse.ArgumentParser) -> None:
+    """`--trigger` / `--interval` / `--timeout` of a job made of Structured Streaming queries."""
+    p.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now",
+                   help="available-now: take what is there, then stop; continuous: keep taking what comes")
+    p.add_argument("--interval", default="5 seconds", help="continuous: time between micro-batch starts")
+    p.add_argument("--timeout", type=float, default=None, help="continuous: stop after this many seconds")
 
 
 MAX_BACKOFF_S = 300.0
@@ -173,51 +174,3 @@ def backoff_s(every_s: float, failures: int, cap_s: float | None = None) -> floa
     if failures <= 0:
         return every_s
     return min(every_s * 2 ** (failures - 1), max(every_s, MAX_BACKOFF_S if cap_s is None else cap_s))
-
-
-def _jvm_gone(error: BaseException) -> bool:
-    """The Spark driver's JVM is unreachable: no later run can succeed in this process."""
-    from py4j.protocol import Py4JNetworkError
-
-    return isinstance(error, Py4JNetworkError | ConnectionError)
-
-
-def repeat(step: Callable[[], object], every_s: float | None = None, timeout_s: float | None = None) -> int:
-    """Run `step` once, or every `every_s` seconds until `timeout_s` (forever when None); returns the runs. A
-    step that returns a `RunReport` has it shown by `lakehouse pipeline status` (rows, rate, backlog).
-
-    Each run processes only what is new (the step's own exactly-once bookkeeping), so a stop or crash between
-    runs loses nothing. Run once, a failure is raised (the job exits non-zero). Repeated (an always-on stage), a
-    failed run is logged and reported (`record_run`: the error, the failures in a row) and the step runs again
-    after `backoff_s`: a gate that blocks one family, or a commit that lost to a concurrent writer, does not stop
-    the stage; only a lost driver JVM ends it."""
-    import time
-
-    from lakehouse.progress import RunReport, record_run
-
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    runs = failures = 0
-    while True:
-        started = time.monotonic()
-        started_at = time.time()
-        run = None
-        try:
-            result = step()
-            run = result if isinstance(result, RunReport) else None
-            failures, error = 0, None
-        except Exception as exc:
-            if every_s is None or _jvm_gone(exc):
-                raise
-            failures, error = failures + 1, f"{type(exc).__name__}: {exc}"
-            log.exception("run failed (%s in a row); next run in %.0f s", failures, backoff_s(every_s, failures))
-        runs += 1
-        record_run(time.monotonic() - started, started_at, error=error, run=run)  # as a stage of the pipeline
-        if every_s is None or (deadline is not None and time.monotonic() >= deadline):
-            return runs
-        if failures:  # a backoff (up to minutes) ends at the deadline; the run after it is the last
-            wait = backoff_s(every_s, failures)
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-        else:
-            wait = every_s - (time.monotonic() - started)
-        time.sleep(max(0.0, wait))

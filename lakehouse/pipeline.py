@@ -12,15 +12,16 @@ and kept as a background process of this home (lakehouse.services.process: PID f
   `--every` seconds;
 * silver_cdc, silver_events: Structured Streaming queries on the bronze Delta tables (silver_events: one per event
   family, the settlement reports and the dead letters), a micro-batch every `--every` seconds;
+* gold_commerce: one Structured Streaming query on the change data feeds of its silver inputs, a micro-batch
+  every `--every` seconds;
 * inventory_realtime: positions per sku x warehouse and oversell alerts from the raw inventory and ERP stock
-  topics to Kafka (`inventory.positions`, `inventory.alerts`), a micro-batch as soon as the last one ends;
-* gold_commerce: re-run every `--every` seconds over what is new (each run's
-  exactly-once bookkeeping makes a stop or a crash between runs lose nothing); a stage whose inputs do not
-  exist yet waits for them.
+  topics to Kafka (`inventory.positions`, `inventory.alerts`), a micro-batch as soon as the last one ends.
+
+A stage whose inputs do not exist yet waits for them.
 
 Each stage reports to `<home>/pipeline/<stage>.json` (lakehouse.progress); `status` shows per stage whether it
-runs, its last micro-batch or run, input and processing rates and the backlog (Kafka offsets, or source table
-versions not read yet). Checkpoints and job state
+runs, its last micro-batch, input and processing rates and the backlog (Kafka offsets, or source table versions
+not read yet). Checkpoints and job state
 stay where the jobs keep them (under the tables root), so a stopped or killed stage resumes where it was.
 """
 
@@ -38,7 +39,6 @@ from lakehouse.services import process
 @dataclass(frozen=True)
 class Stage:
     name: str  # also the job's name in jobs/
-    streaming: bool  # a Structured Streaming query (else re-run every few seconds)
 
     def args(self, every: float, topic_prefix: str) -> list[str]:
         prefix = ["--topic-prefix", topic_prefix] if topic_prefix else []
@@ -46,14 +46,12 @@ class Stage:
             return ["--family", "all", "--trigger", "continuous", "--interval", f"{every:g} seconds", *prefix]
         if self.name == "inventory_realtime":  # a micro-batch every 0.5 s (at 0 it polls Kafka in a loop)
             return ["--trigger", "continuous", "--interval", "500 milliseconds", *prefix]
-        if self.streaming:
-            return ["--trigger", "continuous", "--interval", f"{every:g} seconds"]
-        return ["--every", f"{every:g}"]
+        return ["--trigger", "continuous", "--interval", f"{every:g} seconds"]
 
 
 STAGES = {s.name: s for s in (
-    Stage("bronze_events", True), Stage("bronze_cdc", True), Stage("silver_cdc", True),
-    Stage("silver_events", True), Stage("gold_commerce", False), Stage("inventory_realtime", True),
+    Stage("bronze_events"), Stage("bronze_cdc"), Stage("silver_cdc"), Stage("silver_events"), Stage("gold_commerce"),
+    Stage("inventory_realtime"),
 )}
 
 
@@ -92,8 +90,8 @@ def start(settings: Settings, stages: list[str] | None = None, *, master: str | 
 
 
 def stop(settings: Settings, stages: list[str] | None = None, timeout: float = 60.0) -> list[str]:
-    """Stop the running stages (all by default), downstream first: SIGTERM to each stage's process group (a
-    streaming query stops gracefully, a re-run job ends), SIGKILL after `timeout` s. Returns those stopped."""
+    """Stop the running stages (all by default), downstream first: SIGTERM to each stage's process group (its
+    streaming queries stop gracefully), SIGKILL after `timeout` s. Returns those stopped."""
     stopped = []
     for stage in reversed(_stages(stages)):
         if process.stop(service_name(stage.name), timeout=timeout, settings=settings, group=True):
@@ -112,10 +110,8 @@ def status(settings: Settings) -> list[dict]:
 
 
 def looked_since(stage: str, report: dict, since: float) -> bool:
-    """The stage has looked at its inputs since `since`: a re-run stage started a run after it, each query of a
-    streaming stage reported being idle (nothing new to read) after it."""
-    if not STAGES[stage].streaming:
-        return (report.get("last_run_at") or 0) >= since
+    """The stage has looked at its inputs since `since`: each of its queries reported being idle (nothing new to
+    read) after it."""
     return report.get("state") == "idle" and (report.get("looked_at") or 0) >= since
 
 
@@ -146,11 +142,10 @@ def _running(report: dict, now: float) -> str | None:
 
 
 def format_status(rows: list[dict], now: float | None = None) -> str:
-    """`status` as a table: stage, state, pid, last batch or run, rates, backlog (a stream's Kafka offsets not read
-    yet; a re-run stage's source versions not processed yet, "v"), last report; then the error of each stage
-    whose last runs failed."""
+    """`status` as a table: stage, state, pid, last batch, rates, backlog (Kafka offsets not read yet; Delta source
+    versions not read yet, "v"), last report; then the error of each stage whose query failed."""
     now = now or time.time()
-    lines = [f"{'stage':18s} {'state':8s} {'pid':>7s}  {'last batch / run':28s} {'input/s':>9s} "
+    lines = [f"{'stage':18s} {'state':8s} {'pid':>7s}  {'last batch':28s} {'input/s':>9s} "
              f"{'processed/s':>11s} {'backlog':>8s}  {'reported':>10s}"]
     for r in rows:
         if r.get("kind") == "stream" and r.get("state") == "terminated" and r.get("error"):
@@ -161,13 +156,9 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
             last = "no batch yet (nothing new)" if r.get("state") == "idle" else "no batch yet"
         elif r.get("kind") == "stream":
             last = f"batch {r.get('batch_id')}: {_num(r.get('input_rows'), '{:,}')} rows, {_num(r.get('batch_ms'), '{:,}')} ms"
-        elif r.get("kind") == "repeat" and r.get("failures_in_a_row"):
-            last = f"run {r.get('runs')} failed ({r['failures_in_a_row']} in a row)"
-        elif r.get("kind") == "repeat":
-            last = f"run {r.get('runs')} in {_num(r.get('last_run_s'), '{:.1f}')} s"
         else:
             last = "-"
-        offsets = r.get("backlog_offsets") if r.get("kind") != "repeat" else None
+        offsets = r.get("backlog_offsets")
         backlog = _num(offsets, "{:,}") if offsets is not None else _num(r.get("backlog_versions"), "{:,} v")
         lines.append(
             f"{r['stage']:18s} {'running' if r['running'] else 'stopped':8s} {_num(r.get('pid'), '{}'):>7s}  "
@@ -175,8 +166,7 @@ def format_status(rows: list[dict], now: float | None = None) -> str:
             f"{backlog:>8s}  {_age(r.get('updated_at'), now):>10s}"
         )
     for r in rows:
-        error = r.get("last_error") if r.get("failures_in_a_row") else (
-            r.get("error") if r.get("state") == "terminated" else None)
+        error = r.get("error") if r.get("state") == "terminated" else None
         if error and error.strip():
             lines.append(f"{r['stage']}: {error.strip().splitlines()[0][:300]}")
     return "\n".join(lines)

@@ -3,8 +3,8 @@
 A job learns that it runs as stage `S` of the always-on pipeline from `$LAKEHOUSE_PIPELINE_STAGE` (set by
 lakehouse.pipeline); outside the pipeline nothing is written. Streaming jobs report each micro-batch of their
 queries (`StageListener`, per query and summed for the stage: batch id, input rows, input and processing rates,
-backlog in Kafka offsets or Delta source versions; `batch_started` while a micro-batch runs); jobs re-run with
-`--every` report each run (`record_run`). `lakehouse pipeline status` reads the files. A file is
+backlog in Kafka offsets or Delta source versions; `batch_started` while a micro-batch runs). `lakehouse
+pipeline status` reads the files. A file is
 replaced atomically, so a reader never sees half of one.
 """
 
@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQueryListener
@@ -55,34 +54,6 @@ def _update(settings: Settings, stage: str, fields: dict) -> None:
     partial.replace(path)
 
 
-@dataclass(frozen=True)
-class RunReport:
-    """What one run of a re-run stage did: the source rows it took in (None: not counted), and its backlog when
-    it ended: source versions committed that no run has processed yet (None: not known)."""
-
-    rows: int | None = None
-    backlog_versions: int | None = None
-
-
-def record_run(seconds: float, started_at: float, settings: Settings | None = None, error: str | None = None,
-               run: RunReport | None = None) -> None:
-    """A `--every` job finished one run (what it did: `run`), or failed it with `error` (no-op outside the
-    pipeline): the failures in a row are counted, the last error is kept (until a run succeeds)."""
-    stage = current_stage()
-    if stage is None:
-        return
-    settings = settings or get_settings()
-    report = read_progress(settings, stage)
-    failures = int(report.get("failures_in_a_row", 0)) + 1 if error else 0
-    rows = run.rows if run else None
-    _update(settings, stage, {
-        "kind": "repeat", "runs": int(report.get("runs", 0)) + 1, "last_run_s": round(seconds, 2),
-        "last_run_at": started_at, "failures_in_a_row": failures, "last_error": error[:2000] if error else None,
-        "input_rows": rows, "processed_rows_per_s": round(rows / seconds, 1) if rows and seconds > 0 else None,
-        "backlog_versions": run.backlog_versions if run else None,
-    })
-
-
 def kafka_backlog(sources: list[dict]) -> int | None:
     """Offsets not yet read, summed over the Kafka sources' partitions (latest - end offset); None when no
     source reports both."""
@@ -108,14 +79,28 @@ def _offsets(value: object) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def delta_next_version(sources: list[dict]) -> int | None:
-    """The next version a Delta source reads (its end offset's `reservoirVersion` when no commit is read in
-    part; None for other sources)."""
-    for source in sources:
-        end = _offsets(source.get("endOffset"))
-        if end and "reservoirVersion" in end:
-            return int(end["reservoirVersion"]) + (1 if int(end.get("index", -1)) >= 0 else 0)
-    return None
+def delta_next_version(source: dict) -> int | None:
+    """The next version a Delta source (one entry of a progress's `sources`) reads: its end offset's
+    `reservoirVersion`, plus one when that commit was read in part; None for other sources."""
+    end = _offsets(source.get("endOffset"))
+    if not end or "reservoirVersion" not in end:
+        return None
+    return int(end["reservoirVersion"]) + (1 if int(end.get("index", -1)) >= 0 else 0)
+
+
+def delta_source_path(source: dict) -> str | None:
+    """The table path a Delta source reads (its description is `DeltaSource[<path>]`), without a scheme."""
+    text = str(source.get("description") or "")
+    if not text.startswith("DeltaSource[") or not text.endswith("]"):
+        return None
+    return strip_scheme(text[len("DeltaSource["):-1])
+
+
+def strip_scheme(path: str) -> str:
+    """A path as both Spark and the settings may spell it, to compare them: `file:/a/b/`, `file:///a/b` and `/a/b`
+    -> `/a/b`; `s3a://bucket/a` -> `/bucket/a`."""
+    path = path.split(":", 1)[1] if ":" in path.split("/", 1)[0] else path
+    return "/" + path.strip("/")
 
 
 def _epoch(timestamp: str | None) -> float:
@@ -186,24 +171,20 @@ def batch_started(query_id: object, batch_id: int, settings: Settings | None = N
 class StageListener(StreamingQueryListener):
     """Reports the micro-batches of this process's streaming queries as the stage's progress: per query (under
     `queries`) and for the stage: the last batch, input and processing rates summed over the queries, the backlog
-    (Kafka offsets not read; Delta source versions not read, when `source_version(query name)` gives the source
-    table's current version), `state` (idle when every query found nothing new) and `looked_at` (when the query
+    (Kafka offsets not read; Delta source versions not read, as `delta_backlog(query name, progress sources)`
+    counts them for the Delta streams: None for other queries), `state` (idle when every query found nothing new) and `looked_at` (when the query
     that found nothing new longest ago last found so: every query has looked at its source since)."""
 
-    def __init__(self, settings: Settings, stage: str, source_version: Callable[[str], int | None] | None = None,
-                 ) -> None:
-        self.settings, self.stage, self.source_version = settings, stage, source_version
+    def __init__(self, settings: Settings, stage: str,
+                 delta_backlog: Callable[[str, list[dict]], int | None] | None = None) -> None:
+        self.settings, self.stage, self.delta_backlog = settings, stage, delta_backlog
 
     def _report(self, query_id: object, fields: dict, stage_fields: dict | None = None) -> None:
         report_query(self.settings, self.stage, query_id, fields, stage_fields)
 
-    def _source_version(self, name: str | None) -> int | None:
-        """The current version of the Delta table query `name` reads (None: not a Delta stream)."""
-        return self.source_version(name) if self.source_version is not None and name else None
-
-    def _versions_behind(self, name: str | None, next_version: int | None) -> int | None:
-        current = self._source_version(name)
-        return None if current is None or next_version is None else max(0, current + 1 - next_version)
+    def _versions_behind(self, name: str | None, sources: list[dict]) -> int | None:
+        """Source versions query `name` has not read (None: not a Delta stream)."""
+        return self.delta_backlog(name, sources) if self.delta_backlog is not None and name else None
 
     def onQueryStarted(self, event) -> None:  # noqa: N802, ANN001 - Spark's listener API
         self._report(event.id, {"state": "started", "name": event.name}, {"query": event.name})
@@ -217,7 +198,7 @@ class StageListener(StreamingQueryListener):
             "batch_started_at": None,
             "input_rows_per_s": p.get("inputRowsPerSecond"), "processed_rows_per_s": p.get("processedRowsPerSecond"),
             "backlog_offsets": kafka_backlog(sources),
-            "backlog_versions": self._versions_behind(name, delta_next_version(sources)),
+            "backlog_versions": self._versions_behind(name, sources),
         }, {
             "query": name, "batch_id": p.get("batchId"), "input_rows": p.get("numInputRows"), "rows_total": total,
             "batch_ms": (p.get("durationMs") or {}).get("triggerExecution"), "durations_ms": p.get("durationMs"),
@@ -228,7 +209,7 @@ class StageListener(StreamingQueryListener):
         looked = _epoch(getattr(event, "timestamp", None))  # when the query looked (the event may come late)
         if (known.get("batch_started_at") or 0) > looked:
             return  # a micro-batch began after that look
-        delta = self._source_version(known.get("name")) is not None
+        delta = self._versions_behind(known.get("name"), []) is not None
         self._report(event.id, {"state": "idle", "idle_at": looked, "backlog_offsets": None if delta else 0,
                                 "backlog_versions": 0 if delta else None, "batch_started_at": None})
 
@@ -240,11 +221,11 @@ _listening: set[int] = set()  # ids of the sessions' contexts whose queries a St
 
 
 def listen(spark, settings: Settings | None = None,  # noqa: ANN001 - SparkSession
-           source_version: Callable[[str], int | None] | None = None) -> None:
+           delta_backlog: Callable[[str, list[dict]], int | None] | None = None) -> None:
     """Report this process's streaming queries as its pipeline stage (no-op outside the pipeline, and once per
-    Spark context: the first call's `source_version`, see StageListener, is the one used)."""
+    Spark context: the first call's `delta_backlog`, see StageListener, is the one used)."""
     stage = current_stage()
     key = id(spark.sparkContext)
     if stage is not None and key not in _listening:
         _listening.add(key)
-        spark.streams.addListener(StageListener(settings or get_settings(), stage, source_version))
+        spark.streams.addListener(StageListener(settings or get_settings(), stage, delta_backlog))

@@ -58,8 +58,7 @@ INPUTS = ["bronze.settlements_raw", "silver.fx_rates_history", "silver.inventory
 OUTPUTS = sorted([*(f"bronze.{f}_events" for f in FAMILIES), "bronze.dead_letter",
                   *(f"silver.{f}_events" for f in FAMILIES), "silver.events_quarantine", "silver.settlements",
                   "gold.customer_360", "gold.fraud_signals", "gold.inventory_positions", "gold.oversell_alerts",
-                  "gold.payment_reconciliation", "gold.sales", "ops.event_watermarks", "ops.gold_inventory_state",
-                  "ops.quality_results", "ops.quality_validations"])
+                  "gold.payment_reconciliation", "gold.sales", "ops.event_watermarks", "ops.quality_results", "ops.quality_validations"])
 
 
 def fx_rate(currency: str, at: dt.datetime) -> Decimal:
@@ -286,11 +285,11 @@ def test_unknown_schema_version_blocks_the_batch_until_the_suite_is_fixed(stack,
             exp["kwargs"]["value_set"] = [1, 2, 3]
     (fixed / "silver.orders_events.json").write_text(json.dumps(suite))
     monkeypatch.setenv(EXPECTATIONS_ENV, str(fixed))
-    assert process_all(stack.ctx, ["orders"]).rows == 3  # the blocked batch, replayed
+    assert process_all(stack.ctx, ["orders"]) == 3  # the blocked batch, replayed
     silver = tables.read("silver.orders_events")
     assert silver.where("schema_version = 3").count() == 3
     assert tables.row_count(QUARANTINE) == before[1]
-    assert process_all(stack.ctx, ["orders"]).rows == 0  # up to date: nothing processed twice
+    assert process_all(stack.ctx, ["orders"]) == 0  # up to date: nothing processed twice
 
 
 def test_two_channels_selling_the_last_unit_raise_exactly_one_alert(stack):
@@ -347,8 +346,8 @@ def test_fraud_signals_carry_an_anomaly_score_from_the_registered_champion(stack
 
 
 def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack, monkeypatch, capsys):
-    """A CDC stock change of one key: the incremental run recomputes that key only and gives the rows of a full
-    rebuild (the time of each is printed, not asserted)."""
+    """A CDC stock change of one key: gold_commerce's next micro-batch recomputes that key only and gives the rows
+    of a full recompute (the time of each is printed, not asserted)."""
     import time
 
     import jobs.gold_commerce as job
@@ -360,19 +359,21 @@ def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack,
     tables.merge(spark.createDataFrame([(OVERSOLD[0], wid, 5)], "sku string, warehouse_id int, on_hand int"),
                  "silver.inventory", MergeSpec(on="t.sku = s.sku AND t.warehouse_id = s.warehouse_id"))
     started = time.perf_counter()
-    assert job.build_gold(stack.ctx) is not None
+    assert [sorted(batch) for batch in job.run(stack.ctx)] == [sorted(job.GRAIN)]
     incremental_s = time.perf_counter() - started
-    incremental = {t: sorted(map(tuple, tables.read(t).fillna("").collect())) for t in job.GRAIN}
     assert tables.read(job.ALERTS).count() == 0  # restocked: the oversell alert is gone
 
-    monkeypatch.setattr(job, "INVENTORY_LOGIC", job.INVENTORY_LOGIC + 1)  # forces a full rebuild
     started = time.perf_counter()
-    assert job.build_gold(stack.ctx) is not None
+    positions, reservations = job.positions_of(job.read_silver(stack.ctx))
+    frames = {job.POSITIONS: positions, job.ALERTS: job.alerts_of(positions)}
+    full = {t: sorted(map(tuple, df.fillna("").collect())) for t, df in frames.items()}
     full_s = time.perf_counter() - started
-    assert {t: sorted(map(tuple, tables.read(t).fillna("").collect())) for t in job.GRAIN} == incremental
+    reservations.unpersist()
+    assert {t: sorted(map(tuple, tables.read(t).select(*df.columns).fillna("").collect()))
+            for t, df in frames.items()} == full
     with capsys.disabled():
-        print(f"\ninventory gold on {tables.row_count(job.POSITIONS)} positions: incremental run {incremental_s:.1f} s,"
-              f" full rebuild {full_s:.1f} s")
+        print(f"\ninventory gold on {tables.row_count(job.POSITIONS)} positions: incremental micro-batch "
+              f"{incremental_s:.1f} s, full recompute (no gate, no write) {full_s:.1f} s")
 
 
 # --- how the cluster ran them ---------------------------------------------------------------------------------
@@ -412,15 +413,18 @@ def test_the_cluster_drivers_registered_their_tables_in_the_home_metastore(stack
         rows = conn.execute('SELECT d."NAME", t."TBL_NAME", p."PARAM_VALUE" FROM "TBLS" t '
                             'JOIN "DBS" d ON d."DB_ID" = t."DB_ID" JOIN "TABLE_PARAMS" p ON p."TBL_ID" = t."TBL_ID" '
                             'AND p."PARAM_KEY" = \'spark.sql.sources.provider\'').fetchall()
-    assert sorted(f"{db}.{table}" for db, table, _ in rows) == [t for t in OUTPUTS if t != "ops.gold_inventory_state"]
+    assert sorted(f"{db}.{table}" for db, table, _ in rows) == OUTPUTS
     assert {provider for _, _, provider in rows} == {"delta"}
 
 
 def test_streaming_state_lives_under_the_tables_root(stack):
     """Kafka offsets of bronze, bronze versions of silver_events' queries (one per family, the settlement reports,
-    the dead letters): under the tables root, as on a cluster, not on the driver's disk."""
+    the dead letters), silver versions of gold_commerce's query: under the tables root, as on a cluster, not on
+    the driver's disk."""
     checkpoints = stack.home / "tables" / "_checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all", "silver_events"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["bronze_events_all", "gold_commerce", "silver_events"]
+    assert [p.name for p in (checkpoints / "gold_commerce").iterdir()] == ["gold_commerce_v1"]
+    assert (checkpoints / "gold_commerce" / "gold_commerce_v1" / "commits" / "0").is_file()
     queries = sorted(p.name for p in (checkpoints / "silver_events").iterdir())
     assert queries == sorted([f"silver_events_{f}" for f in FAMILIES] + ["silver_events_dead_letter",
                                                                           "silver_events_settlements"])

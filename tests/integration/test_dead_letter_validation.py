@@ -24,13 +24,13 @@ def dead_letter(reason: str | None, offset: int | None) -> tuple:
 def test_new_dead_letters_are_validated_once_and_a_broken_row_only_warns(spark, settings, tmp_path):
     scoped = dataclasses.replace(settings, tables_root=str(tmp_path / "tables"))
     ctx = JobContext(spark, get_tables(spark, scoped), scoped, "dead-letter-test")
-    assert process_all(ctx, []).rows == 0  # no table yet: no query
+    assert process_all(ctx, []) == 0  # no table yet: no query
     ctx.tables.append(spark.createDataFrame([dead_letter("not_json", 5), dead_letter("empty", 6)], SCHEMA), DEAD_LETTERS)
-    assert process_all(ctx, []).rows == 2
-    assert process_all(ctx, []).rows == 0  # nothing new
+    assert process_all(ctx, []) == 2
+    assert process_all(ctx, []) == 0  # nothing new
 
     ctx.tables.append(spark.createDataFrame([dead_letter("mystery", None)], SCHEMA), DEAD_LETTERS)
-    assert process_all(ctx, []).rows == 1  # the new row only
+    assert process_all(ctx, []) == 1  # the new row only
     rows = ctx.tables.read(VALIDATIONS).where(f"table_name = '{DEAD_LETTERS}'").orderBy("table_version").collect()
     assert [(r.table_version, r.outcome, r.rows) for r in rows] == [(0, "passed", 2), (1, "warned", 1)]
     assert set(rows[1].failed) == {

@@ -1,7 +1,8 @@
-"""gold.inventory_positions and gold.oversell_alerts maintained incrementally: after each change of silver (new
-inventory and order events, CDC stock updates/deletes/inserts, a warehouse code change) the MERGEd tables equal a
-full recompute row for row, only the touched keys are recomputed, a gate block leaves gold unchanged, and an
-unchanged rerun writes nothing.
+"""gold.inventory_positions and gold.oversell_alerts maintained per micro-batch by gold_commerce's query on the
+silver change data feeds: after each change of silver (new inventory and order events, CDC stock
+updates/deletes/inserts, a warehouse code change) the MERGEd tables equal a full recompute row for row, only the
+touched keys are recomputed, a blocked gate leaves gold unchanged (and the batch is replayed), a batch cut short is
+replayed without writing twice, and a run with nothing new writes nothing.
 
 The full-recompute gold tables (sales, customer 360, reconciliation, fraud with its ML model) are left out here
 (`FULL` emptied): tests/e2e/test_commerce_model.py runs them with the incremental tables."""
@@ -86,22 +87,36 @@ def assert_equals_full_recompute(c: JobContext) -> None:
 
 
 def versions(c: JobContext) -> tuple[int, ...]:
-    return tuple(c.tables.version(t) for t in (gold.POSITIONS, gold.ALERTS, gold.STATE))
+    return tuple(c.tables.version(t) for t in (gold.POSITIONS, gold.ALERTS))
 
 
-def touched(c: JobContext) -> set[tuple[str, str]]:
-    silver = gold.read_silver(c)
-    since = gold.read_state(c, gold.inputs_fingerprint(silver))
-    return {tuple(r) for r in gold.touched_keys(c, silver, since).collect()}
+@pytest.fixture()
+def touched(monkeypatch) -> list[set[tuple[str, str]]]:
+    """The keys each incremental batch recomputed (collected here: a few rows)."""
+    seen: list[set[tuple[str, str]]] = []
+    real = gold.touched_keys
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        keys = real(*args)
+        seen.append({tuple(r) for r in keys.collect()})
+        return keys
+
+    monkeypatch.setattr(gold, "touched_keys", spy)
+    return seen
 
 
-def test_incremental_positions_and_alerts_equal_a_full_recompute(ctx):
+def alerted(c: JobContext) -> list[tuple[str, str]]:
+    return [tuple(r)[:2] for r in c.tables.read(gold.ALERTS).collect()]
+
+
+def test_incremental_positions_and_alerts_equal_a_full_recompute(ctx, touched):
     c = ctx
-    assert gold.build_gold(c) is not None  # first run: full rebuild
+    assert [sorted(b) for b in gold.run(c)] == [sorted(gold.GRAIN)]  # the first batch: a full rebuild
+    assert touched == []
     assert_equals_full_recompute(c)
     assert c.tables.row_count(gold.ALERTS) == 0
     before = versions(c)
-    assert gold.build_gold(c) is None  # unchanged silver: nothing written
+    assert gold.run(c) == []  # nothing new: no batch
     assert versions(c) == before
 
     # new inventory events (S3 oversold; a sale of S1), a new order with its lock, and a lock of an order whose
@@ -111,96 +126,64 @@ def test_incremental_positions_and_alerts_equal_a_full_recompute(ctx):
                    ("O3", "S2", "WH-EU-1", "inventory_locked", 2, "order_placed"),
                    ("O4", "S1", "WH-EU-1", "inventory_locked", 1, "order_placed")])
     add_orders(c, [("O3", "mobile_app")])
-    assert touched(c) == {("S1", "WH-EU-1"), ("S2", "WH-EU-1"), ("S3", "WH-US-1")}
-    assert gold.build_gold(c) is not None
+    assert len(gold.run(c)) == 1
+    assert touched == [{("S1", "WH-EU-1"), ("S2", "WH-EU-1"), ("S3", "WH-US-1")}]
     assert_equals_full_recompute(c)
-    assert [tuple(r)[:2] for r in c.tables.read(gold.ALERTS).collect()] == [("S3", "WH-US-1")]
-    assert gold.build_gold(c) is None
+    assert alerted(c) == [("S3", "WH-US-1")]
+    assert gold.run(c) == []
 
-    # CDC: S3 restocked (its alert goes), S2 deleted (still locked: oversold), S4 new (no activity: one row, null channel); O4's order
-    # event arrives (its lock moves from channel unknown to web)
+    # CDC: S3 restocked (its alert goes), S2 deleted (still locked: oversold), S4 new (no activity: one row, null
+    # channel); O4's order event arrives (its lock moves from channel unknown to web)
     upsert_stock(c, [("S3", 2, 5), ("S4", 2, 7)])
     upsert_stock(c, [("S2", 1, 0)], deleted=True)
     add_orders(c, [("O4", "web")], minutes=5)
-    assert touched(c) == {("S1", "WH-EU-1"), ("S2", "WH-EU-1"), ("S3", "WH-US-1"), ("S4", "WH-US-1")}
     before = versions(c)
-    assert gold.build_gold(c) is not None
-    assert [b + 1 for b in before] == list(versions(c))  # one MERGE per table, then the state
+    assert len(gold.run(c)) == 1
+    assert touched[-1] == {("S1", "WH-EU-1"), ("S2", "WH-EU-1"), ("S3", "WH-US-1"), ("S4", "WH-US-1")}
+    assert [b + 1 for b in before] == list(versions(c))  # one MERGE per table
     assert_equals_full_recompute(c)
-    assert [tuple(r)[:2] for r in c.tables.read(gold.ALERTS).collect()] == [("S2", "WH-EU-1")]  # locked, no stock
+    assert alerted(c) == [("S2", "WH-EU-1")]  # locked, no stock
 
     # a warehouse's code changes: every key of the old and of the new code is recomputed
     upsert_warehouses(c, [(2, "WH-US-2")])
-    assert gold.build_gold(c) is not None
+    assert len(gold.run(c)) == 1
+    # old code: S3 and S4 in gold; new code: the same stock under it
+    assert touched[-1] == {(sku, code) for sku in ("S3", "S4") for code in ("WH-US-1", "WH-US-2")}
     assert_equals_full_recompute(c)
-    assert gold.build_gold(c) is None
+    assert gold.run(c) == []
 
 
-def test_a_blocked_incremental_batch_leaves_gold_unchanged(ctx, tmp_path, monkeypatch):
+def test_a_blocked_batch_leaves_gold_unchanged_and_is_replayed(ctx):
     c = ctx
-    gold.build_gold(c)
-    before = versions(c), gold.read_state(c, gold.inputs_fingerprint(gold.read_silver(c)))
-    add_events(c, [("O1", "S1", "WH-EU-1", "inventory_released", -4, "fulfilled")])  # sold < 0: blocks
-    with pytest.raises(LakehouseError, match="gold.inventory_positions not updated"):
-        gold.build_gold(c)
-    assert (versions(c), gold.read_state(c, gold.inputs_fingerprint(gold.read_silver(c)))) == before
-
-
-def test_a_changed_input_schema_rebuilds_in_full(ctx):
-    c = ctx
-    gold.build_gold(c)
-    app = f"{gold.APP_ID}:{gold.inputs_fingerprint(gold.read_silver(c))}"
-    c.tables.append(c.spark.createDataFrame([("WH-EU-1", "x")], "code string, name string"),
-                    gold.SOURCES["warehouses"], merge_schema=True)  # a new column
-    silver = gold.read_silver(c)
-    assert f"{gold.APP_ID}:{gold.inputs_fingerprint(silver)}" != app
-    update = gold.plan_inventory(c, silver)
-    for df in update.cached:
-        df.unpersist()
-    assert update.keys is None  # full rebuild
-    assert gold.build_gold(c) is not None
-    assert_equals_full_recompute(c)
-
-
-def test_changes_whose_files_were_vacuumed_rebuild_in_full(ctx):
-    """The stock mirror was vacuumed since the last run: the files its MERGE removed (the old images) are gone, so
-    its changes cannot be read; the run rebuilds in full instead of failing."""
-    c = ctx
-    gold.build_gold(c)
-    upsert_stock(c, [("S3", 2, 0)])  # S3 (1 locked) loses its stock: oversold
-    stock = gold.SOURCES["inventory"]
-    assert c.tables.vacuum(stock, retention_hours=0)  # deletes the file the MERGE removed
-    update = gold.plan_inventory(c, gold.read_silver(c))
-    for df in update.cached:
-        df.unpersist()
-    assert update.keys is None  # full rebuild
-    assert gold.build_gold(c) is not None
-    assert_equals_full_recompute(c)
-    assert [tuple(r)[:2] for r in c.tables.read(gold.ALERTS).collect()] == [("S3", "WH-US-1")]
-
-
-def test_a_run_cut_before_its_state_is_redone_and_a_change_touching_no_key_moves_the_state_only(ctx, monkeypatch):
-    c = ctx
-    gold.build_gold(c)
-    add_events(c, [("O2", "S3", "WH-US-1", "inventory_locked", 1, "order_placed")])
-    write_batch = c.tables.write_batch
-
-    def crash_before_the_state(df, name, *args, **kwargs):
-        if name == gold.STATE:
-            raise RuntimeError("simulated crash")
-        return write_batch(df, name, *args, **kwargs)
-
-    monkeypatch.setattr(c.tables, "write_batch", crash_before_the_state)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        gold.build_gold(c)  # both tables merged, the state not written
-    monkeypatch.setattr(c.tables, "write_batch", write_batch)
-    merged = versions(c)
-    assert gold.build_gold(c) is not None  # redone: the MERGEs are skipped by their transaction id
-    assert versions(c)[:2] == merged[:2] and versions(c)[2] == merged[2] + 1
-    assert_equals_full_recompute(c)
-
-    add_orders(c, [("O9", "web")])  # an order without inventory events
+    gold.run(c)
     before = versions(c)
-    assert gold.build_gold(c) == {}  # nothing gated or merged
-    assert versions(c) == (*before[:2], before[2] + 1)
-    assert gold.build_gold(c) is None
+    add_events(c, [("O1", "S1", "WH-EU-1", "inventory_released", -4, "fulfilled")])  # sold < 0: blocks
+    for _ in range(2):  # the same batch again: not skipped
+        with pytest.raises(LakehouseError, match="gold.inventory_positions not updated"):
+            gold.run(c)
+        assert versions(c) == before
+
+
+def test_a_batch_cut_short_is_replayed_without_writing_twice(ctx, touched, monkeypatch):
+    c = ctx
+    gold.run(c)
+    add_events(c, [("O2", "S3", "WH-US-1", "inventory_locked", 1, "order_placed")])
+
+    def crash(*args):  # noqa: ANN002 - after every write of the batch, before the checkpoint's commit
+        raise RuntimeError("simulated crash")
+
+    register_new = c.tables.register_new
+    monkeypatch.setattr(c.tables, "register_new", crash)
+    with pytest.raises(Exception, match="simulated crash"):
+        gold.run(c)
+    merged = versions(c)
+    monkeypatch.setattr(c.tables, "register_new", register_new)
+    assert merged == (1, 1)  # both tables merged: their versions after the rebuild's overwrite (0)
+    assert len(gold.run(c)) == 1  # the batch replayed: its MERGEs skipped by their transaction id
+    assert versions(c) == merged
+    assert_equals_full_recompute(c)
+    assert alerted(c) == [("S3", "WH-US-1")]
+
+    add_orders(c, [("O9", "web")])  # an order without inventory events: no key touched, nothing written
+    assert gold.run(c) == [{}]
+    assert versions(c) == merged

@@ -11,36 +11,22 @@ VERSIONS = {"orders": 7, "inventory_events": 5, "payments": 4, "clickstream": 9,
             "warehouses": 2, "fx": 3}
 
 
-def _silver(**changed: int) -> gold.Silver:
-    versions = {**VERSIONS, **changed}
-    return gold.Silver({k: f"<{k} v{v}>" for k, v in versions.items()}, versions, None)
-
-
-def _committed_at(s: gold.Silver):
-    """What each table's last write committed had the tables been built from `s` (by app id and batch id)."""
-    batches = {(t, full.app_id): full.batch_id(s) for t, full in gold.FULL.items()}
-    return lambda table, app_id: batches.get((table, app_id))
+def _silver() -> gold.Silver:
+    return gold.Silver({k: f"<{k} v{v}>" for k, v in VERSIONS.items()}, VERSIONS, None)
 
 
 def test_each_table_is_rebuilt_when_one_of_its_declared_inputs_changes_and_only_then():
-    built = _committed_at(_silver())
-    assert gold.stale_full_tables(_silver(), built) == []
-    assert gold.stale_full_tables(_silver(inventory=31, warehouses=3, inventory_events=6), built) == []
-    assert gold.stale_full_tables(_silver(payments=5), built) == [
-        "gold.customer_360", "gold.payment_reconciliation", "gold.fraud_signals"]
-    assert gold.stale_full_tables(_silver(clickstream=10, fx=4), built) == ["gold.customer_360"]
-    assert gold.stale_full_tables(_silver(settlements=2), built) == ["gold.payment_reconciliation"]
-    assert gold.stale_full_tables(_silver(orders=8), built) == list(gold.FULL)
+    def build(*changed: str, missing: tuple[str, ...] = (), rebuild: bool = False) -> list[str]:
+        return gold.full_tables_to_build(set(changed), lambda t: t not in missing, rebuild)
 
-
-def test_tables_written_under_the_single_app_id_of_before_are_rebuilt_once():
-    # the earlier scheme keyed every table by ("gold_commerce", sum of all eight versions): a larger number than
-    # any table's own sum, which Delta would take for a batch already written
-    old = sum(VERSIONS.values())
-    assert gold.stale_full_tables(_silver(), lambda t, app: old if app == gold.APP_ID else None) == list(gold.FULL)
-    assert {full.app_id for full in gold.FULL.values()} == {
-        "gold_commerce:orders", "gold_commerce:orders+payments+clickstream+fx",
-        "gold_commerce:orders+payments+settlements", "gold_commerce:orders+payments"}
+    assert build() == []
+    assert build("inventory", "warehouses", "inventory_events") == []
+    assert build("payments") == ["gold.customer_360", "gold.payment_reconciliation", "gold.fraud_signals"]
+    assert build("clickstream", "fx") == ["gold.customer_360"]
+    assert build("settlements") == ["gold.payment_reconciliation"]
+    assert build("orders") == list(gold.FULL)
+    assert build("inventory", missing=("gold.sales",)) == ["gold.sales"]  # a table that does not exist is built
+    assert build(rebuild=True) == list(gold.FULL)
 
 
 def test_a_table_reads_only_the_inputs_it_declares():

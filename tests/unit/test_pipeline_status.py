@@ -23,7 +23,7 @@ def test_each_stage_gets_its_jobs_continuous_arguments():
     assert pipeline.STAGES["bronze_events"].args(2, "p_") == [
         "--family", "all", "--trigger", "continuous", "--interval", "2 seconds", "--topic-prefix", "p_"]
     assert pipeline.STAGES["bronze_cdc"].args(2.5, "p_") == ["--trigger", "continuous", "--interval", "2.5 seconds"]
-    assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--every", "5"]
+    assert pipeline.STAGES["gold_commerce"].args(5, "") == ["--trigger", "continuous", "--interval", "5 seconds"]
     assert pipeline.STAGES["silver_events"].args(5, "p_") == ["--trigger", "continuous", "--interval", "5 seconds"]
     assert pipeline.STAGES["silver_cdc"].args(5, "") == ["--trigger", "continuous", "--interval", "5 seconds"]
     assert pipeline.STAGES["inventory_realtime"].args(5, "p_") == [
@@ -47,11 +47,11 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
         {"stage": "silver_events", "running": True, "pid": 42, "kind": "stream", "batch_id": 7, "input_rows": 6000,
          "batch_ms": 425, "input_rows_per_s": 900.0, "processed_rows_per_s": 1411.8, "backlog_offsets": None,
          "backlog_versions": 2, "updated_at": 998.0},
-        {"stage": "gold_commerce", "running": True, "pid": 46, "kind": "repeat", "runs": 7, "last_run_s": 4.25,
-         "input_rows": 6000, "processed_rows_per_s": 1411.8, "backlog_versions": 0, "updated_at": 998.0},
-        {"stage": "silver_cdc", "running": True, "pid": 44, "kind": "repeat", "runs": 9, "last_run_s": 1.5,
-         "failures_in_a_row": 2, "last_error": "LakehouseError: suite silver.customers blocked\n  at ...",
-         "updated_at": 999.0},
+        {"stage": "gold_commerce", "running": True, "pid": 46, "kind": "stream", "batch_id": 12, "input_rows": 35,
+         "batch_ms": 4250, "input_rows_per_s": 7.0, "processed_rows_per_s": 8.2, "backlog_versions": 0,
+         "updated_at": 998.0},
+        {"stage": "silver_cdc", "running": True, "pid": 44, "kind": "stream", "batch_id": 9, "state": "terminated",
+         "error": "LakehouseError: suite silver.customers blocked\n  at ...", "updated_at": 999.0},
         {"stage": "bronze_cdc", "running": True, "pid": 45, "kind": "stream", "batch_id": 8, "state": "terminated",
          "error": "org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node assignment.",
          "updated_at": 997.0},
@@ -60,11 +60,11 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
          "backlog_offsets": 0, "updated_at": 995.0},
     ]
     assert pipeline.format_status(rows, now=1000.0).splitlines() == [
-        "stage              state        pid  last batch / run               input/s processed/s  backlog    reported",
+        "stage              state        pid  last batch                     input/s processed/s  backlog    reported",
         "bronze_events      running       41  batch 3: 1,200 rows, 850 ms      240.0     1,411.8       12    10 s ago",
         "silver_events      running       42  batch 7: 6,000 rows, 425 ms      900.0     1,411.8      2 v     2 s ago",
-        "gold_commerce      running       46  run 7 in 4.2 s                       -     1,411.8      0 v     2 s ago",
-        "silver_cdc         running       44  run 9 failed (2 in a row)            -           -        -     1 s ago",
+        "gold_commerce      running       46  batch 12: 35 rows, 4,250 ms        7.0         8.2      0 v     2 s ago",
+        "silver_cdc         running       44  query failed                         -           -        -     1 s ago",
         "bronze_cdc         running       45  query failed                         -           -        -     3 s ago",
         "gold_commerce      stopped        -  -                                    -           -        -           -",
         "inventory_realtime running       43  no batch yet (nothing new)           -           -        0     5 s ago",
@@ -73,44 +73,32 @@ def test_status_table_shows_streams_runs_and_stopped_stages():
     ]
 
 
-def test_a_run_report_gives_the_status_its_rows_rate_and_backlog_and_a_failure_keeps_the_error(tmp_path, monkeypatch):
-    """What a re-run stage writes to `<home>/pipeline/<stage>.json` after each run."""
-    import dataclasses
-
-    from lakehouse.config import Settings
-    from lakehouse.progress import STAGE_ENV, RunReport, read_progress, record_run
-
-    monkeypatch.setenv(STAGE_ENV, "silver_events")
-    settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
-    record_run(4.0, 100.0, settings, run=RunReport(rows=6000, backlog_versions=2))
-    report = read_progress(settings, "silver_events")
-    assert {k: report[k] for k in ("runs", "input_rows", "processed_rows_per_s", "backlog_versions",
-                                   "failures_in_a_row", "last_error")} == {
-        "runs": 1, "input_rows": 6000, "processed_rows_per_s": 1500.0, "backlog_versions": 2,
-        "failures_in_a_row": 0, "last_error": None}
-    record_run(1.0, 105.0, settings, error="LakehouseError: blocked")
-    record_run(1.0, 110.0, settings, error="LakehouseError: blocked again")
-    report = read_progress(settings, "silver_events")
-    assert (report["runs"], report["failures_in_a_row"], report["last_error"], report["backlog_versions"]) == (
-        3, 2, "LakehouseError: blocked again", None)
-    record_run(2.0, 120.0, settings, run=RunReport(rows=0, backlog_versions=0))
-    report = read_progress(settings, "silver_events")
-    assert (report["failures_in_a_row"], report["last_error"], report["processed_rows_per_s"]) == (0, None, None)
-
-
 def test_the_listener_reports_each_query_and_the_stage_idle_only_when_every_query_is(tmp_path, monkeypatch):
     """Two queries of one stage: a Kafka stream and a Delta stream whose backlog is the source's versions after
     the one its end offset reached."""
     import dataclasses
     import json
+    from functools import partial
     from types import SimpleNamespace
 
     from lakehouse.config import Settings
+    from lakehouse.delta_stream import DeltaStream, versions_behind
     from lakehouse.progress import STAGE_ENV, StageListener, batch_started, read_progress
 
     monkeypatch.setenv(STAGE_ENV, "silver_events")
     settings = dataclasses.replace(Settings.from_env(), home=tmp_path)
-    listener = StageListener(settings, "silver_events", {"silver_events_orders": 9}.get)
+    current = {"bronze.orders_raw": 9, "silver.a": 5, "silver.b": 6}
+    ctx = SimpleNamespace(tables=SimpleNamespace(location=lambda t: f"/t/{t.replace('.', '/')}/",
+                                                 version=current.__getitem__))
+    streams = {"silver_events_orders": DeltaStream("bronze.orders_raw", "silver_events_orders", print),
+               "gold_like": DeltaStream(("silver.a", "silver.b"), "gold_like", print, project=print)}
+    listener = StageListener(settings, "silver_events", partial(versions_behind, ctx, streams))
+    # a stream of two tables: each source found by its path (Spark spells it with a scheme)
+    assert versions_behind(ctx, streams, "gold_like", [
+        {"description": "DeltaSource[file:/t/silver/a]", "endOffset": {"reservoirVersion": 4, "index": -1}},
+        {"description": "DeltaSource[file:///t/silver/b]", "endOffset": {"reservoirVersion": 6, "index": 0}},
+    ]) == 2  # a: versions 4 and 5 not read; b: version 6 read
+    assert versions_behind(ctx, streams, "bronze_like", []) is None  # not a Delta stream
     kafka = {"endOffset": {"orders": {"0": 10}}, "latestOffset": {"orders": {"0": 15}}}
     delta = {"endOffset": json.dumps({"reservoirVersion": 7, "index": -1}), "latestOffset": None}
 
