@@ -2,7 +2,7 @@
 
     lakehouse demo   # once: services, seeded ERP, catalogue, FX; it leaves the pipeline running
     LAKEHOUSE_HOME=<that home> .venv/bin/python benchmarks/pipeline_freshness.py [--orders-per-min 10000]
-        [--seconds 300] [--erp-every 2] [--drain 600]
+        [--seconds 300] [--erp-every 2] [--drain 600] [--seed N]
 
 Every stage of `lakehouse pipeline` runs (started here when not running, then each has looked at its inputs once).
 The generator's stream (all five families in its default mix, no faults) is produced in real time: --orders-per-min
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import threading
@@ -161,7 +162,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=300)
     ap.add_argument("--erp-every", type=float, default=2.0)
     ap.add_argument("--drain", type=float, default=600, help="seconds to wait for silver, gold and the mirror")
-    ap.add_argument("--seed", type=int, default=23)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the generator's seed (default: a new one, printed; a seed already run on this home gives "
+                         "event ids silver already holds, so nothing would be measured)")
     args = ap.parse_args()
     settings = get_settings()
     bootstrap = require_kafka(settings)
@@ -176,7 +179,9 @@ def main() -> None:
     pipeline.wait_until_each_looked(settings, before)
 
     rate = args.orders_per_min / 60 / DEFAULT_FAMILY_MIX["orders"]
-    stream = generate_stream(StreamConfig(seed=args.seed, rate=rate, duration_s=args.seconds, faults={},
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    print(f"generator seed {seed}", flush=True)
+    stream = generate_stream(StreamConfig(seed=seed, rate=rate, duration_s=args.seconds, faults={},
                                           first_order=unused_first_order(bootstrap),
                                           start=datetime.now(UTC) + timedelta(seconds=2)))
     sampler, erp_changes, done = BatchSampler(settings), [], threading.Event()

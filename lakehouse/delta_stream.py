@@ -135,6 +135,9 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
     raised as it was, not as the StreamingQueryException that wraps it)."""
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
+        if stream.change_feed and not _has_checkpoint(ctx, checkpoint):  # a source another writer made
+            for source in stream.sources:
+                ctx.tables.ensure_change_feed(source)
         query_id: list[str] = []
         known = threading.Event()
 

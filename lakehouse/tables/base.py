@@ -155,6 +155,12 @@ class DeltaTables(ABC):
     def version(self, name: str) -> int: ...
 
     @abstractmethod
+    def ensure_change_feed(self, name: str) -> bool:
+        """Record the table's change data feed from now on (the tables this project creates have it from their
+        first version; one another writer made may not). True when it was turned on here: its changes can be
+        read from the version of that commit on."""
+
+    @abstractmethod
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first: version, timestamp (ISO), operation, parameters, metrics."""
 

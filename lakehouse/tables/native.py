@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -10,6 +11,9 @@ from pyspark.sql.types import StructType
 from lakehouse.errors import TableNotFound
 from lakehouse.tables.base import DeltaTables, MergeSpec
 
+log = logging.getLogger(__name__)
+CHANGE_FEED = "delta.enableChangeDataFeed"
+
 
 class NativeDeltaTables(DeltaTables):
     backend = "native"
@@ -17,7 +21,7 @@ class NativeDeltaTables(DeltaTables):
     def __init__(self, spark, settings) -> None:  # noqa: ANN001
         super().__init__(spark, settings)
         # read_appends uses the change data feed: on for every table this platform creates
-        spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
+        spark.conf.set(f"spark.databricks.delta.properties.defaults.{CHANGE_FEED.removeprefix('delta.')}", "true")
         self._transactions: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}  # location -> (version, its
         # commit time), its set transactions
         self._logs: dict[str, Any] = {}  # location -> its py4j DeltaLog
@@ -49,7 +53,7 @@ class NativeDeltaTables(DeltaTables):
             DeltaTable.createIfNotExists(self.spark)
             .location(self.location(name))
             .addColumns(schema)
-            .property("delta.enableChangeDataFeed", "true")
+            .property(CHANGE_FEED, "true")
         )
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
@@ -76,6 +80,14 @@ class NativeDeltaTables(DeltaTables):
             delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, location)
             self._logs[location] = delta_log
         return delta_log.update(False, self._none, self._none)
+
+    def ensure_change_feed(self, name: str) -> bool:
+        enabled = self._snapshot(name).metadata().configuration().get(CHANGE_FEED)
+        if enabled.isDefined() and str(enabled.get()).lower() == "true":
+            return False
+        self.spark.sql(f"ALTER TABLE delta.`{self.location(name)}` SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
+        log.warning("%s did not record its change data feed: turned on from version %s", name, self.version(name))
+        return True
 
     def committed_batch(self, name: str, app_id: str) -> int | None:
         """The newest `txnVersion` committed with `txnAppId = app_id`: Delta keeps these as `txn` actions in the

@@ -13,7 +13,9 @@ import dataclasses
 import datetime as dt
 import uuid
 
+import pyarrow as pa
 import pytest
+from deltalake import write_deltalake
 
 import jobs.gold_commerce as gold
 from lakehouse.errors import LakehouseError
@@ -30,12 +32,17 @@ OTHER_INPUTS = ("payments", "clickstream", "settlements", "fx")  # read by the r
 
 
 @pytest.fixture()
-def ctx(spark, settings, tmp_path, monkeypatch):
+def ctx(spark, settings, tmp_path, monkeypatch, request):
+    """Silver inputs on a fresh tables root; those named by the test's indirect parameter are written by
+    delta-rs (another writer: no change data feed)."""
     monkeypatch.setattr(gold, "FULL", {})
     scoped = dataclasses.replace(settings, tables_root=str(tmp_path / "tables"))
     c = JobContext(spark, get_tables(spark, scoped), scoped, f"gold-inc-{uuid.uuid4().hex[:6]}")
     for key in OTHER_INPUTS:
-        c.tables.overwrite(spark.createDataFrame([], "id string"), gold.SOURCES[key])
+        if key in getattr(request, "param", ()):
+            write_deltalake(c.tables.location(gold.SOURCES[key]), pa.table({"id": ["a"]}))
+        else:
+            c.tables.overwrite(spark.createDataFrame([], "id string"), gold.SOURCES[key])
     upsert_warehouses(c, [(1, "WH-EU-1"), (2, "WH-US-1")])
     upsert_stock(c, [("S1", 1, 10), ("S2", 1, 5), ("S3", 2, 1)])
     add_orders(c, [("O1", "web"), ("O2", "amazon")])
@@ -187,3 +194,11 @@ def test_a_batch_cut_short_is_replayed_without_writing_twice(ctx, touched, monke
     add_orders(c, [("O9", "web")])  # an order without inventory events: no key touched, nothing written
     assert gold.run(c) == [{}]
     assert versions(c) == merged
+
+
+@pytest.mark.parametrize("ctx", [("fx",)], indirect=True)
+def test_an_input_another_writer_made_without_a_change_data_feed_gets_one(ctx):
+    c, fx = ctx, gold.SOURCES["fx"]
+    assert gold.run(c) and c.tables.ensure_change_feed(fx) is False  # turned on by the query's first start
+    write_deltalake(c.tables.location(fx), pa.table({"id": ["b"]}), mode="append")  # the other writer goes on
+    assert gold.run(c) == [{}]  # its change read (no table of this test reads fx)
