@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -142,19 +142,6 @@ def run_job_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[
 
 def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-
-def table_versions(tables: DeltaTables, names: Iterable[str]) -> dict[str, int]:
-    """Each table's current version (-1 when it does not exist): cheap (Delta lists the log, no Spark job)."""
-    from lakehouse.errors import TableNotFound
-
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = tables.version(name)
-        except TableNotFound:
-            versions[name] = -1
-    return versions
 
 
 def add_trigger_arguments(p: argparse.ArgumentParser) -> None:
