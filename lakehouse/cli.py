@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--stage", action="append", help="repeatable; default: every stage (see `status`)")
     p.add_argument("--master", default=None, help="default: $LAKEHOUSE_SPARK_MASTER or local[*]")
-    p.add_argument("--every", type=float, default=5.0, help="seconds between micro-batches / runs")
+    p.add_argument("--every", type=float, default=5.0, help="seconds between micro-batches")
     p.add_argument("--topic-prefix", default="", help="bronze_events: read <prefix><family> topics")
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=_pipeline)
