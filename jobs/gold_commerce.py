@@ -77,8 +77,8 @@ SOURCES = {
 POSITIONS, ALERTS = "gold.inventory_positions", "gold.oversell_alerts"
 LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
 QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
-CHANGE_SCHEMA = "source string, sku string, warehouse_id string, order_id string, erp_warehouse_id string, code string"
-CHANGE_COLUMNS = {  # per silver input: change column <- the input's column (the rest are null)
+CHANGE_COLUMNS = ("sku", "warehouse_id", "order_id", "erp_warehouse_id", "code")  # a change row: `source` + these
+CHANGE_SOURCES = {  # per silver input: change column <- the input's column (the rest are null)
     "inventory_events": {"sku": "sku", "warehouse_id": "warehouse_id", "order_id": "order_id"},
     "orders": {"order_id": "order_id"},
     "inventory": {"sku": "sku", "erp_warehouse_id": "warehouse_id"},
@@ -168,17 +168,16 @@ def full_tables_to_build(changed: set[str], exists: Callable[[str], bool], rebui
 
 # --- what a micro-batch changed ---------------------------------------------------------------------------------
 def change_rows(table: str, changes: DataFrame) -> DataFrame:
-    """A silver input's change data feed rows -> CHANGE_SCHEMA: the input's key in SOURCES as `source`, and the
-    columns that tell which inventory keys it touches (`project` of the query's sources)."""
+    """A silver input's change data feed rows -> change rows: the input's key in SOURCES as `source`, and the
+    CHANGE_COLUMNS that tell which inventory keys it touches, as strings (`project` of the query's sources)."""
     key = next(k for k, name in SOURCES.items() if name == table)
-    picked = CHANGE_COLUMNS.get(key, {})
-    columns = [c.split()[0] for c in CHANGE_SCHEMA.split(", ")][1:]
+    picked = CHANGE_SOURCES.get(key, {})
     return changes.select(F.lit(key).alias("source"), *[
-        (F.col(picked[c]) if c in picked else F.lit(None)).cast("string").alias(c) for c in columns])
+        (F.col(picked[c]) if c in picked else F.lit(None)).cast("string").alias(c) for c in CHANGE_COLUMNS])
 
 
 def touched_keys(changes: DataFrame, changed: set[str], s: Silver, positions: DataFrame) -> DataFrame:
-    """sku x warehouse (code) keys whose positions the `changes` (CHANGE_SCHEMA rows of the `changed` inputs) may
+    """sku x warehouse (code) keys whose positions the `changes` (change rows of the `changed` inputs) may
     move; `positions`: the current gold positions (keys a changed warehouse code had)."""
 
     def of(key: str) -> DataFrame:
@@ -223,7 +222,7 @@ def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str]
     missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`."""
     plan = BatchPlan(full=full_tables_to_build(changed, ctx.tables.exists, rebuild))
     rebuild = rebuild or not all(ctx.tables.exists(t) for t in GRAIN)
-    if not rebuild and not changed.intersection(CHANGE_COLUMNS):
+    if not rebuild and not changed.intersection(CHANGE_SOURCES):
         return plan
     if not rebuild:
         started = time.perf_counter()
@@ -273,8 +272,8 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
 
 def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, rebuild: bool = False,
                ) -> dict[str, GateResult]:
-    """One micro-batch (`changes`: CHANGE_SCHEMA rows): gate every gold table it updates, then write them all
-    keyed by (app, batch id); returns the gates (empty when the batch touched nothing)."""
+    """One micro-batch (`changes`: change rows, see `change_rows`): gate every gold table it updates, then write
+    them all keyed by (app, batch id); returns the gates (empty when the batch touched nothing)."""
     changed = set() if rebuild else {r["source"] for r in changes.select("source").distinct().collect()}  # <= 8
     silver = read_silver(ctx)
     plan = plan_batch(ctx, silver, changes, changed, rebuild)

@@ -15,11 +15,12 @@ Per family (`lakehouse backfill --from bronze --since T [--until U]`):
 
 Then gold_commerce's query (available-now, or its running stage) brings gold to the new silver versions: the
 replay's updates and deletes are in the silver change data feeds it reads (positions of the keys the replay
-touched, the other tables recomputed). Each MERGE sets the rows to what the range gives, so a replay cut short is completed by
-running it again, and a replay run twice changes nothing the second time. The stream's watermarks are not
-moved (the range's events were seen before). It may run beside the always-on pipeline: a MERGE that Delta refuses
-because the silver_events stage committed to the same table meanwhile is made again (`retry_on_conflict`), and a
-micro-batch that loses to the replay fails and is run again from its checkpoint (lakehouse.streaming.run_query)."""
+touched, the other tables recomputed). Each MERGE sets the rows to what the range gives, so a replay cut short is
+completed by running it again, and a replay run twice changes nothing the second time. The stream's watermarks are
+not moved (the range's events were seen before). It may run beside the always-on pipeline: a MERGE that Delta
+refuses because the silver_events stage committed to the same table meanwhile is made again (`retry_on_conflict`),
+and a micro-batch that loses to the replay fails and is run again from its checkpoint
+(lakehouse.streaming.run_query)."""
 
 from __future__ import annotations
 

@@ -90,36 +90,34 @@ def _has_checkpoint(ctx: JobContext, checkpoint: str) -> bool:
     return bool(path.getFileSystem(ctx.spark._jsc.hadoopConfiguration()).exists(path))  # noqa: SLF001
 
 
-def _first_version(ctx: JobContext, stream: DeltaStream, checkpoint: str, source: str) -> int | None:
-    """Where a query without a checkpoint starts reading `source` (None: at the beginning, or it has a
-    checkpoint)."""
-    if stream.first_version is None or _has_checkpoint(ctx, checkpoint):
-        return None
-    return stream.first_version(source)
+def _first_version(stream: DeltaStream, source: str, new: bool) -> int | None:
+    """Where a `new` query (no checkpoint yet) starts reading `source` (None: at the beginning, or not new)."""
+    return stream.first_version(source) if new and stream.first_version is not None else None
 
 
 def ready(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> bool:
     """The query can start: its sources exist, and hold the version a first start begins at (Delta refuses to
     start at a version not committed yet, and starting after the current one could skip a commit made meanwhile)."""
+    new = stream.first_version is not None and not _has_checkpoint(ctx, checkpoint)
     for source in stream.sources:
         if not ctx.tables.exists(source):
             return False
-        first = _first_version(ctx, stream, checkpoint, source)
+        first = _first_version(stream, source, new)
         if first is not None and first > ctx.tables.version(source):
             return False
     return True
 
 
-def _read(ctx: JobContext, stream: DeltaStream, checkpoint: str) -> DataFrame:
+def _read(ctx: JobContext, stream: DeltaStream, new: bool) -> DataFrame:
     """The query's input: its source's rows, or the union of its sources' rows each brought by `project` to one
-    schema."""
+    schema (`new`: the query has no checkpoint yet)."""
     if len(stream.sources) > 1 and stream.project is None:
         raise ValueError(f"{stream.name}: several sources need `project` (one schema for their union)")
     kind = {"readChangeFeed": "true"} if stream.change_feed else {"skipChangeCommits": "true"}
     frames = []
     for source in stream.sources:
         reader = ctx.spark.readStream.format("delta").options(**kind, **stream.options)
-        first = _first_version(ctx, stream, checkpoint, source)
+        first = _first_version(stream, source, new)
         if first is not None:
             reader = reader.option("startingVersion", first)
             log.info("%s starts at %s's version %s", stream.name, source, first)
@@ -135,7 +133,8 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
     raised as it was, not as the StreamingQueryException that wraps it)."""
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
-        if stream.change_feed and not _has_checkpoint(ctx, checkpoint):  # a source another writer made
+        new = not _has_checkpoint(ctx, checkpoint)
+        if stream.change_feed and new:  # a source another writer made
             for source in stream.sources:
                 ctx.tables.ensure_change_feed(source)
         query_id: list[str] = []
@@ -151,7 +150,7 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
                     failures.append(exc)
                 raise
 
-        query = (_read(ctx, stream, checkpoint).writeStream.queryName(stream.name)
+        query = (_read(ctx, stream, new).writeStream.queryName(stream.name)
                  .foreachBatch(batch).option("checkpointLocation", checkpoint).trigger(**trigger).start())
         query_id.append(query.id)
         known.set()

@@ -4,8 +4,7 @@ A job learns that it runs as stage `S` of the always-on pipeline from `$LAKEHOUS
 lakehouse.pipeline); outside the pipeline nothing is written. Streaming jobs report each micro-batch of their
 queries (`StageListener`, per query and summed for the stage: batch id, input rows, input and processing rates,
 backlog in Kafka offsets or Delta source versions; `batch_started` while a micro-batch runs). `lakehouse
-pipeline status` reads the files. A file is
-replaced atomically, so a reader never sees half of one.
+pipeline status` reads the files. A file is replaced atomically, so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -172,8 +171,9 @@ class StageListener(StreamingQueryListener):
     """Reports the micro-batches of this process's streaming queries as the stage's progress: per query (under
     `queries`) and for the stage: the last batch, input and processing rates summed over the queries, the backlog
     (Kafka offsets not read; Delta source versions not read, as `delta_backlog(query name, progress sources)`
-    counts them for the Delta streams: None for other queries), `state` (idle when every query found nothing new) and `looked_at` (when the query
-    that found nothing new longest ago last found so: every query has looked at its source since)."""
+    counts them for the Delta streams: None for other queries), `state` (idle when every query found nothing
+    new) and `looked_at` (when the query that found nothing new longest ago last found so: every query has
+    looked at its source since)."""
 
     def __init__(self, settings: Settings, stage: str,
                  delta_backlog: Callable[[str, list[dict]], int | None] | None = None) -> None:

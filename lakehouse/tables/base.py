@@ -188,8 +188,9 @@ class DeltaTables(ABC):
 
     def register_new(self, names: Iterable[str], done: set[str]) -> None:
         """Register each of `names` that exists and is not in `done` yet, then add it to `done`: a stream makes
-        its tables selectable by name as soon as they exist, once per process. A registration that fails (the metastore away) is logged and left to the next
-        call: a table missing from the catalog for a while loses nothing, so no stream stops for it."""
+        its tables selectable by name as soon as they exist, once per process. A registration that fails (the
+        metastore away) is logged and left to the next call: a table missing from the catalog for a while loses
+        nothing, so no stream stops for it."""
         for name in names:
             if name in done or not self.exists(name):
                 continue

@@ -21,7 +21,7 @@ class NativeDeltaTables(DeltaTables):
     def __init__(self, spark, settings) -> None:  # noqa: ANN001
         super().__init__(spark, settings)
         # read_appends uses the change data feed: on for every table this platform creates
-        spark.conf.set(f"spark.databricks.delta.properties.defaults.{CHANGE_FEED.removeprefix('delta.')}", "true")
+        spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
         self._transactions: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}  # location -> (version, its
         # commit time), its set transactions
         self._logs: dict[str, Any] = {}  # location -> its py4j DeltaLog
