@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
+SUPERSET_VENV := .venv-superset
 export LAKEHOUSE_JARS ?= $(CURDIR)/.jars
 JARS_STAMP := $(LAKEHOUSE_JARS)/.fetched
 MAVEN_POMS := infra/maven/pom.xml $(wildcard infra/maven/*/pom.xml)
@@ -22,7 +23,7 @@ help:
 	@echo "make test   - install what is needed and run the test suite (starts and stops its own services)"
 	@echo "make lint   - ruff"
 
-# JDK 17 (Spark, the Kafka broker), Maven (the pinned jars), PostgreSQL. Only installs what is missing.
+# JDK 17 (Spark, the Kafka broker), Maven (the pinned jars), PostgreSQL, Chromium. Only installs what is missing.
 system:
 	@if ! command -v javac >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then \
 	  echo "installing openjdk-17-jdk-headless"; \
@@ -32,6 +33,10 @@ system:
 	  echo "installing maven (fetches the pinned jars once)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven) \
 	  || { echo "error: could not install maven (apt-get as root)"; exit 1; }; fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (the BI dashboard's browser test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	  || { echo "error: could not install chromium (apt-get as root)"; exit 1; }; fi
 	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then \
 	  echo "installing postgresql-15 (CDC source database)"; \
 	  mkdir -p /etc/postgresql-common/createcluster.d && \
@@ -43,6 +48,13 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@touch $@
+
+# Apache Superset (the BI tool on the SQL endpoint) in its own venv; see infra/superset/requirements.txt.
+$(SUPERSET_VENV)/.installed: infra/superset/requirements.txt
+	@test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SUPERSET_VENV)/bin/python -m pip install -q -r infra/superset/requirements.txt
 	@touch $@
 
 # Delta Lake, Spark's Kafka connector, the PostgreSQL JDBC driver and the Apache Kafka broker, pinned in
@@ -57,7 +69,7 @@ jars: system $(JARS_STAMP)
 
 # The local Spark driver's class-data sharing archive (lakehouse/jvm_archive.py): a job's JVM starts on ~half
 # the CPU. Built once per JDK and jar set (~1.5 min), a no-op afterwards.
-venv: system $(VENV)/.installed $(JARS_STAMP)
+venv: system $(VENV)/.installed $(SUPERSET_VENV)/.installed $(JARS_STAMP)
 	@$(PY) -m lakehouse.jvm_archive
 
 demo: venv
@@ -71,6 +83,7 @@ lint: venv
 
 clean-state:
 	-$(VENV)/bin/lakehouse pipeline stop
+	-$(VENV)/bin/lakehouse bi stop
 	-$(VENV)/bin/lakehouse sql-endpoint stop
 	-$(VENV)/bin/lakehouse cdc stop
 	-$(VENV)/bin/lakehouse landing stop

@@ -1,8 +1,9 @@
-"""dbt marts: build the dbt project (dbt-spark, session profile) on top of gold, with its tests.
+"""dbt marts: build the dbt project (dbt-spark, `session` target) on gold and silver, with its tests, then its docs.
 
 Runs dbt in this process so that dbt's session-mode `getOrCreate` uses the platform's configured session. A
-plain `build` is skipped when the gold sources' versions and the dbt project are what the last successful build
-used and every mart exists (so a rerun on unchanged gold changes no table); `--force` builds anyway."""
+plain `build` is skipped when the sources' versions and the dbt project are what the last successful build used and
+every mart exists (so a rerun on unchanged inputs changes no table); `--force` builds anyway. After a plain build
+the docs site is generated (`dbt docs generate --static`: one self-contained page under `$LAKEHOUSE_HOME/dbt`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ if __package__ in (None, ""):
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
 from lakehouse.state import read_text, state_path, write_text
 
-SOURCES = ["gold.sales"]
+SOURCES = [  # the dbt project's sources (dbt_project/models/staging/*/_*__sources.yml)
+    "gold.sales", "gold.inventory_positions", "gold.oversell_alerts", "gold.customer_360",
+    "gold.payment_reconciliation", "gold.fraud_signals", "gold.demand_forecast",
+    "silver.orders_events", "silver.payments_events", "silver.shipments_events", "silver.inventory_events",
+    "silver.settlements", "silver.products",
+]
 log = logging.getLogger("dbt_marts")
 
 
@@ -35,7 +41,7 @@ def build_stamp(ctx: JobContext) -> dict[str, object]:
 def marts_exist(ctx: JobContext) -> bool:
     from lakehouse.dbt import DBT_PROJECT_DIR
 
-    return all(ctx.tables.exists(f"marts.{p.stem}") for p in (DBT_PROJECT_DIR / "models" / "marts").glob("*.sql"))
+    return all(ctx.tables.exists(f"marts.{p.stem}") for p in (DBT_PROJECT_DIR / "models" / "marts").rglob("*.sql"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ctx = job_context("dbt_marts")
     for source in SOURCES:
         ctx.tables.register(source)
-    from lakehouse.dbt import run_dbt
+    from lakehouse.dbt import run_dbt, summarize
 
     dbt_args = args.dbt_args or ["build"]
     stamp_file = state_path(ctx.settings, "dbt_marts", "last_build.json")  # under the tables root
@@ -58,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             and marts_exist(ctx):
         log.info("marts are up to date with %s", stamp["sources"])
         return
-    run_dbt(ctx.spark, dbt_args)
+    result = run_dbt(ctx.spark, [*dbt_args, "--quiet"])  # each node's line goes to dbt's log only
+    print(f"dbt {' '.join(dbt_args)}: {summarize(result)} (log {ctx.settings.home / 'dbt' / 'logs'})", flush=True)
     if plain_build:
+        run_dbt(ctx.spark, ["docs", "generate", "--static", "--quiet"])
         write_text(stamp_file, json.dumps(stamp))
 
 

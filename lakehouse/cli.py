@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -283,11 +284,20 @@ def _demo(args: argparse.Namespace) -> None:
                   "at the end")
         _demo_run(settings, demo.start_services(settings, started_here))
         stages = demo.start_pipeline(settings, started_here)
+        endpoint = demo.start_sql_endpoint(settings, started_here)
+        dashboard = demo.start_bi(settings, started_here)
+    from lakehouse.services.superset import ADMIN_USER, admin_password_file
+
     print(f"\n== the always-on pipeline (logs {settings.logs}/pipeline-<stage>.log) ==")
     print(pipeline.format_status(stages))
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; the pipeline and the services keep running.\n"
+    print(f"\nSQL endpoint: {endpoint} (BI tools, `cd dbt_project && dbt build`, `lakehouse notebooks run`)")
+    print(f"BI dashboard: {dashboard} (Apache Superset; user {ADMIN_USER}, password in "
+          f"{admin_password_file(settings)})")
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; the pipeline, the SQL endpoint, the BI tool and "
+          "the services keep running.\n"
           "  watch the pipeline: `lakehouse pipeline status`; stop it: `lakehouse pipeline stop`\n"
-          "  stop the services: `lakehouse cdc stop`, `lakehouse landing stop`, `lakehouse services stop`")
+          "  stop the services: `lakehouse bi stop`, `lakehouse sql-endpoint stop`, `lakehouse cdc stop`, "
+          "`lakehouse landing stop`, `lakehouse services stop`")
 
 
 def _demo_run(settings: Settings, services: dict[str, str]) -> None:
@@ -314,6 +324,29 @@ def _demo_run(settings: Settings, services: dict[str, str]) -> None:
     print(f"\n== where things are ==\n{demo.where_things_are(settings, services)}")
 
 
+def _bi(args: argparse.Namespace) -> None:
+    from lakehouse.services import superset
+
+    settings = get_settings()
+    if args.action == "start":
+        superset.start_superset(settings)
+        print(f"BI (Apache Superset): {superset.dashboard_url(settings)} (user {superset.ADMIN_USER}, password in "
+              f"{superset.admin_password_file(settings)})")
+    elif args.action == "stop":
+        print("BI: stopped" if superset.stop_superset(settings) else "BI: was not running")
+    else:
+        print(f"BI: {superset.superset_status(settings)}")
+
+
+def _notebooks(args: argparse.Namespace) -> None:
+    from lakehouse import notebooks
+
+    for name in args.names or notebooks.notebook_names():
+        run = notebooks.run_notebook(name)
+        print(f"{name}: {json.dumps(run.summary, sort_keys=True)} ({run.charts} charts; executed copy {run.output})",
+              flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -327,6 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status", "query"])
     p.add_argument("sql", nargs="?", help="for `query`: SQL run through beeline")
     p.set_defaults(func=_sql_endpoint)
+
+    p = sub.add_parser("bi", help="Apache Superset on the SQL endpoint (127.0.0.1): the Retail operations dashboard")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=_bi)
+
+    p = sub.add_parser("notebooks", help="run the analyst notebooks (notebooks/*.ipynb) headless on the SQL endpoint; "
+                       "executed copies under $LAKEHOUSE_HOME/notebooks")
+    p.add_argument("action", choices=["run"])
+    p.add_argument("names", nargs="*", help="notebooks to run (default: all)")
+    p.set_defaults(func=_notebooks)
 
     p = sub.add_parser("cdc", help="ERP source database (PostgreSQL) + Debezium capture; seeded workload")
     p.add_argument("action", choices=["start", "stop", "status", "workload"])

@@ -22,7 +22,8 @@ DEFAULT_HOME = REPO_ROOT / ".lakehouse" if IN_CHECKOUT else Path.home() / ".lake
 CHECKPOINTS_DIR = "_checkpoints"  # under the tables root: streaming checkpoints and landing file logs
 STATE_DIR = "_state"  # under the tables root: small job state files (e.g. dbt's last build stamp)
 KAFKA_OPTIONS_ENV = "LAKEHOUSE_KAFKA_OPTIONS"
-LAYERS = ("bronze", "silver", "gold", "marts", "ops", "restricted")  # restricted: raw personal data
+# restricted: raw personal data; intermediate, marts, snapshots: the dbt project's tables (staging holds views)
+LAYERS = ("bronze", "silver", "gold", "intermediate", "marts", "snapshots", "ops", "restricted")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -76,6 +77,7 @@ class Settings:
     spark_master: str
     shuffle_partitions: int
     snapshot_partitions: int  # tasks of Delta's log replay (the state of a table version)
+    bi_port: int = 8088  # the BI tool (Superset) on 127.0.0.1
     extra: dict[str, str] = field(default_factory=dict)
     kafka_options: dict[str, str] = field(default_factory=dict)  # kafka.* client options of every Kafka read
 
@@ -92,6 +94,7 @@ class Settings:
             kafka_bootstrap=os.environ.get("LAKEHOUSE_KAFKA_BOOTSTRAP") or f"127.0.0.1:{broker_port}",
             broker_port=broker_port,
             sql_port=_env_int("LAKEHOUSE_SQL_PORT", 10099),
+            bi_port=_env_int("LAKEHOUSE_BI_PORT", 8088),
             spark_master=os.environ.get("LAKEHOUSE_SPARK_MASTER", "local[*]"),
             shuffle_partitions=shuffle,
             # one wave of tasks: a log replay reads a checkpoint and a few JSON commits

@@ -1,9 +1,13 @@
 """Run the dbt project (dbt_project/) in this process, on the platform's Spark session.
 
-The profile uses dbt-spark's `method: session`, whose connection calls `SparkSession.builder.getOrCreate()`:
-running dbt in-process (`dbtRunner`) makes that return the session `get_spark` already configured (the Hive
-metastore shared in PostgreSQL, lakehouse.services.metastore; Delta Lake for `file_format: delta`). dbt's
-target and log directories live under `$LAKEHOUSE_HOME/dbt`, not in the source tree.
+The pipeline runs the profile's `session` target (dbt-spark's `method: session`), whose connection calls
+`SparkSession.builder.getOrCreate()`: running dbt in-process (`dbtRunner`) makes that return the session `get_spark`
+already configured (the Hive metastore shared in PostgreSQL, lakehouse.services.metastore; Delta Lake for
+`file_format: delta`). Analysts run the default `endpoint` target (`cd dbt_project && dbt build`) against the SQL
+endpoint. dbt's target (docs included) and log directories live under `$LAKEHOUSE_HOME/dbt`, not in the source tree.
+
+The project's databases (`DBT_DATABASES`) are created with a location under the tables root, so a model lands at
+`<tables root>/<database>/<model>` whichever way it was built.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -22,18 +27,41 @@ from lakehouse.resources import resource_path
 log = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = resource_path("dbt_project")
+DBT_DATABASES = ("staging", "intermediate", "marts", "snapshots")  # the `schema` configs of dbt_project.yml
 
 
-def _path_flags(command: str, settings: Settings, args: Sequence[str]) -> list[str]:
-    """--project-dir/--profiles-dir/--target-path/--log-path, for the ones `command` accepts and `args` lacks."""
+def dbt_target_dir(settings: Settings) -> Path:
+    """dbt's target directory (manifest, run results, the generated docs site): `$LAKEHOUSE_HOME/dbt/target`."""
+    return settings.home / "dbt" / "target"
+
+
+def ensure_dbt_databases(spark: SparkSession, settings: Settings) -> None:
+    """Create the project's databases, each located at `<tables root>/<database>` (an existing one keeps its
+    location: Hive's metastore cannot move a database)."""
+    root = settings.tables_root.rstrip("/")
+    if "://" not in root:
+        root = str(Path(root).resolve())
+    for database in DBT_DATABASES:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{root}/{database}'")
+
+
+def _path_flags(settings: Settings, args: Sequence[str]) -> list[str]:
+    """--project-dir/--profiles-dir/--target/--target-path/--log-path: those the command (`build`, `docs generate`)
+    accepts and `args` lacks."""
     from dbt.cli.main import cli
 
-    cmd = cli.commands.get(command)
-    accepted = {p.name for p in cmd.params} if cmd is not None else set()
+    cmd = cli
+    for word in args:  # down the command groups: `docs` -> `docs generate`
+        sub = getattr(cmd, "commands", {}).get(word)
+        if sub is None:
+            break
+        cmd = sub
+    accepted = {p.name for p in cmd.params} if cmd is not cli else set()
     wanted = {
         "project_dir": ("--project-dir", str(DBT_PROJECT_DIR)),
         "profiles_dir": ("--profiles-dir", str(DBT_PROJECT_DIR)),
-        "target_path": ("--target-path", str(settings.home / "dbt" / "target")),
+        "target": ("--target", "session"),
+        "target_path": ("--target-path", str(dbt_target_dir(settings))),
         "log_path": ("--log-path", str(settings.home / "dbt" / "logs")),
     }
     flags: list[str] = []
@@ -52,6 +80,15 @@ def _failures(result: Any) -> list[str]:
             name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
             lines.append(f"{name}: {status}: {(getattr(node_result, 'message', '') or '').strip()[:500]}")
     return lines
+
+
+def summarize(result: Any) -> str:
+    """One line for a dbt run: node counts per resource type and status, e.g. `26 model success, 64 test pass`."""
+    from collections import Counter
+
+    counts = Counter(f"{node.node.resource_type} {node.status}"
+                     for node in getattr(getattr(result, "result", None), "results", None) or [])
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing ran"
 
 
 def run_dbt(
@@ -74,8 +111,8 @@ def run_dbt(
         raise LakehouseError("run_dbt needs a live Spark session (get_spark())")
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ["LAKEHOUSE_MARTS_ROOT"] = f"{settings.tables_root.rstrip('/')}/marts"
-    full = [*args, *_path_flags(args[0], settings, args)]
+    ensure_dbt_databases(spark, settings)
+    full = [*args, *_path_flags(settings, args)]
     log.info("dbt %s", " ".join(full))
     result = dbtRunner().invoke(full)
     if check and not result.success:

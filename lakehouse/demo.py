@@ -4,9 +4,9 @@ Local services (Apache Kafka broker, PostgreSQL ERP + Debezium capture, S3 landi
 database, a generated multi-family event stream with injected faults and landing files (settlement reports
 that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
 bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, gold_commerce, demand_forecast, dbt_marts.
-Last, the always-on pipeline (lakehouse.pipeline) is started and left running. Its stages are those jobs, with the
-same checkpoints and Delta transaction ids, so a pipeline already running on the home is stopped before the jobs
-run.
+Last, the always-on pipeline (lakehouse.pipeline), the SQL endpoint and the BI tool (Apache Superset) are started and
+left running. The pipeline's stages are those jobs, with the same checkpoints and Delta transaction ids, so a
+pipeline already running on the home is stopped before the jobs run.
 
 Idempotent: every input is produced once (the stream's start time is kept under $LAKEHOUSE_HOME/demo, topics
 that hold records are not produced to again, landing files are the same keys and bytes), and every job skips
@@ -209,6 +209,26 @@ def run_pipeline(steps: Sequence[str | tuple[str, list[str]]] | None = None) -> 
     return timings
 
 
+def start_sql_endpoint(settings: Settings, started: StartedHere) -> str:
+    """The SQL endpoint for BI tools, analysts' dbt (target `endpoint`) and the notebooks, left running (a no-op when
+    it already runs; recorded in `started` when this call started it). Returns its JDBC URL."""
+    from lakehouse.services import sql_endpoint
+
+    _start_managed(started, "SQL endpoint", sql_endpoint.SERVICE_NAME, settings,
+                   lambda: sql_endpoint.start_sql_endpoint(settings))
+    return sql_endpoint.jdbc_url(settings)
+
+
+def start_bi(settings: Settings, started: StartedHere) -> str:
+    """Apache Superset with the Retail operations dashboard on the SQL endpoint, left running (a no-op when it
+    already runs). Returns the dashboard's URL."""
+    from lakehouse.services import superset
+
+    _start_managed(started, "BI (Superset)", superset.SERVICE_NAME, settings,
+                   lambda: superset.start_superset(settings))
+    return superset.dashboard_url(settings)
+
+
 def start_pipeline(settings: Settings, started: StartedHere) -> list[dict]:
     """Start every stage of the always-on pipeline (the demo's last step: they must not run with the batch jobs),
     recorded in `started` so that a failure from here on stops them; returns `pipeline.status`."""
@@ -261,6 +281,7 @@ def injected_vs_caught(tables, stream, injected: SettlementInjection) -> str:
 
 
 def where_things_are(settings: Settings, services: dict[str, str]) -> str:
+    from lakehouse.dbt import dbt_target_dir
     from lakehouse.services.sql_endpoint import jdbc_url
 
     rows = [
@@ -271,6 +292,11 @@ def where_things_are(settings: Settings, services: dict[str, str]) -> str:
         ("Data Docs", settings.data_docs_index),
         ("MLflow", f"{settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}`)"),
         *services.items(),
-        ("SQL endpoint", f"`lakehouse sql-endpoint start` -> {jdbc_url(settings)}"),
+        ("SQL endpoint", f"{jdbc_url(settings)} (running; `lakehouse sql-endpoint query 'SHOW TABLES IN marts'`)"),
+        ("dbt marts", "marts.* (sales, customers, inventory, finance, fraud); analysts: `cd dbt_project && "
+                      f"LAKEHOUSE_SQL_PORT={settings.sql_port} dbt build` on the SQL endpoint"),
+        ("dbt docs", str(dbt_target_dir(settings) / "static_index.html")),
+        ("notebooks", "notebooks/*.ipynb on the SQL endpoint: `lakehouse notebooks run` (executed copies in "
+                      f"{settings.home / 'notebooks'})"),
     ]
     return "\n".join(f"  {k:<16} {v}" for k, v in rows)

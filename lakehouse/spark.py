@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -143,8 +144,10 @@ def _uses_home_metastore() -> bool:
     return (SparkConf().get(HOME_METASTORE_CONF, "false") or "false").lower() == "true"
 
 
-def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> SparkSession:
-    """Return the process's Spark session, building the embedded default when no session exists."""
+def get_spark(app_name: str = "lakehouse", settings: Settings | None = None,
+              conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Return the process's Spark session, building the embedded default when no session exists (`conf`: settings
+    of this process's session on top of the platform's, e.g. the SQL endpoint's)."""
     settings = settings or get_settings()
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -153,6 +156,8 @@ def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> 
 
     if _on_cluster():
         builder = SparkSession.builder.appName(app_name)  # configured by the cluster / spark-submit
+        for key, value in (conf or {}).items():
+            builder = builder.config(key, value)
         if not _uses_home_metastore():
             return builder.getOrCreate()
         settings.ensure_dirs()
@@ -162,7 +167,10 @@ def get_spark(app_name: str = "lakehouse", settings: Settings | None = None) -> 
         metastore.ensure_schema(spark, db)
         return spark
     db = metastore.ensure_running(settings)  # the shared Hive metastore in PostgreSQL
-    spark = local_builder(app_name, settings, db).getOrCreate()
+    builder = local_builder(app_name, settings, db)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
     metastore.ensure_schema(spark, db)
     return spark

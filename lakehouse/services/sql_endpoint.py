@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "sql-endpoint"
 BIND_HOST = "127.0.0.1"
 BEELINE_CLASS = "org.apache.hive.beeline.BeeLine"
+# The Thrift server answers with java.time dates (spark.sql.datetime.java8API.enabled), which Delta's metadata-only
+# answers to min/max/count (OptimizeMetadataOnlyDeltaQuery) do not expect: `SELECT min(order_date) FROM gold.sales`
+# failed with "ClassCastException: java.time.LocalDate cannot be cast to java.sql.Date". Those queries scan instead.
+ENDPOINT_CONF = {"spark.databricks.delta.optimizeMetadataQuery.enabled": "false"}
 
 
 def jdbc_url(settings: Settings, database: str = "default") -> str:
@@ -44,7 +48,7 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
     os.environ["HIVE_SERVER2_THRIFT_BIND_HOST"] = BIND_HOST
     from lakehouse.spark import get_spark
 
-    spark = get_spark("lakehouse-sql-endpoint", settings)
+    spark = get_spark("lakehouse-sql-endpoint", settings, conf=ENDPOINT_CONF)
     for key, value in (
         ("hive.server2.thrift.port", str(settings.sql_port)),
         ("hive.server2.thrift.bind.host", BIND_HOST),
@@ -57,6 +61,9 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
 
         names = register_all_tables(spark, settings.tables_root)
         log.info("registered %d tables: %s", len(names), ", ".join(names))
+    from lakehouse.dbt import ensure_dbt_databases
+
+    ensure_dbt_databases(spark, settings)  # what analysts' `dbt build` writes lands under the tables root
     jvm = spark._jvm
     server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
         spark._jsparkSession.sqlContext()

@@ -66,15 +66,20 @@ def table_location(spark: SparkSession, name: str) -> str | None:
 def register_table(spark: SparkSession, name: str, location: str) -> None:
     """Make the Delta table at `location` queryable as `name` (`layer.table`), idempotently.
 
-    Runs `CREATE DATABASE IF NOT EXISTS layer` and `CREATE TABLE IF NOT EXISTS layer.table USING delta
-    LOCATION '...'`; the schema (and partitioning) comes from the Delta log, so the table must already exist at
-    `location`. Raises LakehouseError when `name` is already registered at a different location.
+    Runs `CREATE DATABASE IF NOT EXISTS layer` (located at `<tables root>/<layer>` when the table lives there) and
+    `CREATE TABLE IF NOT EXISTS layer.table USING delta LOCATION '...'`; the schema (and partitioning) comes from
+    the Delta log, so the table must already exist at `location`. Raises LakehouseError when `name` is already
+    registered at a different location.
     """
     layer, table = split_table_name(name)
     qualified = f"{_quote_ident(layer)}.{_quote_ident(table)}"
     if "://" not in location:
         location = str(Path(location).resolve())
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)}")
+    layer_dir = location.rstrip("/").rsplit("/", 1)[0]
+    if layer_dir.rsplit("/", 1)[-1] == layer:  # <tables root>/<layer>/<table>: the database lives there too
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)} LOCATION {_sql_string(layer_dir)}")
+    else:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)}")
     try:
         spark.sql(f"CREATE TABLE IF NOT EXISTS {qualified} USING delta LOCATION {_sql_string(location)}")
     except Exception as exc:  # noqa: BLE001 - Py4J/Spark errors: report one clear line

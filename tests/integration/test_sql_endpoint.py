@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def test_beeline_reads_exact_rows(endpoint_settings: Settings) -> None:
             "2026-01-01,web,EUR,3,5,100.50",
             "2026-01-02,web,USD,2,4,42.00",
         ]
+        # answered from Delta's statistics elsewhere; here that path failed on the Thrift server's java.time dates
+        out = beeline_query(settings, f"SELECT min(order_date), max(order_date), count(*) FROM gold.{name}")
+        assert out.strip() == "2026-01-01,2026-01-02,3"
+        # Python DB-API (PyHive, what dbt's `endpoint` target and notebooks use): typed rows by table name
+        from pyhive import hive
+
+        with closing(hive.connect(host="127.0.0.1", port=settings.sql_port, username="analyst")) as conn:
+            cursor = conn.cursor()
+            cursor.execute(f"SELECT channel, sum(orders), sum(revenue) FROM gold.{name} GROUP BY channel "
+                           "ORDER BY channel")
+            assert cursor.fetchall() == [("ebay", 1, Decimal("9.99")), ("web", 5, Decimal("142.50"))]
         # writes through JDBC work too: a managed Delta table created by CTAS, then read back
         beeline_query(
             settings,
@@ -148,4 +160,37 @@ def test_endpoint_answers_while_another_process_merges_into_the_table(endpoint_s
     finally:
         if writer.poll() is None:
             writer.kill()
+        assert stop_sql_endpoint(settings)
+
+
+def test_analysts_dbt_build_runs_through_the_endpoint(endpoint_settings: Settings, spark, tmp_path: Path) -> None:
+    """`cd dbt_project && dbt build` (the profile's default `endpoint` target, dbt-spark over Thrift) builds the
+    marts inside the endpoint and runs their tests there; BeeLine then reads the mart."""
+    import json
+    import os
+
+    from dbt_sources import write_sources
+
+    settings = endpoint_settings
+    dbt_vars = write_sources(spark)  # the hand-made gold and silver of test_dbt, in private databases
+    start_sql_endpoint(settings, timeout=300)
+    try:
+        env = {**os.environ, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "build", "--select", "+fct_sales_weekly",
+             "--indirect-selection", "cautious", "--vars", json.dumps(dbt_vars)],  # tests of unbuilt models skipped
+            cwd=REPO_ROOT / "dbt_project", env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, "\n".join(line for line in done.stdout.splitlines()
+                                                if "ERROR" in line or "Error" in line or "Exception:" in line)
+        assert "Concurrency: 2 threads (target='endpoint')" in done.stdout
+        assert "ERROR=0" in done.stdout and "PASS=" in done.stdout
+        out = beeline_query(settings, "SELECT sales_key, units, net_revenue FROM marts.fct_sales_weekly "
+                                      "ORDER BY sales_key")
+        assert out.strip().splitlines() == [
+            "2026-03-02|web|EU|bags,1,0.00",
+            "2026-03-02|web|EU|shoes,3,10.00",
+            "2026-03-09|amazon|NA|bags,4,9.00",
+            "2026-03-30|web|EU|shoes,1,10.00",
+        ]
+    finally:
         assert stop_sql_endpoint(settings)
