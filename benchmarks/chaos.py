@@ -62,6 +62,7 @@ def main() -> int:
     print("kills: " + ", ".join(f"{k.at:.0f}s {k.target} (pid {pid}, back in {down:.1f} s)"
                                 for k, pid, down in drill.log.killed))
     print(f"restarted after dying on their own: {dict(drill.log.died_on_their_own) or 'none'}")
+    print(f"drain polls the broker did not answer: {drill.log.unanswered_polls or 'none'}")
     print(f"{'family':12s} {'kafka':>8s} {'bronze+dl':>10s} {'twice':>6s} {'events':>8s} {'silver':>8s}")
     for family, f in result["families"].items():
         print(f"{family:12s} {f['kafka_records']:8,} {f['bronze_and_dead_letter']:10,} {f['coordinates_twice']:6,} "

@@ -70,6 +70,7 @@ def describe(seed: int, schedule: list[Kill]) -> str:
 class DrillLog:
     killed: list[tuple[Kill, int | None, float]] = field(default_factory=list)  # kill, PID killed, seconds down
     died_on_their_own: Counter = field(default_factory=Counter)  # target -> restarts without a kill
+    unanswered_polls: list[str] = field(default_factory=list)  # drain polls the broker did not answer
     erp_transactions: int = 0
     erp_failures: int = 0  # transactions refused (PostgreSQL down); retried with new ones
 
@@ -213,12 +214,20 @@ class ChaosDrill:
         inputs after the load ended and after the newest commit (restarting the dead meanwhile). (A streaming
         stage's last idle report can be older than a micro-batch still running: only one after the load counts.)"""
         from lakehouse.cdc import published
+        from lakehouse.errors import ServiceNotRunning
 
         deadline = time.monotonic() + timeout
         quiet_since, last = time.monotonic(), None
         while time.monotonic() < deadline:
             self.restart_the_dead()
-            now_published = published(self.settings.kafka_bootstrap)
+            try:
+                now_published = published(self.settings.kafka_bootstrap)
+            except ServiceNotRunning as exc:  # a broker busy recovering (or catching up) may miss one poll
+                waited = time.monotonic() - deadline + timeout
+                self.log.unanswered_polls.append(f"{waited:.0f} s into the drain: {exc}")
+                quiet_since = time.monotonic()
+                time.sleep(10)
+                continue
             if now_published != last:
                 quiet_since, last = time.monotonic(), now_published
             if time.monotonic() - quiet_since > quiet_s:
@@ -227,7 +236,8 @@ class ChaosDrill:
                        for s in pipeline.STAGES):
                     return
             time.sleep(10)
-        raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f} s")
+        raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f} s (polls the broker did not answer: "
+                           f"{self.log.unanswered_polls or 'none'})")
 
 
 def last_commit(settings: Settings, since: float) -> float:
