@@ -52,6 +52,7 @@ def superset_login(driver, base_url: str, user: str, password: str, timeout: flo
 def dashboard_charts(driver, url: str, names: list[str], timeout: float = 180) -> dict[str, object]:
     """Open the dashboard at `url` and wait until every chart in `names` has drawn; per chart, a table's rows
     (header first, cell texts) or a big number's text."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -66,6 +67,9 @@ def dashboard_charts(driver, url: str, names: list[str], timeout: float = 180) -
         cells = [[_text(c) for c in r.find_elements(By.CSS_SELECTOR, "th, td")] for r in rows]
         return cells if len(cells) > 1 and all(any(c) for c in cells[1:]) else None
 
-    driver.get(url)
-    WebDriverWait(driver, timeout).until(lambda d: all(drawn(n) is not None for n in names))
-    return {name: drawn(name) for name in names}
+    def all_drawn(_driver) -> dict[str, object] | None:
+        shown = {name: drawn(name) for name in names}
+        return shown if all(v is not None for v in shown.values()) else None
+
+    driver.get(url)  # charts re-render while they load: a stale element means "not yet"
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(all_drawn)
