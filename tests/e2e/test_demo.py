@@ -105,6 +105,10 @@ def demo(settings, spark):
             stopped = runs.cli("pipeline", "stop")
             assert stopped.returncode == 0, stopped.stderr[-3000:]
             runs.stops.append(stopped.stdout.strip())
+        # the SQL endpoint's JVM and Superset run only in the tests that use them: beside the chaos drill's stages
+        # and the other test worker they took the machine's memory (the kernel killed a worker's Spark JVM)
+        for command in ("bi", "sql-endpoint"):
+            assert runs.cli(command, "stop").returncode == 0
         yield runs
     finally:
         from lakehouse.services.postgres import destroy, pg_config
@@ -257,7 +261,25 @@ def test_summary_lists_tables_and_where_things_are(demo):
     assert str(docs) in out and "fct_inventory_risk" in docs.read_text()
 
 
-def test_every_notebook_runs_headless_on_the_sql_endpoint_with_its_key_numbers(demo):
+@pytest.fixture()
+def endpoint(demo):
+    """The demo's SQL endpoint, running for one test."""
+    started = demo.cli("sql-endpoint", "start")
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
+    yield
+    demo.cli("sql-endpoint", "stop")
+
+
+@pytest.fixture()
+def bi(demo, endpoint):
+    """The demo's Superset on its SQL endpoint, running for one test."""
+    started = demo.cli("bi", "start")
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
+    yield
+    demo.cli("bi", "stop")
+
+
+def test_every_notebook_runs_headless_on_the_sql_endpoint_with_its_key_numbers(demo, endpoint):
     done = demo.cli("notebooks", "run")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     runs = {line.split(":", 1)[0]: line for line in done.stdout.splitlines() if " charts; executed copy " in line}
@@ -301,7 +323,7 @@ def _money(text: str) -> Decimal:
     return Decimal(text.replace(",", ""))
 
 
-def test_the_bi_dashboard_shows_the_marts_figures_in_chromium(demo):
+def test_the_bi_dashboard_shows_the_marts_figures_in_chromium(demo, bi):
     from browser import chromium, dashboard_charts, superset_login
 
     line = next(line for line in demo.outputs[1].splitlines() if line.startswith("BI dashboard: "))
