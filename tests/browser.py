@@ -36,17 +36,29 @@ def _text(element) -> str:
     return (element.get_attribute("textContent") or "").strip()
 
 
-def superset_login(driver, base_url: str, user: str, password: str, timeout: float = 60) -> None:
+def superset_login(driver, base_url: str, user: str, password: str, attempts: int = 3, timeout: float = 40) -> None:
+    """Log in through Superset's login page. The page is a React form: keys typed before its handlers are bound
+    submit nothing, so each attempt waits for the submit button and, when the page stays on /login, starts over."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(f"{base_url}/login/")
-    wait = WebDriverWait(driver, timeout)
-    wait.until(lambda d: d.find_elements(By.ID, "username"))
-    driver.find_element(By.ID, "username").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password, Keys.ENTER)
-    wait.until(lambda d: "/login" not in d.current_url)
+    for attempt in range(1, attempts + 1):
+        driver.get(f"{base_url}/login/")
+        wait = WebDriverWait(driver, timeout)
+        wait.until(lambda d: d.find_elements(By.ID, "username") and d.find_elements(By.ID, "password"))
+        submit = (By.CSS_SELECTOR, "button[type=submit], button.ant-btn-primary")
+        button = wait.until(ec.element_to_be_clickable(submit))
+        driver.find_element(By.ID, "username").send_keys(user)
+        driver.find_element(By.ID, "password").send_keys(password)
+        button.click()
+        try:
+            wait.until(lambda d: "/login" not in d.current_url)
+            return
+        except TimeoutException:
+            if attempt == attempts:
+                raise
 
 
 def dashboard_charts(driver, url: str, names: list[str], timeout: float = 180) -> dict[str, object]:
