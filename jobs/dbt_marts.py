@@ -19,23 +19,17 @@ if __package__ in (None, ""):
 from lakehouse.job import JobContext, job_context, parser, require_tables, run_main
 from lakehouse.state import read_text, state_path, write_text
 
-SOURCES = [  # the dbt project's sources (dbt_project/models/staging/*/_*__sources.yml)
-    "gold.sales", "gold.inventory_positions", "gold.oversell_alerts", "gold.customer_360",
-    "gold.payment_reconciliation", "gold.fraud_signals", "gold.demand_forecast",
-    "silver.orders_events", "silver.payments_events", "silver.shipments_events", "silver.inventory_events",
-    "silver.settlements", "silver.products",
-]
 log = logging.getLogger("dbt_marts")
 
 
 def build_stamp(ctx: JobContext) -> dict[str, object]:
     """What a build depends on: the sources' Delta versions and a digest of the dbt project's files."""
-    from lakehouse.dbt import DBT_PROJECT_DIR
+    from lakehouse.dbt import DBT_PROJECT_DIR, dbt_sources
 
     digest = hashlib.sha256()
     for path in sorted(p for p in DBT_PROJECT_DIR.rglob("*") if p.is_file() and "target" not in p.parts):
         digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes())
-    return {"sources": {s: ctx.tables.version(s) for s in SOURCES}, "project": digest.hexdigest()}
+    return {"sources": {s: ctx.tables.version(s) for s in dbt_sources()}, "project": digest.hexdigest()}
 
 
 def marts_exist(ctx: JobContext) -> bool:
@@ -49,11 +43,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("dbt_args", nargs="*", default=["build"], help="dbt command and arguments")
     p.add_argument("--force", action="store_true", help="build even when gold and the project are unchanged")
     args = p.parse_args(argv)
-    require_tables(*SOURCES, hint="run the gold jobs first")
+    from lakehouse.dbt import dbt_sources, run_dbt, summarize
+
+    sources = dbt_sources()
+    require_tables(*sources, hint="run the gold jobs first")
     ctx = job_context("dbt_marts")
-    for source in SOURCES:
+    for source in sources:
         ctx.tables.register(source)
-    from lakehouse.dbt import run_dbt, summarize
 
     dbt_args = args.dbt_args or ["build"]
     stamp_file = state_path(ctx.settings, "dbt_marts", "last_build.json")  # under the tables root

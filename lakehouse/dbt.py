@@ -36,13 +36,23 @@ def dbt_target_dir(settings: Settings) -> Path:
 
 
 def ensure_dbt_databases(spark: SparkSession, settings: Settings) -> None:
-    """Create the project's databases, each located at `<tables root>/<database>` (an existing one keeps its
-    location: Hive's metastore cannot move a database)."""
-    root = settings.tables_root.rstrip("/")
-    if "://" not in root:
-        root = str(Path(root).resolve())
+    """Create the project's databases, each located at `<tables root>/<database>`."""
+    from lakehouse.tables.catalog import ensure_layer_database
+
     for database in DBT_DATABASES:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}` LOCATION '{root}/{database}'")
+        ensure_layer_database(spark, database, settings.tables_root)
+
+
+def dbt_sources() -> list[str]:
+    """The tables the project reads (`layer.table`), from its sources files (`models/staging/*/_*__sources.yml`;
+    a source's name is its layer)."""
+    import yaml
+
+    names: list[str] = []
+    for path in sorted((DBT_PROJECT_DIR / "models").rglob("_*__sources.yml")):
+        for source in yaml.safe_load(path.read_text()).get("sources", []):
+            names += [f"{source['name']}.{table['name']}" for table in source.get("tables", [])]
+    return names
 
 
 def _path_flags(settings: Settings, args: Sequence[str]) -> list[str]:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from lakehouse.config import REPO_ROOT, Settings, get_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.services.sql_endpoint import BIND_HOST
 
 SERVICE_NAME = "superset"
-BIND_HOST = "127.0.0.1"
 ASSETS_DIR = REPO_ROOT / "infra" / "superset"
 DASHBOARD_SLUG = "retail-operations"
 ADMIN_USER = "admin"

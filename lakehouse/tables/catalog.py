@@ -63,6 +63,15 @@ def table_location(spark: SparkSession, name: str) -> str | None:
     return None
 
 
+def ensure_layer_database(spark: SparkSession, layer: str, tables_root: str) -> None:
+    """`CREATE DATABASE IF NOT EXISTS layer` located at `<tables_root>/<layer>`, so its managed tables (dbt's) land
+    beside the platform's (an existing database keeps its location: Hive's metastore cannot move one)."""
+    root = tables_root.rstrip("/")
+    if "://" not in root:
+        root = str(Path(root).resolve())
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)} LOCATION {_sql_string(f'{root}/{layer}')}")
+
+
 def register_table(spark: SparkSession, name: str, location: str) -> None:
     """Make the Delta table at `location` queryable as `name` (`layer.table`), idempotently.
 
@@ -75,9 +84,9 @@ def register_table(spark: SparkSession, name: str, location: str) -> None:
     qualified = f"{_quote_ident(layer)}.{_quote_ident(table)}"
     if "://" not in location:
         location = str(Path(location).resolve())
-    layer_dir = location.rstrip("/").rsplit("/", 1)[0]
+    layer_dir, _ = location.rstrip("/").rsplit("/", 1)
     if layer_dir.rsplit("/", 1)[-1] == layer:  # <tables root>/<layer>/<table>: the database lives there too
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)} LOCATION {_sql_string(layer_dir)}")
+        ensure_layer_database(spark, layer, layer_dir.rsplit("/", 1)[0])
     else:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {_quote_ident(layer)}")
     try:
