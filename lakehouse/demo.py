@@ -209,6 +209,28 @@ def run_pipeline(steps: Sequence[str | tuple[str, list[str]]] | None = None) -> 
     return timings
 
 
+DEMAND_HISTORY = ["--skus", "12", "--channels", "web,mobile_app,store", "--days", "365"]
+
+
+def train_demand_models(settings: Settings, stream_start: dt.datetime) -> str:
+    """A year of demand history ending the day before the stream, then seasonal naive (the first champion) and the
+    gradient-boosted challenger; once per home. Returns the champion's backtest table (from its MLflow run)."""
+    import mlflow
+
+    from lakehouse.ml.demand import configure_mlflow, mlflow_client
+    from lakehouse.ml.demand_training import MODEL_NAME, champion_spec
+
+    configure_mlflow(settings)
+    if champion_spec(settings) is None:
+        end = (stream_start.date() - dt.timedelta(days=1)).isoformat()
+        run_pipeline([("demand_history", [*DEMAND_HISTORY, "--end", end]),
+                      ("demand_training", ["--model", "seasonal_naive"]),
+                      ("demand_training", ["--model", "gradient_boosting"])])
+    champion = mlflow_client(settings).get_model_version_by_alias(MODEL_NAME, "champion")
+    table = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/backtest/metrics.txt")
+    return f"{MODEL_NAME} champion v{champion.version}: {champion.description}\n{table}"
+
+
 def start_sql_endpoint(settings: Settings, started: StartedHere) -> str:
     """The SQL endpoint for BI tools, analysts' dbt (target `endpoint`) and the notebooks, left running (a no-op when
     it already runs; recorded in `started` when this call started it). Returns its JDBC URL."""

@@ -496,3 +496,19 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
         [f"silver_events_{f}" for f in FAMILIES] + ["silver_events_settlements", "silver_events_dead_letter"])
     # gold_commerce: one query on the change data feeds of its eight silver inputs
     assert [q["name"] for q in status["gold_commerce"]["queries"].values()] == ["gold_commerce_v1"]
+
+
+def _backtest_wape(section: str, model_prefix: str) -> float:
+    """The overall WAPE of the model whose name starts with `model_prefix` in a printed backtest table."""
+    rows = [line.split() for line in section.splitlines() if line.startswith(model_prefix)]
+    return next(float(r[-5]) for r in rows if r[-6] == "all")
+
+
+def test_demand_models_are_trained_once_and_the_champion_beats_seasonal_naive(demo):
+    sections = [o.split("== demand models", 1)[1].split("\n\n", 1)[0] for o in demo.outputs]
+    assert sections[1] == sections[0]  # the second run trained nothing: the same champion's table
+    first = sections[0].splitlines()
+    assert first[1].startswith("demand_sku champion v2: gradient_boosting: backtest WAPE ")
+    gbm, naive = _backtest_wape(sections[0], "gradient_boosting"), _backtest_wape(sections[0], "seasonal_naive")
+    assert gbm <= 0.8 * naive
+    assert {t for t in demo.tables[0] if "demand" in t} >= {"silver.demand_daily", "gold.demand_features"}
