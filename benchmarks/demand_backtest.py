@@ -36,8 +36,8 @@ def main() -> None:
         run_job(job, argv)
         timings[label] = round(time.perf_counter() - started, 1)
     from lakehouse.config import get_settings
-    from lakehouse.ml.demand import mlflow_client
     from lakehouse.ml.demand_training import MODEL_NAME
+    from lakehouse.ml.registry import mlflow_client
 
     client = mlflow_client(get_settings())
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")

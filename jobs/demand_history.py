@@ -1,10 +1,12 @@
 """Generate daily demand history with known effects (lakehouse.ml.demand_history) into the tables demand models
 read: silver.demand_daily, silver.demand_prices, silver.promotions, silver.weather_daily, silver.competitor_prices.
 
-Each run overwrites them with the history of its arguments (same arguments, same rows)."""
+Each run overwrites them with the history of its arguments (same arguments and catalogue, same rows). When the ERP
+catalogue (silver.products) is there, each sku's history is in its category and currency and ends at its price."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from collections.abc import Sequence
@@ -12,8 +14,12 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
+from pyspark.sql import functions as F
+
 from lakehouse.job import job_context, parser, run_main
 from lakehouse.ml.demand_history import BUILDERS, CHANNELS, TABLES, HistoryConfig
+
+CATALOGUE = "silver.products"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                            seed=args.seed)
     config.validate()
     ctx = job_context("demand_history")
+    if ctx.tables.exists(CATALOGUE):
+        listed = ctx.tables.read(CATALOGUE).where(F.col("sku").isin(config.sku_codes()))  # --skus rows at most
+        config = dataclasses.replace(config, catalogue=tuple(
+            (r.sku, r.category, float(r.price), r.currency)
+            for r in listed.select("sku", "category", "price", "currency").collect()))
     for key, table in TABLES.items():
         ctx.tables.overwrite(BUILDERS[key](ctx.spark, config), table)
         ctx.tables.register(table)

@@ -1,6 +1,7 @@
-"""Gold commerce tables from silver, each gated by its suite: inventory positions and oversell alerts, sales by
-day x channel x region x currency, customer 360, payment reconciliation and fraud signals (with an anomaly score
-from the MLflow champion model, scored in the same micro-batch).
+"""Gold commerce tables from silver, each gated by its suite: inventory positions and oversell alerts, the demand
+forecast (the MLflow demand champion, scored in the micro-batch), sales by day x channel x region x currency,
+customer 360, payment reconciliation and fraud signals (with an anomaly score from the MLflow champion model,
+scored in the same micro-batch).
 
 One Structured Streaming query (lakehouse.delta_stream) reads the change data feeds of the eight silver inputs
 as they grow: available-now by default (take what is there, then stop), or `--trigger continuous` (a
@@ -16,6 +17,14 @@ table it updates before writing any: one blocked table leaves every gold table u
   every key of its code). Positions and alerts of those keys only are recomputed from silver filtered to them (a
   key's rows depend on that key's inputs only, so they equal a full recompute), gated, and MERGEd in, deleting
   the keys' rows that no longer exist.
+* gold.demand_forecast (the next 14 days per sku x channel x warehouse, with percentiles) follows the same keys:
+  the touched keys' series are rescored from their live reservations and their history and MERGEd in. The
+  champion alias is resolved on every batch: when it names another version than the one last written, the batch
+  rescores every series (and overwrites the table), so a promotion reaches the running query without a restart.
+  Without a champion (no demand model trained yet) the table is not written.
+* gold.replenishment_suggestions follows the forecast: for the skus it rescored, transfers from overstocked
+  warehouses and purchase orders where the lead time's forecast and safety stock exceed available-to-sell
+  (transformations.gold.replenishment), from the positions and forecast as the batch leaves them; replaced per sku.
 * The other gold tables are recomputed in full when the batch changed one of the inputs they declare
   (`FullTable.inputs`; its builder sees only those): one Delta commit per table, so readers never see a partial
   table; ERP stock and warehouse changes, which arrive all day, move the inventory tables only.
@@ -45,6 +54,7 @@ from pyspark.sql import functions as F
 from lakehouse.config import Settings
 from lakehouse.delta_stream import DeltaStream, run_available_now, run_continuously
 from lakehouse.job import JobContext, add_trigger_arguments, job_context, parser, require_tables, run_main
+from lakehouse.ml.demand_scoring import ChampionScorer, forecast_of
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
@@ -64,6 +74,7 @@ from transformations.gold.inventory import (
     with_order_channel,
 )
 from transformations.gold.payments import payment_reconciliation
+from transformations.gold.replenishment import replenishment_suggestions
 from transformations.gold.sales import sales_by_region
 
 APP_ID = "gold_commerce"
@@ -75,6 +86,11 @@ SOURCES = {
     "fx": "silver.fx_rates_history",
 }
 POSITIONS, ALERTS = "gold.inventory_positions", "gold.oversell_alerts"
+FORECAST = "gold.demand_forecast"
+FORECAST_GRAIN = [*KEY, "channel", "forecast_date"]
+REPLENISHMENT = "gold.replenishment_suggestions"
+REPLENISHMENT_GRAIN = [*KEY, "action", "from_warehouse_id"]
+LEAD_TIME_DAYS, OVERSTOCK_FACTOR, PACK_SIZE = 7, 2.0, 1  # suppliers' lead time; what counts as overstocked
 LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
 QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
 CHANGE_COLUMNS = ("sku", "warehouse_id", "order_id", "erp_warehouse_id", "code")  # a change row: `source` + these
@@ -157,7 +173,7 @@ FULL: dict[str, FullTable] = {
         fraud_signals(s["orders"], s["payments"]), s.settings)),
 }
 GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
-GOLD = (*GRAIN, *FULL)
+GOLD = (*GRAIN, FORECAST, REPLENISHMENT, *FULL)
 
 
 def full_tables_to_build(changed: set[str], exists: Callable[[str], bool], rebuild: bool) -> list[str]:
@@ -211,19 +227,27 @@ class BatchPlan:
     frames: dict[str, DataFrame] = field(default_factory=dict)
     full: list[str] = field(default_factory=list)
     cached: list[DataFrame] = field(default_factory=list)
+    forecast_version: str | None = None  # the champion the forecast in `frames` was scored with
+    forecast_all: bool = False  # that forecast covers every series (else the touched `keys`' only)
 
     def release(self) -> None:
         for df in self.cached:
             df.unpersist()
 
 
-def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str], rebuild: bool) -> BatchPlan:
+def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str], rebuild: bool,
+               scorer: ChampionScorer) -> BatchPlan:
     """The batch's plan: a full rebuild of everything on `rebuild` (or of the inventory tables when one is
-    missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`."""
+    missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`. The
+    demand forecast follows the inventory keys, and covers every series when the champion changed since the
+    last forecast written (or there is none yet)."""
     plan = BatchPlan(full=full_tables_to_build(changed, ctx.tables.exists, rebuild))
+    plan.forecast_version = scorer.champion_version()
+    plan.forecast_all = plan.forecast_version is not None and (
+        rebuild or plan.forecast_version != scorer.written or not ctx.tables.exists(FORECAST))
     rebuild = rebuild or not all(ctx.tables.exists(t) for t in GRAIN)
     if not rebuild and not changed.intersection(CHANGE_SOURCES):
-        return plan
+        return _with_forecast(ctx, s, plan, scorer, None)
     if not rebuild:
         started = time.perf_counter()
         keys = touched_keys(changes, changed, s, ctx.tables.read(POSITIONS))
@@ -232,12 +256,59 @@ def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str]
         touched = plan.keys.count()  # stays distributed
         log.info("%s sku x warehouse keys touched (found in %.2f s)", touched, time.perf_counter() - started)
         if not touched:
-            return plan
+            return _with_forecast(ctx, s, plan, scorer, None)
     positions, reservations = positions_of(s, plan.keys)
     plan.frames = {POSITIONS: positions.cache()}
     plan.frames[ALERTS] = alerts_of(plan.frames[POSITIONS]).cache()
     plan.cached += [reservations, *plan.frames.values()]
+    return _with_forecast(ctx, s, plan, scorer, reservations)
+
+
+def _with_forecast(ctx: JobContext, s: Silver, plan: BatchPlan, scorer: ChampionScorer,
+                   reservations: DataFrame | None) -> BatchPlan:
+    """`plan` + the demand forecast it needs: every series' (`forecast_all`), the touched keys' (when there are
+    `reservations` of them), or none (no champion yet, or nothing touched)."""
+    if plan.forecast_version is None or (reservations is None and not plan.forecast_all):
+        return plan
+    if plan.forecast_all or plan.keys is None:
+        plan.forecast_all = True
+        reservations = with_order_channel(s["inventory_events"], s["orders"])
+        keys = None
+    else:
+        keys = plan.keys
+    started = time.perf_counter()
+    forecast = forecast_of(ctx.tables, reservations, s["clickstream"], s["inventory_events"], scorer,
+                           plan.forecast_version, keys).cache()
+    log.info("%s: %d rows scored by %s v%s (%s) in %.2f s", FORECAST, forecast.count(), scorer.model_name,
+             plan.forecast_version, "every series" if keys is None else "touched keys", time.perf_counter() - started)
+    plan.frames[FORECAST] = forecast
+    plan.cached.append(forecast)
+    suggestions = replenishment_of(ctx, plan).cache()
+    plan.frames[REPLENISHMENT] = suggestions
+    plan.cached.append(suggestions)
     return plan
+
+
+def _with_others(frame: DataFrame | None, table: str, ctx: JobContext, keys: DataFrame | None) -> DataFrame:
+    """A gold table as this batch leaves it: the batch's rows for the `keys` it recomputed (`frame`), the current
+    rows for every other key (None `keys`: `frame` is the whole table)."""
+    if frame is not None and keys is None:
+        return frame
+    current = ctx.tables.read(table)
+    others = current.join(keys.select(*KEY), KEY, "left_anti") if keys is not None else current
+    return others if frame is None else frame.unionByName(others)
+
+
+def replenishment_of(ctx: JobContext, plan: BatchPlan) -> DataFrame:
+    """Transfers and purchase orders for the skus the batch forecast (every sku when it forecast every series),
+    from the positions and the forecast as this batch leaves them."""
+    keys = None if plan.forecast_all else plan.keys
+    positions = _with_others(plan.frames.get(POSITIONS), POSITIONS, ctx, plan.keys)
+    forecast = _with_others(plan.frames[FORECAST], FORECAST, ctx, keys)
+    if keys is not None:
+        skus = keys.select("sku").distinct()
+        positions, forecast = positions.join(skus, "sku", "left_semi"), forecast.join(skus, "sku", "left_semi")
+    return replenishment_suggestions(positions, forecast, LEAD_TIME_DAYS, OVERSTOCK_FACTOR, PACK_SIZE)
 
 
 def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResult], app: str, batch_id: int) -> None:
@@ -245,16 +316,21 @@ def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResul
     tables = ctx.tables
 
     def write(table: str, grain: list[str]) -> None:
-        if plan.keys is None:
+        if plan.keys is None or (table in (FORECAST, REPLENISHMENT) and plan.forecast_all):
             tables.write_batch(gates[table].valid, table, app, batch_id, mode="overwrite")
             return
-        current = restrict_to_keys(tables.read(table), plan.keys)
+        current = tables.read(table)
+        if table == REPLENISHMENT:  # a sku's suggestions span its warehouses: replaced per sku
+            current = current.join(plan.keys.select("sku").distinct(), "sku", "left_semi")
+        else:
+            current = restrict_to_keys(current, plan.keys)
         started = time.perf_counter()
         tables.merge(replacement_rows(gates[table].valid, current, grain), table, MergeSpec(**replacement_merge(grain)),
                      app_id=app, batch_id=batch_id)
         log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
 
-    run_concurrently(ctx.spark, [functools.partial(write, t, grain) for t, grain in GRAIN.items()])
+    grains = {**GRAIN, FORECAST: FORECAST_GRAIN, REPLENISHMENT: REPLENISHMENT_GRAIN}
+    run_concurrently(ctx.spark, [functools.partial(write, t, grains[t]) for t in plan.frames])
 
 
 def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
@@ -271,12 +347,14 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
 
 
 def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, rebuild: bool = False,
-               ) -> dict[str, GateResult]:
+               scorer: ChampionScorer | None = None) -> dict[str, GateResult]:
     """One micro-batch (`changes`: change rows, see `change_rows`): gate every gold table it updates, then write
-    them all keyed by (app, batch id); returns the gates (empty when the batch touched nothing)."""
+    them all keyed by (app, batch id); returns the gates (empty when the batch touched nothing). `scorer`: the
+    query's demand scorer (it remembers the champion version last written)."""
     changed = set() if rebuild else {r["source"] for r in changes.select("source").distinct().collect()}  # <= 8
     silver = read_silver(ctx)
-    plan = plan_batch(ctx, silver, changes, changed, rebuild)
+    scorer = scorer or ChampionScorer(ctx.settings)
+    plan = plan_batch(ctx, silver, changes, changed, rebuild, scorer)
     done: dict[str, GateResult] = {}  # filled from threads, in any order
     built: list[DataFrame] = []
     try:
@@ -301,6 +379,8 @@ def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, reb
         run_concurrently(ctx.spark, [
             *([functools.partial(write_inventory, ctx, plan, gates, app, batch_id)] if plan.frames else []),
             functools.partial(commit_all, ctx.tables, fulls)])
+        if FORECAST in gates:
+            scorer.written = plan.forecast_version
         log.info("batch %s: %s written from silver %s", batch_id, ", ".join(gates), silver.versions)
         return gates
     finally:
@@ -311,15 +391,26 @@ def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, reb
         plan.release()
 
 
+def forecast_version(ctx: JobContext) -> str | None:
+    """The model version gold.demand_forecast was scored with, when it is one for every row (a restarted query
+    then rescores every series only if the champion changed meanwhile)."""
+    if not ctx.tables.exists(FORECAST):
+        return None
+    row = ctx.tables.read(FORECAST).agg(F.min("model_version").alias("lo"), F.max("model_version").alias("hi")).first()
+    return row["lo"] if row["lo"] == row["hi"] else None
+
+
 def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None = None) -> DeltaStream:
     """The job's query on the silver inputs' change data feeds; each batch's gates go to `done`, its tables to
     the catalog. A new checkpoint starts at each input's current version with a full rebuild (batch 0)."""
     registered: set[str] = set()
+    scorer = ChampionScorer(ctx.settings)
+    scorer.written = forecast_version(ctx)
 
     def batch(changes: DataFrame, app: str, batch_id: int) -> None:
         changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0)
+            gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0, scorer=scorer)
         finally:
             changes.unpersist()
         ctx.tables.register_new(GOLD, registered)

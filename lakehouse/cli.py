@@ -314,10 +314,12 @@ def _demo_run(settings: Settings, services: dict[str, str]) -> None:
           f"UTC (seed {stream.config.seed}; injected faults {dict(sum((Counter(f.faults) for f in r.families.values()), Counter()))})")
     landing, injected = demo.seed_landing_files(settings, stream)
     print(f"demo landing zone: {landing}")
-    timings = demo.run_pipeline()
+    gold_at = [name for name, _ in demo.PIPELINE].index("gold_commerce")  # gold scores the demand champion
+    timings = demo.run_pipeline(demo.PIPELINE[:gold_at])
     started = time.perf_counter()
     demand = demo.train_demand_models(settings, stream.config.start)
     timings["demand models"] = round(time.perf_counter() - started, 1)
+    timings.update(demo.run_pipeline(demo.PIPELINE[gold_at:]))
     tables = get_tables(get_spark("lakehouse-demo", settings), settings)
     print("\n== tables ==")
     print(render(all_tables(tables)))

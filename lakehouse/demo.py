@@ -3,7 +3,9 @@
 Local services (Apache Kafka broker, PostgreSQL ERP + Debezium capture, S3 landing zone), a seeded ERP
 database, a generated multi-family event stream with injected faults and landing files (settlement reports
 that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
-bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, gold_commerce, demand_forecast, dbt_marts.
+bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, the demand models (a generated year of
+history, seasonal naive and the gradient-boosted challenger, once per home), gold_commerce (which scores the
+champion's demand forecast), dbt_marts.
 Last, the always-on pipeline (lakehouse.pipeline), the SQL endpoint and the BI tool (Apache Superset) are started and
 left running. The pipeline's stages are those jobs, with the same checkpoints and Delta transaction ids, so a
 pipeline already running on the home is stopped before the jobs run.
@@ -39,7 +41,6 @@ PIPELINE: list[tuple[str, list[str]]] = [
     ("bronze_landing", ["--kind", "settlements"]),
     ("silver_events", []),
     ("gold_commerce", []),
-    ("demand_forecast", []),
     ("dbt_marts", []),
 ]
 
@@ -217,8 +218,8 @@ def train_demand_models(settings: Settings, stream_start: dt.datetime) -> str:
     gradient-boosted challenger; once per home. Returns the champion's backtest table (from its MLflow run)."""
     import mlflow
 
-    from lakehouse.ml.demand import configure_mlflow, mlflow_client
     from lakehouse.ml.demand_training import MODEL_NAME, champion_spec
+    from lakehouse.ml.registry import configure_mlflow, mlflow_client
 
     configure_mlflow(settings)
     if champion_spec(settings) is None:

@@ -46,7 +46,18 @@ LOCAL_JVM_OPTIONS = "-XX:+UseParallelGC -XX:ReservedCodeCacheSize=512m"
 # JIT then compiles again in each JVM, and that costs more than the rows it speeds up. Measured without it (2
 # cores, idle, one run each): the demo 400-414 s -> 339 s (silver_events 117 -> 94 s, gold 67 -> 52 s); the chaos
 # drill's CPU 1,707 -> 1,526 s and its catch-up 777 -> 678 s. A cluster's own configuration decides there.
-LOCAL_SQL_CONF = {"spark.sql.codegen.wholeStage": "false"}
+LOCAL_SQL_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    # What a driver keeps about finished work for its status store (kept with the UI off as well). A pipeline
+    # stage runs thousands of queries an hour; with the defaults (1,000 SQL executions, 1,000 jobs and stages,
+    # 100,000 tasks) gold_commerce's 2 GB driver filled up during the chaos drill (old generation 0.1 -> 1.4 GB
+    # in 5 min, mostly long arrays of finished jobs' and tasks' records) and died of GC overhead.
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+    "spark.ui.retainedTasks": "2000",
+    "spark.ui.dagGraph.retainedRootRDDs": "100",
+}
 
 
 def sizing_conf(settings: Settings) -> dict[str, str]:

@@ -51,7 +51,8 @@ SCHEMAS = {
         "total_amount decimal(18,2), velocity_flag boolean, amount_outlier boolean, currency_mismatch boolean, "
         "chargeback_history boolean, fraud_score int, anomaly_score double"),
     "gold.demand_forecast": (
-        "forecast_date date, channel string, predicted_units double, model_name string, model_version string, "
+        "sku string, channel string, warehouse_id string, origin_date date, forecast_date date, horizon int, "
+        "forecast double, p10 double, p50 double, p90 double, model_name string, model_version string, "
         "scored_at timestamp"),
 }
 NEWEST = T(2026, 4, 1, 8, 0)  # the newest order
@@ -137,10 +138,17 @@ def source_rows() -> dict[str, list[tuple]]:
             ("O2", "c2", d2.replace(hour=11), "web", "EUR", D("10"), True, True, False, False, 2, 0.9),
             ("O3", "c1", d9.replace(hour=12), "amazon", "USD", D("10"), False, False, True, False, 1, 0.7),
         ],
-        "gold.demand_forecast": [
-            (dt.date(2026, 3, 10), "web", 30.0, "demand", "1", NEWEST),
-            (dt.date(2026, 3, 11), "web", 30.0, "demand", "1", NEWEST),
-            (dt.date(2026, 3, 10), "amazon", 2.0, "demand", "1", NEWEST),
+        "gold.demand_forecast": [  # origin 03-09; only horizons 1-7 count in the 7-day forecast
+            ("P1", "web", "W1", dt.date(2026, 3, 9), dt.date(2026, 3, 10), 1, 30.0, 20.0, 29.0, 40.0, "demand_sku", "2",
+             NEWEST),
+            ("P1", "web", "W1", dt.date(2026, 3, 9), dt.date(2026, 3, 12), 3, 10.0, 8.0, 10.0, 12.0, "demand_sku", "2",
+             NEWEST),
+            ("P2", "web", "W2", dt.date(2026, 3, 9), dt.date(2026, 3, 11), 2, 20.0, 15.0, 20.0, 25.0, "demand_sku", "2",
+             NEWEST),
+            ("P2", "amazon", "W2", dt.date(2026, 3, 9), dt.date(2026, 3, 16), 7, 2.0, 1.0, 2.0, 3.0, "demand_sku",
+             "2", NEWEST),
+            ("P2", "web", "W2", dt.date(2026, 3, 9), dt.date(2026, 3, 17), 8, 500.0, 400.0, 500.0, 600.0,
+             "demand_sku", "2", NEWEST),
         ],
     }
 

@@ -90,6 +90,8 @@ class HistoryConfig:
     days: int = 365
     end: dt.date = dt.date(2024, 2, 29)  # the last day of sales: the day before the event stream's start
     seed: int = 7
+    catalogue: tuple[tuple[str, str, float, str], ...] = ()  # (sku, category, price, currency) from the ERP: the
+    # history then ends at the catalogue's price, in its category and currency (else drawn from the seed)
 
     def validate(self) -> None:
         unknown = (set(self.channels) - set(CHANNELS)) | (set(self.regions) - set(REGIONS))
@@ -105,6 +107,21 @@ class HistoryConfig:
     @property
     def calendar_days(self) -> int:
         return self.days + FUTURE_DAYS
+
+    def _listed(self, sku: str) -> tuple[str, str, float, str] | None:
+        return next((row for row in self.catalogue if row[0] == sku), None)
+
+    def category(self, sku: str) -> str:
+        listed = self._listed(sku)
+        return listed[1] if listed and listed[1] in SEASON else CATEGORIES[_sku_no(sku) % len(CATEGORIES)]
+
+    def currency(self, sku: str) -> str:
+        listed = self._listed(sku)
+        return listed[3] if listed else "EUR"
+
+    def listed_price(self, sku: str) -> float | None:
+        listed = self._listed(sku)
+        return float(listed[2]) if listed else None
 
     def sku_codes(self) -> list[str]:
         return [sku_code(i) for i in range(1, self.skus + 1)]
@@ -124,10 +141,6 @@ def sku_code(no: int) -> str:
 
 def _sku_no(sku: str) -> int:
     return int(sku.split("-")[1])
-
-
-def category_of(sku: str) -> str:
-    return CATEGORIES[_sku_no(sku) % len(CATEGORIES)]
 
 
 def _rng(seed: int, *parts: int) -> np.random.Generator:
@@ -169,6 +182,8 @@ def sku_paths(config: HistoryConfig, sku: str) -> SkuPaths:
     rng = _rng(config.seed, 1, _sku_no(sku))
     n = config.calendar_days
     reference = float(np.round(math.exp(rng.uniform(math.log(8), math.log(250))), 2))
+    listed = config.listed_price(sku)
+    reference = listed if listed and listed > 0 else reference
     list_price = np.full(n, reference)
     change_days = [0]
     day = int(rng.integers(20, 70))
@@ -176,6 +191,9 @@ def sku_paths(config: HistoryConfig, sku: str) -> SkuPaths:
         list_price[day:] = round(reference * rng.uniform(0.82, 1.15), 2)
         change_days.append(day)
         day += int(rng.integers(35, 90))
+    if listed and change_days[-1] > 0 and config.days - change_days[-1] > 7:
+        list_price[config.days - 7:] = reference  # the history ends at the ERP's price
+        change_days.append(config.days - 7)
     promotions: list[tuple[str, int, int, float]] = []
     for _ in range(int(rng.poisson(config.calendar_days / 60))):
         first = int(rng.integers(0, n - 3))
@@ -219,7 +237,7 @@ def expected_demand(config: HistoryConfig, sku: str, channel: str, warehouse: st
     true effect (before the noise)."""
     n = config.days
     dates = pd.date_range(config.start, periods=n, freq="D")
-    category = category_of(sku)
+    category = config.category(sku)
     dow = np.array(STORE_DOW if channel == "store" else ONLINE_DOW)[dates.dayofweek.to_numpy()]
     amplitude, peak = SEASON[category]
     season = 1 + amplitude * np.cos(2 * np.pi * (dates.dayofyear.to_numpy() - peak) / 365.25)
@@ -256,7 +274,7 @@ def series_frame(config: HistoryConfig, sku: str, channel: str, warehouse: str, 
     carts = np.where(in_stock, rng.binomial(views, EFFECT["cart_rate"]), 0)
     return pd.DataFrame({
         "date": pd.date_range(config.start, periods=n, freq="D").date, "sku": sku, "channel": channel,
-        "warehouse_id": warehouse, "region": region, "category": category_of(sku),
+        "warehouse_id": warehouse, "region": region, "category": config.category(sku),
         "units": units.astype("int64"), "in_stock": in_stock,
         "product_views": views.astype("int64"), "add_to_carts": carts.astype("int64"),
     })
@@ -300,14 +318,15 @@ def _per_sku(spark, config: HistoryConfig, rows_of_sku, schema: str):  # noqa: A
 
 
 def price_history(spark, config: HistoryConfig):  # noqa: ANN001, ANN201
-    """The list prices as SCD2 versions, shaped like `silver.product_prices_history` (EUR)."""
+    """The list prices as SCD2 versions, shaped like `silver.product_prices_history`."""
 
     def versions(sku: str) -> pd.DataFrame:
         paths = sku_paths(config, sku)
         starts = [config.start + dt.timedelta(days=d) for d in paths.change_days]
         ends = [*starts[1:], None]
         return pd.DataFrame({
-            "sku": sku, "price": [_decimal(paths.list_price[d]) for d in paths.change_days], "currency": "EUR",
+            "sku": sku, "price": [_decimal(paths.list_price[d]) for d in paths.change_days],
+            "currency": config.currency(sku),
             "valid_from": pd.to_datetime(starts), "valid_to": pd.to_datetime(ends),
             "is_current": [e is None for e in ends],
         })

@@ -204,7 +204,7 @@ def rolling_origin_backtest(examples: pd.DataFrame, models: dict[str, Callable[[
                             step_days: int = 14, horizon: int = 14, segment: str = "channel") -> Backtest:
     """For each fold origin: fit every model on the examples whose target day is on or before the origin, forecast
     the origin's 1..horizon days, score the in-stock targets. Metrics pool the folds."""
-    usable = examples[examples[TARGET].notna() & examples["in_stock"].fillna(False).astype(bool)]
+    usable = examples[examples[TARGET].notna() & examples["in_stock"].eq(True)]
     origins = fold_origins(usable, folds, step_days, horizon)
     scored, scale_rows = [], []
     for origin in origins:

@@ -27,20 +27,21 @@ import pandas as pd
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
-from lakehouse.ml.demand import (
-    CHAMPION_ALIAS,
-    configure_mlflow,
-    experiment_id,
-    mlflow_client,
-    pip_requirements,
-    trusted_types,
-)
 from lakehouse.ml.demand_models import (
     Backtest,
     make_model,
     model_input,
     promotion_decision,
     rolling_origin_backtest,
+)
+from lakehouse.ml.registry import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    configure_mlflow,
+    experiment_id,
+    mlflow_client,
+    pip_requirements,
+    trusted_types,
 )
 from transformations.gold.demand_features import KEYS, SERIES, TARGET
 
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "demand_sku"
 EXPERIMENT_NAME = "demand_sku"
-CHALLENGER_ALIAS = "challenger"
 BASELINE_KIND = "seasonal_naive"
 DEFAULT_MAX_ROWS = 1_000_000
 
@@ -154,7 +154,7 @@ def train_and_register(examples: pd.DataFrame, spec: Spec, *, settings: Settings
         promoted, reason = promotion_decision(challenger_wape, backtest.wape(names[champion[1].label]),
                                               min_improvement)
 
-    train = examples[examples[TARGET].notna() & examples["in_stock"].fillna(False).astype(bool)]
+    train = examples[examples[TARGET].notna() & examples["in_stock"].eq(True)]
     model = make_model(spec.kind, spec.params).fit(model_input(train), train[TARGET])
     example = model_input(train.head(5)).reset_index(drop=True)
     signature = infer_signature(example, model.predict(example))

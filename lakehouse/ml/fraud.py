@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,9 +20,8 @@ from sklearn.ensemble import IsolationForest
 
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
-from lakehouse.ml.demand import (
+from lakehouse.ml.registry import (
     CHAMPION_ALIAS,
-    TrainedModel,
     check_worker_python,
     configure_mlflow,
     experiment_id,
@@ -38,6 +38,17 @@ MODEL_NAME = "fraud_anomaly"
 EXPERIMENT_NAME = "fraud_anomaly"
 FEATURES = ["log_amount", "orders_last_hour", "amount_zscore", "prior_chargebacks", "currency_mismatch"]
 RANDOM_STATE = 42
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A registered model version and how it did."""
+
+    run_id: str
+    model_uri: str  # models:/<name>/<version>
+    version: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    model_name: str = MODEL_NAME
 
 
 class AnomalyScorer(BaseEstimator):

@@ -92,15 +92,16 @@ def test_cohorts_count_live_orders_only(built):
     assert got == {"2026-03-01|0": (1, 1, D("1.0000"), D("34.00")), "2026-03-01|1": (1, 1, D("1.0000"), D("10.00"))}
 
 
-def test_inventory_risk_days_of_cover_and_allocated_forecast(built):
+def test_inventory_risk_days_of_cover_and_the_7_day_forecast(built):
     got = {k: _pick(r, "available_to_sell", "reserved_units_window", "avg_daily_demand", "days_of_cover",
-                    "forecast_units_7d", "stock_out_risk") for k, r in built["marts.fct_inventory_risk"].items()}
+                    "forecast_units_7d", "forecast_p90_7d", "stock_out_risk")
+           for k, r in built["marts.fct_inventory_risk"].items()}
     assert got == {
-        # 2 units reserved over 8 days (03-02..03-09); 2/3 of web's reservations x web's 60 forecast units
-        "P1|W1": (6, 2, D("0.2500"), D("24.00"), D("40.00"), "high"),
-        "P2|W1": (0, 0, D("0.0000"), None, D("0.00"), "out_of_stock"),
-        # 5 units over 8 days; 1/3 of web's 60 + all of amazon's 2
-        "P2|W2": (100, 5, D("0.6250"), D("160.00"), D("22.00"), "low"),
+        # 2 units reserved over 8 days (03-02..03-09); forecast 30 + 10 (p90 40 + 12) reaches the 6 available
+        "P1|W1": (6, 2, D("0.2500"), D("24.00"), D("40.00"), D("52.00"), "high"),
+        "P2|W1": (0, 0, D("0.0000"), None, D("0.00"), D("0.00"), "out_of_stock"),
+        # 5 units over 8 days; web 20 + amazon 2 in the first 7 days (the 500 of day 8 is outside)
+        "P2|W2": (100, 5, D("0.6250"), D("160.00"), D("22.00"), D("28.00"), "low"),
     }
 
 

@@ -22,7 +22,7 @@ WEAK = json.dumps({"max_iter": 2, "quantile_max_iter": 2})
 
 @pytest.fixture(scope="module")
 def trained(spark, settings, tables):
-    from lakehouse.ml.demand import configure_mlflow, mlflow_client
+    from lakehouse.ml.registry import configure_mlflow, mlflow_client
 
     configure_mlflow(settings)
     client = mlflow_client(settings)

@@ -5,7 +5,8 @@ touched keys are recomputed, a blocked gate leaves gold unchanged (and the batch
 replayed without writing twice, and a run with nothing new writes nothing.
 
 The full-recompute gold tables (sales, customer 360, reconciliation, fraud with its ML model) are left out here
-(`FULL` emptied): tests/e2e/test_commerce_model.py runs them with the incremental tables."""
+(`FULL` emptied): tests/e2e/test_commerce_model.py runs them with the incremental tables. So is the demand forecast
+(no champion): tests/integration/test_demand_scoring.py."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def ctx(spark, settings, tmp_path, monkeypatch, request):
     """Silver inputs on a fresh tables root; those named by the test's indirect parameter are written by
     delta-rs (another writer: no change data feed)."""
     monkeypatch.setattr(gold, "FULL", {})
+    monkeypatch.setattr(gold.ChampionScorer, "champion_version", lambda self: None)  # no demand forecast here:
+    # tests/integration/test_demand_scoring.py
     scoped = dataclasses.replace(settings, tables_root=str(tmp_path / "tables"))
     c = JobContext(spark, get_tables(spark, scoped), scoped, f"gold-inc-{uuid.uuid4().hex[:6]}")
     for key in OTHER_INPUTS:

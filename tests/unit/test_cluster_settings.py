@@ -159,7 +159,7 @@ def test_mlflow_uses_the_environments_uris_and_sqlite_only_by_default(env, tmp_p
 def test_configuring_mlflow_for_one_home_leaves_the_next_home_its_own_store(env, tmp_path):
     import mlflow
 
-    from lakehouse.ml.demand import configure_mlflow
+    from lakehouse.ml.registry import configure_mlflow
 
     try:
         first = Settings.from_env()

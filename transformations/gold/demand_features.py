@@ -38,13 +38,14 @@ KEYS = [*SERIES, "origin_date", "target_date"]
 
 
 def daily_list_price(prices: DataFrame, last_date: dt.date) -> DataFrame:
-    """SCD2 price versions (sku, price, valid_from, valid_to) -> (sku, date, list_price): the price in force at the
-    start of each day up to `last_date` (a version ending mid-day gives way to the next one that day)."""
+    """SCD2 price versions (sku, price, valid_from, valid_to) -> (sku, date, list_price): the price in force each day
+    up to `last_date`; where versions overlap (a version ending mid-day, or the generated history's open version
+    and the ERP's first), the one that started last."""
     end = F.coalesce(F.date_sub(F.to_date("valid_to"), 1), F.lit(last_date))
     return (
-        prices.select("sku", F.col("price").cast("double").alias("list_price"),
+        prices.select("sku", "valid_from", F.col("price").cast("double").alias("list_price"),
                       F.explode(F.sequence(F.to_date("valid_from"), F.least(end, F.lit(last_date)))).alias("date"))
-        .groupBy("sku", "date").agg(F.max_by("list_price", "date").alias("list_price"))
+        .groupBy("sku", "date").agg(F.max_by("list_price", "valid_from").alias("list_price"))
     )
 
 
@@ -85,7 +86,7 @@ def _avg_present(cols: list[Column]) -> Column:
     """The mean of the non-null columns (null when all are null)."""
     total = sum((F.coalesce(c, F.lit(0.0)) for c in cols), F.lit(0.0))
     present = sum((c.isNotNull().cast("int") for c in cols), F.lit(0))
-    return F.when(present > 0, total / present)
+    return F.try_divide(total, present)
 
 
 def origin_state(calendar: DataFrame, list_prices: DataFrame, competitor: DataFrame) -> DataFrame:
@@ -162,13 +163,13 @@ def forecast_examples(sales: DataFrame, prices: DataFrame, promotions: DataFrame
         *KEYS, *SERIES_ATTRIBUTES, "horizon",
         "day_of_week", "doy_sin", "doy_cos", "discount_pct", "promotion", "flash_sale",
         "temperature_c", "precipitation_mm",
-        (effective / F.col("reference_price")).alias("price_index"),
-        (F.col("list_price_origin") / F.col("list_price_28d_ago") - 1).alias("price_change_28d"),
-        (F.col("competitor_price_origin") / effective).alias("competitor_ratio"),
+        F.try_divide(effective, F.col("reference_price")).alias("price_index"),
+        (F.try_divide(F.col("list_price_origin"), F.col("list_price_28d_ago")) - 1).alias("price_change_28d"),
+        F.try_divide(F.col("competitor_price_origin"), effective).alias("competitor_ratio"),
         weeks_back("obs", week, 1)[0].alias("last_same_weekday_observed"),
         _avg_present(weeks_back("obs", week, 4)).alias("same_weekday_mean_4"),
         "mean_7", "mean_28", "views_7",
-        (F.col("views_7") / F.col("views_28")).alias("views_trend"),
+        F.try_divide(F.col("views_7"), F.col("views_28")).alias("views_trend"),
         "carts_7", "in_stock_28",
         weeks_back("raw", week, 1)[0].alias(BASELINE),
         F.col("units").alias(TARGET), "in_stock",
@@ -180,3 +181,45 @@ def origins_every(last_date: dt.date, every_days: int, first_date: dt.date | Non
     cond = (F.datediff(F.lit(last_date), F.col("origin_date")) % every_days == 0) & (
         F.col("origin_date") <= F.lit(last_date))
     return cond if first_date is None else cond & (F.col("origin_date") >= F.lit(first_date))
+
+
+# --- live demand: the pipeline's own sales as daily demand ------------------------------------------------------
+DAILY_COLUMNS = ["date", *SERIES, *SERIES_ATTRIBUTES, "units", "in_stock", "product_views", "add_to_carts"]
+
+
+def live_daily_demand(reservations: DataFrame, clickstream: DataFrame, categories: DataFrame) -> DataFrame:
+    """Reservations (inventory events with their order's `channel`) -> daily demand shaped like the history
+    (DAILY_COLUMNS): units locked per day x sku x channel x warehouse; that day's product views and add-to-carts of
+    the sku on the channel in the warehouse's region; the catalogue's category (sku, category; `unknown` when
+    missing). Stock-outs are not known per day here: in_stock is true."""
+    locks = reservations.where((F.col("event_type") == "inventory_locked") & F.col("channel").isNotNull())
+    units = locks.groupBy(F.to_date("event_time").alias("date"), *SERIES, "region").agg(
+        F.sum("quantity").cast("long").alias("units"))
+    clicks = (
+        clickstream.where(F.col("event_type").isin("product_view", "add_to_cart") & F.col("sku").isNotNull())
+        .groupBy(F.to_date("event_time").alias("date"), "sku", "channel", "region")
+        .agg(F.count_if(F.col("event_type") == "product_view").alias("product_views"),
+             F.count_if(F.col("event_type") == "add_to_cart").alias("add_to_carts"))
+    )
+    return (
+        units.join(clicks, ["date", "sku", "channel", "region"], "left")
+        .join(categories.select("sku", "category"), "sku", "left")
+        .select("date", *SERIES, "region", F.coalesce("category", F.lit("unknown")).alias("category"),
+                "units", F.lit(True).alias("in_stock"),
+                F.coalesce("product_views", F.lit(0)).cast("long").alias("product_views"),
+                F.coalesce("add_to_carts", F.lit(0)).cast("long").alias("add_to_carts"))
+    )
+
+
+def combined_daily(history: DataFrame, live: DataFrame) -> DataFrame:
+    """History and live demand as one daily frame (one row per day x series: units, views and carts add up, in
+    stock only if every part was)."""
+    return (
+        history.select(*DAILY_COLUMNS).unionByName(live.select(*DAILY_COLUMNS))
+        .groupBy("date", *SERIES)
+        .agg(F.first("region").alias("region"), F.first("category").alias("category"),
+             F.sum("units").cast("long").alias("units"), F.bool_and("in_stock").alias("in_stock"),
+             F.sum("product_views").cast("long").alias("product_views"),
+             F.sum("add_to_carts").cast("long").alias("add_to_carts"))
+        .select(*DAILY_COLUMNS)
+    )

@@ -1,5 +1,5 @@
 -- Units reserved per sku x warehouse x channel over the trailing `demand_window_days` (ending at the newest
--- inventory event) and the share of its channel's reserved units each sku x warehouse holds.
+-- inventory event).
 {{ config(materialized='table') }}
 
 with reservations as (
@@ -35,7 +35,4 @@ per_key as (
     group by sku, warehouse_id, coalesce(channel, 'unknown')
 )
 
-select
-    per_key.*,
-    cast(reserved_units / sum(reserved_units) over (partition by channel) as double) as channel_share
-from per_key
+select * from per_key

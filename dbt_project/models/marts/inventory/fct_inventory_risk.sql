@@ -1,8 +1,8 @@
 -- One row per sku x warehouse: stock, average daily demand (units reserved over the trailing window), days of
--- cover, the demand forecast for the next 7 forecast days allocated to the sku x warehouse by its share of each
--- channel's reserved units, and a stock-out risk:
+-- cover, the champion's demand forecast for the next 7 days (every channel of the sku x warehouse; the summed
+-- 90th percentiles as a cautious bound), and a stock-out risk:
 --   out_of_stock  nothing available to sell
---   high          the next 7 days' allocated forecast reaches what is available
+--   high          the next 7 days' forecast reaches what is available
 --   medium        14 days of average demand reach what is available
 --   low           otherwise (also: no demand seen in the window)
 with positions as (
@@ -21,33 +21,25 @@ demand as (
     select * from {{ ref('int_sku_warehouse_demand') }}
 ),
 
-forecast as (
-    select * from {{ ref('stg_gold__demand_forecast') }}
-),
-
-forecast_days as (
-    select forecast.channel, forecast.predicted_units
-    from forecast
-    cross join (select min(forecast_date) as first_day from forecast) as horizon
-    where forecast.forecast_date < date_add(horizon.first_day, 7)
-),
-
 forecast_7d as (
-    select channel, sum(greatest(predicted_units, 0)) as channel_units_7d
-    from forecast_days
-    group by channel
+    select
+        sku,
+        warehouse_id,
+        sum(forecast_units) as forecast_units_7d,
+        sum(forecast_p90) as forecast_p90_7d
+    from {{ ref('stg_gold__demand_forecast') }}
+    where horizon <= 7
+    group by sku, warehouse_id
 ),
 
 per_key_demand as (
     select
-        demand.sku,
-        demand.warehouse_id,
-        sum(demand.reserved_units) as reserved_units,
-        max(demand.observed_days) as observed_days,
-        sum(demand.channel_share * coalesce(forecast_7d.channel_units_7d, 0)) as forecast_units_7d
+        sku,
+        warehouse_id,
+        sum(reserved_units) as reserved_units,
+        max(observed_days) as observed_days
     from demand
-    left join forecast_7d using (channel)
-    group by demand.sku, demand.warehouse_id
+    group by sku, warehouse_id
 ),
 
 measured as (
@@ -55,9 +47,11 @@ measured as (
         positions.*,
         coalesce(per_key_demand.reserved_units, 0) as reserved_units_window,
         coalesce(per_key_demand.reserved_units / per_key_demand.observed_days, 0) as avg_daily_demand,
-        coalesce(per_key_demand.forecast_units_7d, 0) as forecast_units_7d
+        coalesce(forecast_7d.forecast_units_7d, 0) as forecast_units_7d,
+        coalesce(forecast_7d.forecast_p90_7d, 0) as forecast_p90_7d
     from positions
     left join per_key_demand using (sku, warehouse_id)
+    left join forecast_7d using (sku, warehouse_id)
 )
 
 select
@@ -73,5 +67,6 @@ select
     case when avg_daily_demand > 0 then cast(greatest(available_to_sell, 0) / avg_daily_demand as decimal(18, 2))
         end as days_of_cover,
     cast(forecast_units_7d as decimal(18, 2)) as forecast_units_7d,
+    cast(forecast_p90_7d as decimal(18, 2)) as forecast_p90_7d,
     {{ stock_out_risk('available_to_sell', 'forecast_units_7d', 'avg_daily_demand') }} as stock_out_risk
 from measured
