@@ -312,7 +312,8 @@ def replenishment_of(ctx: JobContext, plan: BatchPlan) -> DataFrame:
 
 
 def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResult], app: str, batch_id: int) -> None:
-    """Overwrite (full rebuild) or MERGE the gated rows of both tables at once, keyed by (app, batch id)."""
+    """Overwrite (full rebuild) or MERGE the gated rows of the key-maintained tables (inventory, forecast,
+    suggestions) at once, keyed by (app, batch id)."""
     tables = ctx.tables
 
     def write(table: str, grain: list[str]) -> None:

@@ -125,12 +125,17 @@ def new_metastore(metastore) -> Iterator[Callable[[], object]]:
         yield lambda: stack.enter_context(_metastore_database(metastore))
 
 
+TEST_DRIVER_MEMORY = "2560m"
+
+
 @pytest.fixture(scope="session")
 def spark(settings: config.Settings, metastore):
     """The one Spark session of the test process, built by the platform's own factory."""
     from lakehouse.spark import get_spark
 
-    session = get_spark("lakehouse-tests", settings)
+    # 2.5 GB, not the platform's 4 GB: two test workers run beside the e2e demo's six 2 GB pipeline stages, the chaos
+    # drill and the services on 24 GB, and the kernel killed a worker's 4 GB JVM (its RSS reached 4.7 GB)
+    session = get_spark("lakehouse-tests", settings, conf={"spark.driver.memory": TEST_DRIVER_MEMORY})
     yield session
     session.stop()
 
