@@ -11,6 +11,8 @@ from collections.abc import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
+from pyspark.sql import functions as F
+
 from lakehouse.job import job_context, parser, require_tables, run_main
 from lakehouse.ml.demand_history import TABLES
 from lakehouse.ml.demand_models import MODEL_KINDS, make_model
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ctx = job_context("demand_training")
     frames = {key: ctx.tables.read(table) for key, table in TABLES.items()}
     sources = {table: ctx.tables.version(table) for table in TABLES.values()}
-    dates = frames["sales"].agg({"date": "min"}).first()[0], frames["sales"].agg({"date": "max"}).first()[0]
+    dates = tuple(frames["sales"].agg(F.min("date"), F.max("date")).first())
     first_origin = dates[0] + dt.timedelta(days=35)  # five weeks of same-weekday lags behind every origin
     examples = forecast_examples(
         frames["sales"], frames["prices"], frames["promotions"], frames["weather"], frames["competitor"],

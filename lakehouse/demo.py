@@ -219,17 +219,16 @@ def train_demand_models(settings: Settings, stream_start: dt.datetime) -> str:
     import mlflow
 
     from lakehouse.ml.demand_training import MODEL_NAME, champion_spec
-    from lakehouse.ml.registry import configure_mlflow, mlflow_client
+    from lakehouse.ml.registry import champion
 
-    configure_mlflow(settings)
     if champion_spec(settings) is None:
         end = (stream_start.date() - dt.timedelta(days=1)).isoformat()
         run_pipeline([("demand_history", [*DEMAND_HISTORY, "--end", end]),
                       ("demand_training", ["--model", "seasonal_naive"]),
                       ("demand_training", ["--model", "gradient_boosting"])])
-    champion = mlflow_client(settings).get_model_version_by_alias(MODEL_NAME, "champion")
-    table = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/backtest/metrics.txt")
-    return f"{MODEL_NAME} champion v{champion.version}: {champion.description}\n{table}"
+    version = champion(settings, MODEL_NAME)
+    table = mlflow.artifacts.load_text(f"runs:/{version.run_id}/backtest/metrics.txt")
+    return f"{MODEL_NAME} champion v{version.version}: {version.description}\n{table}"
 
 
 def start_sql_endpoint(settings: Settings, started: StartedHere) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.config import Settings
 from lakehouse.ml.demand_models import MODEL_INPUTS, PREDICTIONS
 from lakehouse.ml.demand_training import MODEL_NAME
-from lakehouse.ml.registry import CHAMPION_ALIAS, check_worker_python, configure_mlflow, mlflow_client
+from lakehouse.ml.registry import champion, check_worker_python
 from transformations.gold.demand_features import CATEGORICAL_FEATURES
 
 if TYPE_CHECKING:
@@ -22,10 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORECAST_COLUMNS = [
-    "sku", "channel", "warehouse_id", "origin_date", "forecast_date", "horizon", *PREDICTIONS, "model_name",
-    "model_version", "scored_at",
-]
+FORECAST_SCHEMA = (  # the rows `score` and `forecast_of` return
+    "sku string, channel string, warehouse_id string, origin_date date, forecast_date date, horizon int, "
+    + ", ".join(f"{p} double" for p in PREDICTIONS) + ", model_name string, model_version string, scored_at timestamp")
 
 
 class ChampionScorer:
@@ -39,13 +38,8 @@ class ChampionScorer:
 
     def champion_version(self) -> str | None:
         """The champion's version now; None when the model has none (not trained yet)."""
-        from mlflow.exceptions import MlflowException
-
-        configure_mlflow(self.settings)
-        try:
-            return str(mlflow_client(self.settings).get_model_version_by_alias(self.model_name, CHAMPION_ALIAS).version)
-        except MlflowException:
-            return None
+        version = champion(self.settings, self.model_name)
+        return None if version is None else str(version.version)
 
     def _udf(self, spark, version: str):  # noqa: ANN001, ANN202
         if version not in self._udfs:
@@ -57,7 +51,7 @@ class ChampionScorer:
         return self._udfs[version]
 
     def score(self, examples: DataFrame, version: str) -> DataFrame:
-        """Forecast rows (FORECAST_COLUMNS) of `examples` (forecast_examples scoring rows) with model `version`."""
+        """Forecast rows (FORECAST_SCHEMA) of `examples` (forecast_examples scoring rows) with model `version`."""
         from pyspark.sql import functions as F
 
         inputs = [F.col(c).cast("string" if c in CATEGORICAL_FEATURES else "double").alias(c) for c in MODEL_INPUTS]
@@ -81,7 +75,7 @@ def _table_or_empty(tables, name: str, schema: str):  # noqa: ANN001, ANN202
 
 def forecast_of(tables, reservations: DataFrame, clickstream: DataFrame, inventory_events: DataFrame,
                 scorer: ChampionScorer, version: str, keys: DataFrame | None = None) -> DataFrame:
-    """The next MAX_HORIZON days' forecast (FORECAST_COLUMNS) of every sku x channel x warehouse series with live
+    """The next MAX_HORIZON days' forecast (FORECAST_SCHEMA) of every sku x channel x warehouse series with live
     reservations or history - only those of the sku x warehouse `keys` when given - from the latest day seen (of
     the inventory events and the history) as origin, scored by model `version`. The demand tables (history, price
     versions, promotion calendar, weather, competitor prices) are read as they are now: a promotion planned since
@@ -114,10 +108,11 @@ def forecast_of(tables, reservations: DataFrame, clickstream: DataFrame, invento
         skus = keys.select("sku").distinct()
         prices, catalogue = prices.join(skus, "sku", "left_semi"), catalogue.join(skus, "sku", "left_semi")
     daily = combined_daily(history, live_daily_demand(reservations, clickstream, catalogue))
-    last = [r[0] for r in (inventory_events.agg(F.max(F.to_date("event_time"))).first(),
-                           history.agg(F.max("date")).first()) if r[0] is not None]
+    newest_event = inventory_events.agg(F.to_date(F.max("event_time"))).first()[0]  # max of a column: answered
+    # from the Delta log's file statistics (to_date inside the max would scan the table every batch)
+    last = [d for d in (newest_event, history.agg(F.max("date")).first()[0]) if d is not None]
     if not last:
-        return tables.spark.createDataFrame([], _forecast_schema())
+        return tables.spark.createDataFrame([], FORECAST_SCHEMA)
     last_date = max(last)
     examples = forecast_examples(
         daily, prices, _table_or_empty(tables, TABLES["promotions"], PROMOTIONS_SCHEMA),
@@ -126,8 +121,3 @@ def forecast_of(tables, reservations: DataFrame, clickstream: DataFrame, invento
         last_date=last_date, origins=F.col("origin_date") == F.lit(last_date), horizon=MAX_HORIZON)
     return scorer.score(examples, version)
 
-
-def _forecast_schema() -> str:
-    return ("sku string, channel string, warehouse_id string, origin_date date, forecast_date date, horizon int, "
-            + ", ".join(f"{p} double" for p in PREDICTIONS)
-            + ", model_name string, model_version string, scored_at timestamp")

@@ -37,6 +37,7 @@ from lakehouse.ml.demand_models import (
 from lakehouse.ml.registry import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
+    champion,
     configure_mlflow,
     experiment_id,
     mlflow_client,
@@ -75,14 +76,7 @@ class TrainingResult:
     spec: Spec
     promoted: bool
     reason: str
-    champion_before: str | None  # the champion's version before this run
     backtest: Backtest
-    feature_version: int
-    train_rows: int
-
-    @property
-    def model_uri(self) -> str:
-        return f"models:/{MODEL_NAME}/{self.version}"
 
 
 def bounded_examples(features: DataFrame, max_rows: int = DEFAULT_MAX_ROWS) -> tuple[pd.DataFrame, float]:
@@ -102,14 +96,10 @@ def bounded_examples(features: DataFrame, max_rows: int = DEFAULT_MAX_ROWS) -> t
 
 def champion_spec(settings: Settings) -> tuple[str, Spec] | None:
     """(version, spec) of the current champion, from the parameters its run logged; None when there is none."""
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow_client(settings)
-    try:
-        version = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
-    except MlflowException:
+    version = champion(settings, MODEL_NAME)
+    if version is None:
         return None
-    params = client.get_run(version.run_id).data.params
+    params = mlflow_client(settings).get_run(version.run_id).data.params
     return str(version.version), Spec(params["model_kind"], json.loads(params.get("model_params", "{}")))
 
 
@@ -197,8 +187,7 @@ def train_and_register(examples: pd.DataFrame, spec: Spec, *, settings: Settings
     if promoted:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
     log.info("%s v%s (%s) in %.1f s: %s", MODEL_NAME, version, spec.label, time.perf_counter() - started, reason)
-    return TrainingResult(run.info.run_id, version, spec, promoted, reason, champion[0] if champion else None,
-                          backtest, feature_version, len(train))
+    return TrainingResult(run.info.run_id, version, spec, promoted, reason, backtest)
 
 
 def parse_params(text: str | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from lakehouse.config import Settings, get_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.ml.registry import (
     CHAMPION_ALIAS,
+    champion,
     check_worker_python,
     configure_mlflow,
     experiment_id,
@@ -112,14 +113,8 @@ def train_fraud_model(signals: DataFrame, settings: Settings | None = None) -> T
 
 def champion_uri(settings: Settings) -> str | None:
     """models:/fraud_anomaly/<version> of the champion, or None when no model is registered yet."""
-    from mlflow.exceptions import MlflowException
-
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
-    try:
-        return f"models:/{MODEL_NAME}/{client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version}"
-    except MlflowException:
-        return None
+    version = champion(settings, MODEL_NAME)
+    return None if version is None else f"models:/{MODEL_NAME}/{version.version}"
 
 
 def score_anomalies(signals: DataFrame, settings: Settings | None = None) -> DataFrame:

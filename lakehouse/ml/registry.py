@@ -23,6 +23,17 @@ CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 
 
+def champion(settings: Settings, model_name: str):  # noqa: ANN201 - mlflow's ModelVersion, imported lazily
+    """The registered version holding the `champion` alias of `model_name`; None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    configure_mlflow(settings)
+    try:
+        return mlflow_client(settings).get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
 def configure_mlflow(settings: Settings) -> None:
     """Point MLflow at the environment's tracking/registry URIs ($MLFLOW_TRACKING_URI, $MLFLOW_REGISTRY_URI,
     a Databricks workspace), or at the embedded SQLite store under $LAKEHOUSE_HOME."""
