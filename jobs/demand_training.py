@@ -19,12 +19,11 @@ from lakehouse.ml.demand_models import MODEL_KINDS, make_model
 from lakehouse.ml.demand_training import (
     DEFAULT_MAX_ROWS,
     MODEL_NAME,
-    Spec,
     bounded_examples,
     format_backtest,
-    parse_params,
     train_and_register,
 )
+from lakehouse.ml.registry import Spec, parse_params
 from transformations.gold.demand_features import MAX_HORIZON, forecast_examples, origins_every
 
 FEATURE_TABLE = "gold.demand_features"

@@ -21,7 +21,10 @@ table it updates before writing any: one blocked table leaves every gold table u
   the touched keys' series are rescored from their live reservations and their history and MERGEd in. The
   champion alias is resolved on every batch: when it names another version than the one last written, the batch
   rescores every series (and overwrites the table), so a promotion reaches the running query without a restart.
-  Without a champion (no demand model trained yet) the table is not written.
+  Without a champion (no demand model trained yet) the table is not written. Continuous, the forecast is
+  refreshed at most every `--forecast-every` seconds (`ForecastSchedule`): the keys touched in between wait for
+  the next refresh (a forecast is a daily quantity; scoring it for every micro-batch of a few orders cost a
+  second core's worth of time), and the first refresh of a query rescores every series.
 * gold.replenishment_suggestions follows the forecast: for the skus it rescored, transfers from overstocked
   warehouses and purchase orders where the lead time's forecast and safety stock exceed available-to-sell
   (transformations.gold.replenishment), from the positions and forecast as the batch leaves them; replaced per sku.
@@ -90,6 +93,7 @@ FORECAST = "gold.demand_forecast"
 FORECAST_GRAIN = [*KEY, "channel", "forecast_date"]
 REPLENISHMENT = "gold.replenishment_suggestions"
 REPLENISHMENT_GRAIN = [*KEY, "action", "from_warehouse_id"]
+FORECAST_EVERY_S = 300.0  # continuous: the demand forecast's refresh interval
 LEAD_TIME_DAYS, OVERSTOCK_FACTOR, PACK_SIZE = 7, 2.0, 1  # suppliers' lead time; what counts as overstocked
 LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
 QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
@@ -219,6 +223,27 @@ def touched_keys(changes: DataFrame, changed: set[str], s: Silver, positions: Da
 
 # --- one micro-batch ---------------------------------------------------------------------------------------------
 @dataclass
+class ForecastSchedule:
+    """When a query refreshes the demand forecast and the replenishment suggestions: in every batch (`every_s`
+    0: available-now runs, which leave nothing waiting), or at most every `every_s` seconds for the keys touched
+    since the last refresh (`waiting`: sku x warehouse keys, collected from the batches' touched keys, so bounded
+    by what the batches in between touched). `everything`: the next refresh rescores every series (a continuous
+    query's first: what a query stopped before its refresh left waiting is not known)."""
+
+    every_s: float = 0.0
+    everything: bool = False
+    waiting: set[tuple[str, str]] = field(default_factory=set)
+    last: float | None = None  # time.monotonic() of the last refresh written
+
+    def due(self, now: float) -> bool:
+        return self.every_s <= 0 or self.last is None or now - self.last >= self.every_s
+
+    def refreshed(self, now: float) -> None:
+        self.last, self.everything = now, False
+        self.waiting.clear()
+
+
+@dataclass
 class BatchPlan:
     """What one micro-batch does: the inventory tables rebuilt (`keys` None and `frames` set), MERGEd for the
     touched `keys`, or left alone (`frames` empty); the full tables it recomputes (`full`)."""
@@ -228,7 +253,8 @@ class BatchPlan:
     full: list[str] = field(default_factory=list)
     cached: list[DataFrame] = field(default_factory=list)
     forecast_version: str | None = None  # the champion the forecast in `frames` was scored with
-    forecast_all: bool = False  # that forecast covers every series (else the touched `keys`' only)
+    forecast_all: bool = False  # that forecast covers every series (else the `forecast_keys`' only)
+    forecast_keys: DataFrame | None = None  # the touched keys and those waiting since the last refresh
 
     def release(self) -> None:
         for df in self.cached:
@@ -236,18 +262,19 @@ class BatchPlan:
 
 
 def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str], rebuild: bool,
-               scorer: ChampionScorer) -> BatchPlan:
+               scorer: ChampionScorer, schedule: ForecastSchedule, now: float) -> BatchPlan:
     """The batch's plan: a full rebuild of everything on `rebuild` (or of the inventory tables when one is
     missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`. The
-    demand forecast follows the inventory keys, and covers every series when the champion changed since the
-    last forecast written (or there is none yet)."""
+    demand forecast follows the inventory keys when the `schedule` is due at `now` (else they wait), and covers
+    every series when the champion changed since the last forecast written (or there is none yet)."""
     plan = BatchPlan(full=full_tables_to_build(changed, ctx.tables.exists, rebuild))
     plan.forecast_version = scorer.champion_version()
     plan.forecast_all = plan.forecast_version is not None and (
-        rebuild or plan.forecast_version != scorer.written or not ctx.tables.exists(FORECAST))
+        rebuild or plan.forecast_version != scorer.written or not ctx.tables.exists(FORECAST)
+        or (schedule.everything and schedule.due(now)))
     rebuild = rebuild or not all(ctx.tables.exists(t) for t in GRAIN)
     if not rebuild and not changed.intersection(CHANGE_SOURCES):
-        return _with_forecast(ctx, s, plan, scorer, None)
+        return _with_forecast(ctx, s, plan, scorer, None, schedule, now)
     if not rebuild:
         started = time.perf_counter()
         keys = touched_keys(changes, changed, s, ctx.tables.read(POSITIONS))
@@ -256,26 +283,40 @@ def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str]
         touched = plan.keys.count()  # stays distributed
         log.info("%s sku x warehouse keys touched (found in %.2f s)", touched, time.perf_counter() - started)
         if not touched:
-            return _with_forecast(ctx, s, plan, scorer, None)
+            return _with_forecast(ctx, s, plan, scorer, None, schedule, now)
     positions, reservations = positions_of(s, plan.keys)
     plan.frames = {POSITIONS: positions.cache()}
     plan.frames[ALERTS] = alerts_of(plan.frames[POSITIONS]).cache()
     plan.cached += [reservations, *plan.frames.values()]
-    return _with_forecast(ctx, s, plan, scorer, reservations)
+    return _with_forecast(ctx, s, plan, scorer, reservations, schedule, now)
 
 
 def _with_forecast(ctx: JobContext, s: Silver, plan: BatchPlan, scorer: ChampionScorer,
-                   reservations: DataFrame | None) -> BatchPlan:
-    """`plan` + the demand forecast it needs: every series' (`forecast_all`), the touched keys' (when there are
-    `reservations` of them), or none (no champion yet, or nothing touched)."""
-    if plan.forecast_version is None or (reservations is None and not plan.forecast_all):
+                   reservations: DataFrame | None, schedule: ForecastSchedule, now: float) -> BatchPlan:
+    """`plan` + the demand forecast it needs: every series' (`forecast_all`), the touched and waiting keys' (when
+    the schedule is due), or none (no champion yet, nothing touched or waiting, or not due: the touched keys
+    wait)."""
+    if plan.forecast_version is None:
         return plan
-    if plan.forecast_all or plan.keys is None:
+    if plan.keys is None and reservations is not None:  # the inventory tables are rebuilt: so is the forecast
         plan.forecast_all = True
-        reservations = with_order_channel(s["inventory_events"], s["orders"])
-        keys = None
-    else:
+    touched = reservations is not None and not plan.forecast_all
+    if plan.forecast_all:
+        reservations, keys = with_order_channel(s["inventory_events"], s["orders"]), None
+    elif not schedule.due(now):
+        if touched:
+            schedule.waiting.update((r.sku, r.warehouse_id) for r in plan.keys.select(*KEY).collect())
+        return plan
+    elif schedule.waiting:
+        waiting = ctx.spark.createDataFrame(sorted(schedule.waiting), "sku string, warehouse_id string")
+        keys = (plan.keys.select(*KEY).unionByName(waiting) if touched else waiting).distinct().cache()
+        plan.cached.append(keys)
+        reservations = with_order_channel(restrict_to_keys(s["inventory_events"], keys), s["orders"])
+    elif touched:
         keys = plan.keys
+    else:
+        return plan
+    plan.forecast_keys = keys
     started = time.perf_counter()
     forecast = forecast_of(ctx.tables, reservations, s["clickstream"], s["inventory_events"], scorer,
                            plan.forecast_version, keys).cache()
@@ -302,7 +343,7 @@ def _with_others(frame: DataFrame | None, table: str, ctx: JobContext, keys: Dat
 def replenishment_of(ctx: JobContext, plan: BatchPlan) -> DataFrame:
     """Transfers and purchase orders for the skus the batch forecast (every sku when it forecast every series),
     from the positions and the forecast as this batch leaves them."""
-    keys = None if plan.forecast_all else plan.keys
+    keys = None if plan.forecast_all else plan.forecast_keys
     positions = _with_others(plan.frames.get(POSITIONS), POSITIONS, ctx, plan.keys)
     forecast = _with_others(plan.frames[FORECAST], FORECAST, ctx, keys)
     if keys is not None:
@@ -317,14 +358,16 @@ def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResul
     tables = ctx.tables
 
     def write(table: str, grain: list[str]) -> None:
-        if plan.keys is None or (table in (FORECAST, REPLENISHMENT) and plan.forecast_all):
+        forecast = table in (FORECAST, REPLENISHMENT)
+        if (plan.forecast_all if forecast else plan.keys is None):
             tables.write_batch(gates[table].valid, table, app, batch_id, mode="overwrite")
             return
+        keys = plan.forecast_keys if forecast else plan.keys
         current = tables.read(table)
         if table == REPLENISHMENT:  # a sku's suggestions span its warehouses: replaced per sku
-            current = current.join(plan.keys.select("sku").distinct(), "sku", "left_semi")
+            current = current.join(keys.select("sku").distinct(), "sku", "left_semi")
         else:
-            current = restrict_to_keys(current, plan.keys)
+            current = restrict_to_keys(current, keys)
         started = time.perf_counter()
         tables.merge(replacement_rows(gates[table].valid, current, grain), table, MergeSpec(**replacement_merge(grain)),
                      app_id=app, batch_id=batch_id)
@@ -348,14 +391,17 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
 
 
 def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, rebuild: bool = False,
-               scorer: ChampionScorer | None = None) -> dict[str, GateResult]:
+               scorer: ChampionScorer | None = None, schedule: ForecastSchedule | None = None) -> dict[str, GateResult]:
     """One micro-batch (`changes`: change rows, see `change_rows`): gate every gold table it updates, then write
     them all keyed by (app, batch id); returns the gates (empty when the batch touched nothing). `scorer`: the
-    query's demand scorer (it remembers the champion version last written)."""
+    query's demand scorer (it remembers the champion version last written); `schedule`: when the query refreshes
+    the forecast (default: every batch)."""
     changed = set() if rebuild else {r["source"] for r in changes.select("source").distinct().collect()}  # <= 8
     silver = read_silver(ctx)
     scorer = scorer or ChampionScorer(ctx.settings)
-    plan = plan_batch(ctx, silver, changes, changed, rebuild, scorer)
+    schedule = schedule or ForecastSchedule()
+    now = time.monotonic()
+    plan = plan_batch(ctx, silver, changes, changed, rebuild, scorer, schedule, now)
     done: dict[str, GateResult] = {}  # filled from threads, in any order
     built: list[DataFrame] = []
     try:
@@ -382,6 +428,7 @@ def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, reb
             functools.partial(commit_all, ctx.tables, fulls)])
         if FORECAST in gates:
             scorer.written = plan.forecast_version
+            schedule.refreshed(now)
         log.info("batch %s: %s written from silver %s", batch_id, ", ".join(gates), silver.versions)
         return gates
     finally:
@@ -401,17 +448,22 @@ def forecast_version(ctx: JobContext) -> str | None:
     return row["lo"] if row["lo"] == row["hi"] else None
 
 
-def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None = None) -> DeltaStream:
+def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None = None,
+           forecast_every: float = 0.0) -> DeltaStream:
     """The job's query on the silver inputs' change data feeds; each batch's gates go to `done`, its tables to
-    the catalog. A new checkpoint starts at each input's current version with a full rebuild (batch 0)."""
+    the catalog. A new checkpoint starts at each input's current version with a full rebuild (batch 0). The
+    forecast is refreshed in every batch, or at most every `forecast_every` seconds (the first refresh then
+    rescores every series)."""
     registered: set[str] = set()
     scorer = ChampionScorer(ctx.settings)
     scorer.written = forecast_version(ctx)
+    schedule = ForecastSchedule(every_s=forecast_every, everything=forecast_every > 0)
 
     def batch(changes: DataFrame, app: str, batch_id: int) -> None:
         changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0, scorer=scorer)
+            gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0, scorer=scorer,
+                               schedule=schedule)
         finally:
             changes.unpersist()
         ctx.tables.register_new(GOLD, registered)
@@ -432,10 +484,13 @@ def run(ctx: JobContext) -> list[dict[str, GateResult]]:
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser(__doc__)
     add_trigger_arguments(p)
+    p.add_argument("--forecast-every", type=float, default=FORECAST_EVERY_S,
+                   help="continuous: seconds between refreshes of the demand forecast and replenishment")
     args = p.parse_args(argv)
     if args.trigger == "continuous":  # waits for silver
         ctx = job_context(APP_ID)
-        run_continuously(ctx, APP_ID, [stream(ctx)], args.interval, args.timeout)
+        run_continuously(ctx, APP_ID, [stream(ctx, forecast_every=args.forecast_every)], args.interval,
+                         args.timeout)
         return
     require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first")
     ctx = job_context(APP_ID)

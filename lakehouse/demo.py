@@ -4,7 +4,8 @@ Local services (Apache Kafka broker, PostgreSQL ERP + Debezium capture, S3 landi
 database, a generated multi-family event stream with injected faults and landing files (settlement reports
 that match the stream's captured payments, with injected mismatches), then every job in one Spark session:
 bronze_events, bronze_cdc, silver_cdc, bronze_landing, silver_events, the demand models (a generated year of
-history, seasonal naive and the gradient-boosted challenger, once per home), gold_commerce (which scores the
+history, seasonal naive and the gradient-boosted challenger, once per home), the fraud models (a generated labelled
+payment history, the rules and the gradient-boosted challenger, once per home), gold_commerce (which scores the
 champion's demand forecast), dbt_marts.
 Last, the always-on pipeline (lakehouse.pipeline), the SQL endpoint and the BI tool (Apache Superset) are started and
 left running. The pipeline's stages are those jobs, with the same checkpoints and Delta transaction ids, so a
@@ -211,24 +212,45 @@ def run_pipeline(steps: Sequence[str | tuple[str, list[str]]] | None = None) -> 
 
 
 DEMAND_HISTORY = ["--skus", "12", "--channels", "web,mobile_app,store", "--days", "365"]
+FRAUD_HISTORY = ["--customers", "1500", "--days", "60"]
+
+
+def _trained_once(settings: Settings, model_name: str, steps: list[tuple[str, list[str]]], table: str) -> str:
+    """Run `steps` (history, baseline, challenger) unless `model_name` has a champion in this home; returns the
+    champion's description and its run's `table` artifact."""
+    import mlflow
+
+    from lakehouse.ml.registry import champion
+
+    if champion(settings, model_name) is None:
+        run_pipeline(steps)
+    version = champion(settings, model_name)
+    text = mlflow.artifacts.load_text(f"runs:/{version.run_id}/{table}")
+    return f"{model_name} champion v{version.version}: {version.description}\n{text}"
 
 
 def train_demand_models(settings: Settings, stream_start: dt.datetime) -> str:
     """A year of demand history ending the day before the stream, then seasonal naive (the first champion) and the
     gradient-boosted challenger; once per home. Returns the champion's backtest table (from its MLflow run)."""
-    import mlflow
+    from lakehouse.ml.demand_training import MODEL_NAME
 
-    from lakehouse.ml.demand_training import MODEL_NAME, champion_spec
-    from lakehouse.ml.registry import champion
+    end = (stream_start.date() - dt.timedelta(days=1)).isoformat()
+    return _trained_once(settings, MODEL_NAME, [("demand_history", [*DEMAND_HISTORY, "--end", end]),
+                                                ("demand_training", ["--model", "seasonal_naive"]),
+                                                ("demand_training", ["--model", "gradient_boosting"])],
+                         "backtest/metrics.txt")
 
-    if champion_spec(settings) is None:
-        end = (stream_start.date() - dt.timedelta(days=1)).isoformat()
-        run_pipeline([("demand_history", [*DEMAND_HISTORY, "--end", end]),
-                      ("demand_training", ["--model", "seasonal_naive"]),
-                      ("demand_training", ["--model", "gradient_boosting"])])
-    version = champion(settings, MODEL_NAME)
-    table = mlflow.artifacts.load_text(f"runs:/{version.run_id}/backtest/metrics.txt")
-    return f"{MODEL_NAME} champion v{version.version}: {version.description}\n{table}"
+
+def train_fraud_models(settings: Settings, stream_start: dt.datetime) -> str:
+    """A labelled payment history ending the day before the stream, then the rules (the first champion) and the
+    gradient-boosted challenger; once per home. Returns the champion's evaluation table (from its MLflow run)."""
+    from lakehouse.ml.fraud_training import MODEL_NAME
+
+    end = (stream_start.date() - dt.timedelta(days=1)).isoformat()
+    return _trained_once(settings, MODEL_NAME, [("fraud_history", [*FRAUD_HISTORY, "--end", end]),
+                                                ("fraud_training", ["--model", "rules"]),
+                                                ("fraud_training", ["--model", "gradient_boosting"])],
+                         "evaluation/metrics.txt")
 
 
 def start_sql_endpoint(settings: Settings, started: StartedHere) -> str:

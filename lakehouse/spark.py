@@ -185,3 +185,24 @@ def get_spark(app_name: str = "lakehouse", settings: Settings | None = None,
     spark.sparkContext.setLogLevel(os.environ.get("LAKEHOUSE_SPARK_LOG_LEVEL", "WARN"))
     metastore.ensure_schema(spark, db)
     return spark
+
+
+def stop_spark(timeout: float = 60.0) -> bool:
+    """Stop this process's Spark session and, when this process launched the driver JVM, end that JVM (its heap is
+    not returned by `SparkSession.stop()`: the JVM lives as long as the Python process). A later `get_spark`
+    launches a new one. Returns True when a JVM was ended."""
+    from pyspark import SparkContext
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)  # None when the JVM was not launched by this process (spark-submit)
+    if gateway is None or proc is None:
+        return False
+    gateway.shutdown()
+    proc.stdin.close()  # the gateway server exits at EOF on its stdin
+    proc.wait(timeout)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    return True

@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from lakehouse.errors import LakehouseError
+from lakehouse.ml.registry import make_estimator
 from transformations.gold.demand_features import BASELINE, CATEGORICAL_FEATURES, FEATURES, TARGET
 
 MODEL_INPUTS = [*FEATURES, BASELINE]
@@ -116,12 +117,7 @@ MODEL_KINDS: dict[str, Callable[..., BaseEstimator]] = {
 
 
 def make_model(kind: str, params: dict[str, Any] | None = None) -> BaseEstimator:
-    if kind not in MODEL_KINDS:
-        raise LakehouseError(f"unknown demand model {kind!r}; models are: {', '.join(MODEL_KINDS)}")
-    try:
-        return MODEL_KINDS[kind](**(params or {}))
-    except TypeError as exc:
-        raise LakehouseError(f"bad parameters for {kind}: {exc}") from None
+    return make_estimator(MODEL_KINDS, kind, params, "demand")
 
 
 # --- metrics ---------------------------------------------------------------------------------------------------
@@ -224,19 +220,3 @@ def rolling_origin_backtest(examples: pd.DataFrame, models: dict[str, Callable[[
     # one MASE scale for every fold: the earliest fold's training rows (no fold's test days in it)
     scales = naive_scales(scale_rows[0], segment)
     return Backtest(origins, scored_all, metrics_table(scored_all, scales, segment))
-
-
-def promotion_decision(challenger_wape: float, champion_wape: float | None,
-                       min_improvement: float = 0.0) -> tuple[bool, str]:
-    """Promote when no champion exists, or when the challenger's backtest WAPE is lower than the champion's (on
-    the same folds) by at least `min_improvement` (a fraction of the champion's)."""
-    if not np.isfinite(challenger_wape):
-        return False, "the challenger's backtest WAPE is undefined"
-    if champion_wape is None:
-        return True, "no champion yet"
-    bar = champion_wape * (1 - min_improvement)
-    if challenger_wape < bar:
-        return True, f"backtest WAPE {challenger_wape:.4f} < champion's {champion_wape:.4f}" + (
-            f" x (1 - {min_improvement:g})" if min_improvement else "")
-    return False, f"backtest WAPE {challenger_wape:.4f} does not beat the champion's {champion_wape:.4f}" + (
-        f" x (1 - {min_improvement:g})" if min_improvement else "")

@@ -555,3 +555,14 @@ def test_demand_models_are_trained_once_and_the_champion_beats_seasonal_naive(de
     gbm, naive = _backtest_wape(sections[0], "gradient_boosting"), _backtest_wape(sections[0], "seasonal_naive")
     assert gbm <= 0.8 * naive
     assert {t for t in demo.tables[0] if "demand" in t} >= {"silver.demand_daily", "gold.demand_features"}
+
+
+def test_fraud_models_are_trained_once_and_the_champion_beats_the_rules(demo):
+    sections = [o.split("== fraud models", 1)[1].split("\n\n", 1)[0] for o in demo.outputs]
+    assert sections[1] == sections[0]  # the second run trained nothing: the same champion's table
+    assert sections[0].splitlines()[1].startswith("fraud_payment champion v2: gradient_boosting: test PR-AUC ")
+    overall = {r[0]: (float(r[-6]), float(r[-5])) for r in (line.split() for line in sections[0].splitlines())
+               if len(r) > 7 and r[-7] == "all"}  # model -> (PR-AUC, recall at <= 1 % false positives)
+    assert overall["gradient_boosting"][0] > overall["rules"][0] + 0.2
+    assert overall["gradient_boosting"][1] > overall["rules"][1]
+    assert {t for t in demo.tables[0] if "fraud" in t} >= {"silver.fraud_payment_attempts", "gold.fraud_features"}

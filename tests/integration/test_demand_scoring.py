@@ -1,6 +1,7 @@
 """gold_commerce scores the demand champion in its micro-batches: every series of the history and of the live
 reservations gets 14 days of forecast from the latest day; a new champion reaches the running query at its next
-batch and rescores every series; otherwise only the touched sku x warehouse keys are rescored.
+batch and rescores every series; otherwise only the touched sku x warehouse keys are rescored (continuous, at most
+once per refresh interval, with the keys touched in between).
 
 The seasonal naive model makes every figure checkable here: the forecast of day origin + h is the series' units on
 the same weekday one week (h <= 7) or two weeks (h > 7) back."""
@@ -149,6 +150,30 @@ def test_every_series_is_forecast_by_the_champion_and_a_new_champion_rescores_al
     c.tables.append(c.spark.createDataFrame([("p1",)], "id string"), gold.SOURCES["payments"])
     assert gold.run(c) == [{}]
     assert (c.tables.version(gold.FORECAST), c.tables.version(gold.REPLENISHMENT)) == (version, suggestions)
+
+
+def test_a_continuous_query_refreshes_the_forecast_on_its_schedule_with_the_keys_touched_meanwhile(ctx, monkeypatch):
+    c = ctx
+    schedule = gold.ForecastSchedule(every_s=3600.0, everything=True)  # one continuous query across these runs
+    monkeypatch.setattr(gold, "ForecastSchedule", lambda **_: schedule)
+    with_forecast = sorted([*gold.GRAIN, gold.FORECAST, gold.REPLENISHMENT])
+    assert [sorted(b) for b in gold.run(c)] == [with_forecast]  # the first refresh: every series
+    assert (schedule.last is not None, schedule.everything, schedule.waiting) == (True, False, set())
+    first, version = forecast(c), c.tables.version(gold.FORECAST)
+
+    lock(c, "O3", "web", "SKU-00099", 4)  # within the interval: the positions move, the forecast waits
+    assert [sorted(b) for b in gold.run(c)] == [sorted(gold.GRAIN)]
+    assert schedule.waiting == {("SKU-00099", "WH-EU-1")}
+    assert (c.tables.version(gold.FORECAST), forecast(c)) == (version, first)
+
+    schedule.last -= 3600  # the interval has passed: the next batch rescores its key's and the waiting key's series
+    lock(c, "O4", "store", "SKU-00002", 1)
+    assert [sorted(b) for b in gold.run(c)] == [with_forecast]
+    assert schedule.waiting == set()
+    assert {k: r["forecast"] for k, r in forecast(c).items()} == expected_naive(
+        c, {("SKU-00001", "web", "WH-EU-1"): 3, ("SKU-00099", "web", "WH-EU-1"): 6,
+            ("SKU-00002", "store", "WH-EU-1"): 1}, T0.date())
+    assert {r.sku for r in c.tables.read(gold.REPLENISHMENT).collect()} >= {"SKU-00099", "SKU-00002"}
 
 
 def test_without_a_champion_gold_is_written_without_a_forecast(ctx):

@@ -1,5 +1,5 @@
-"""Demand metrics, the two models' outputs, fold selection, the rolling-origin backtest's data boundaries and the
-champion promotion rule (pandas and scikit-learn only)."""
+"""Demand metrics, the two models' outputs, fold selection and the rolling-origin backtest's data boundaries
+(pandas and scikit-learn only)."""
 
 from __future__ import annotations
 
@@ -22,18 +22,6 @@ def test_wape_bias_and_mase_on_numbers_worked_by_hand() -> None:
     assert m.bias(y, f) == pytest.approx((-2 + 1 + 0 + 4) / 20)
     assert m.mase(y, f, scale=2.0) == pytest.approx(7 / 4 / 2)
     assert np.isnan(m.wape(np.zeros(3), np.ones(3))) and np.isnan(m.mase(y, f, 0.0))
-
-
-@pytest.mark.parametrize(("challenger", "champion", "min_improvement", "promoted", "reason"), [
-    (0.5, None, 0.0, True, "no champion yet"),
-    (0.4, 0.5, 0.0, True, "backtest WAPE 0.4000 < champion's 0.5000"),
-    (0.5, 0.5, 0.0, False, "backtest WAPE 0.5000 does not beat the champion's 0.5000"),
-    (0.46, 0.5, 0.1, False, "backtest WAPE 0.4600 does not beat the champion's 0.5000 x (1 - 0.1)"),
-    (0.44, 0.5, 0.1, True, "backtest WAPE 0.4400 < champion's 0.5000 x (1 - 0.1)"),
-    (float("nan"), 0.5, 0.0, False, "the challenger's backtest WAPE is undefined"),
-])
-def test_promotion_needs_a_strictly_better_backtest(challenger, champion, min_improvement, promoted, reason) -> None:
-    assert m.promotion_decision(challenger, champion, min_improvement) == (promoted, reason)
 
 
 def _examples(n_series: int = 3, days: int = 84, horizon: int = 14, seed: int = 0) -> pd.DataFrame:
