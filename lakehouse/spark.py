@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -202,7 +203,12 @@ def stop_spark(timeout: float = 60.0) -> bool:
         return False
     gateway.shutdown()
     proc.stdin.close()  # the gateway server exits at EOF on its stdin
-    proc.wait(timeout)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:  # shutdown hooks still running: this process's own child, ended
+        log.warning("the Spark driver JVM (pid %s) did not exit within %.0f s; killed", proc.pid, timeout)
+        proc.kill()
+        proc.wait()
     SparkContext._gateway = None
     SparkContext._jvm = None
     return True

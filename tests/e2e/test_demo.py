@@ -66,7 +66,7 @@ class DemoRuns:
     def cli(self, *argv: str) -> subprocess.CompletedProcess:
         """`lakehouse <argv>` on the demo's home and ports."""
         return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=self.env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=1800)
+                              capture_output=True, text=True, timeout=2700)
 
     def pipeline_status(self) -> dict[str, dict]:
         done = self.cli("pipeline", "status", "--json")
