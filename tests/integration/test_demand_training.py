@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from model_training import train_in_sequence
 
 from lakehouse.jobs_registry import run_job
 from lakehouse.ml.demand_history import TABLES
@@ -22,19 +23,9 @@ WEAK = json.dumps({"max_iter": 2, "quantile_max_iter": 2})
 
 @pytest.fixture(scope="module")
 def trained(spark, settings, tables):
-    from lakehouse.ml.registry import configure_mlflow, mlflow_client
-
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
-    if client.search_registered_models(f"name='{MODEL_NAME}'"):
-        client.delete_registered_model(MODEL_NAME)  # a fresh registry for this module's promotion sequence
-    run_job("demand_history", HISTORY)
-    steps = {}
-    for label, argv in (("naive", ["--model", "seasonal_naive"]), ("gbm", ["--params", GBM]),
-                        ("weak", ["--params", WEAK])):
-        run_job("demand_training", [*argv, "--folds", "3"])
-        steps[label] = client.get_model_version(MODEL_NAME, str(len(steps) + 1))
-    return client, steps
+    return train_in_sequence(settings, MODEL_NAME, ("demand_history", HISTORY), "demand_training", {
+        "naive": ["--model", "seasonal_naive", "--folds", "3"], "gbm": ["--params", GBM, "--folds", "3"],
+        "weak": ["--params", WEAK, "--folds", "3"]})
 
 
 def test_history_tables_hold_every_series_and_day(trained, tables) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from model_training import train_in_sequence
 
 from lakehouse.jobs_registry import run_job
 from lakehouse.ml.fraud_history import PATTERNS, TABLES
@@ -21,18 +22,8 @@ WEAK = json.dumps({"max_iter": 1, "learning_rate": 0.01, "max_leaf_nodes": 2})
 
 @pytest.fixture(scope="module")
 def trained(spark, settings, tables):
-    from lakehouse.ml.registry import configure_mlflow, mlflow_client
-
-    configure_mlflow(settings)
-    client = mlflow_client(settings)
-    if client.search_registered_models(f"name='{MODEL_NAME}'"):
-        client.delete_registered_model(MODEL_NAME)  # a fresh registry for this module's promotion sequence
-    run_job("fraud_history", HISTORY)
-    steps = {}
-    for label, argv in (("rules", ["--model", "rules"]), ("gbm", []), ("weak", ["--params", WEAK])):
-        run_job("fraud_training", argv)
-        steps[label] = client.get_model_version(MODEL_NAME, str(len(steps) + 1))
-    return client, steps
+    return train_in_sequence(settings, MODEL_NAME, ("fraud_history", HISTORY), "fraud_training",
+                             {"rules": ["--model", "rules"], "gbm": [], "weak": ["--params", WEAK]})
 
 
 def test_history_holds_every_pattern_labelled(trained, tables) -> None:
