@@ -61,6 +61,7 @@ from lakehouse.ml.demand_scoring import ChampionScorer, forecast_of
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
+from lakehouse.sources.kafka_admin import create_topics
 from lakehouse.tables import MergeSpec
 from lakehouse.tables.concurrent import commit_all, run_concurrently
 from transformations.gold.customers import customer_360
@@ -77,7 +78,7 @@ from transformations.gold.inventory import (
     with_order_channel,
 )
 from transformations.gold.payments import payment_reconciliation
-from transformations.gold.replenishment import replenishment_suggestions
+from transformations.gold.replenishment import erp_messages, replenishment_suggestions
 from transformations.gold.sales import sales_by_region
 
 APP_ID = "gold_commerce"
@@ -94,6 +95,8 @@ FORECAST_GRAIN = [*KEY, "channel", "forecast_date"]
 REPLENISHMENT = "gold.replenishment_suggestions"
 REPLENISHMENT_GRAIN = [*KEY, "action", "from_warehouse_id"]
 FORECAST_EVERY_S = 300.0  # continuous: the demand forecast's refresh interval
+ERP_TOPIC = "erp.replenishment_suggestions"  # compacted: each suggestion as it is now; a tombstone once it went
+ERP_QUERY = f"{APP_ID}_erp_v1"  # the publishing query's name and checkpoint folder
 LEAD_TIME_DAYS, OVERSTOCK_FACTOR, PACK_SIZE = 7, 2.0, 1  # suppliers' lead time; what counts as overstocked
 LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
 QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
@@ -474,10 +477,26 @@ def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None
                        project=change_rows)
 
 
+def erp_publisher(ctx: JobContext) -> DeltaStream:
+    """A query on gold.replenishment_suggestions' change data feed that keeps the compacted topic ERP_TOPIC equal to
+    the table (transformations.gold.replenishment.erp_messages): the ERP's purchasing and transfer planning reads
+    it. At least once: a micro-batch cut short sends its records again, the same state per key."""
+    bootstrap = ctx.settings.kafka_bootstrap
+
+    def publish(changes: DataFrame, app: str, batch_id: int) -> None:
+        create_topics(bootstrap, [ERP_TOPIC], partitions=3, config={"cleanup.policy": "compact"})
+        (erp_messages(changes).write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+         .options(**ctx.settings.kafka_options).option("topic", ERP_TOPIC).save())
+
+    return DeltaStream(REPLENISHMENT, ERP_QUERY, publish, change_feed=True)
+
+
 def run(ctx: JobContext) -> list[dict[str, GateResult]]:
-    """Bring gold up to date with silver (available-now), then stop; returns each micro-batch's gates."""
+    """Bring gold up to date with silver (available-now), publish the replenishment suggestions' changes to the
+    ERP's topic, then stop; returns each micro-batch's gates."""
     batches: list[dict[str, GateResult]] = []
     run_available_now(ctx, APP_ID, [stream(ctx, batches.append)])
+    run_available_now(ctx, APP_ID, [erp_publisher(ctx)])  # after gold: what this run suggested
     return batches
 
 
@@ -489,8 +508,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.trigger == "continuous":  # waits for silver
         ctx = job_context(APP_ID)
-        run_continuously(ctx, APP_ID, [stream(ctx, forecast_every=args.forecast_every)], args.interval,
-                         args.timeout)
+        run_continuously(ctx, APP_ID, [stream(ctx, forecast_every=args.forecast_every), erp_publisher(ctx)],
+                         args.interval, args.timeout)
         return
     require_tables(*SOURCES.values(), hint="run silver_events, silver_cdc and bronze_landing/silver first")
     ctx = job_context(APP_ID)

@@ -41,6 +41,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
+class ModuleTimes:
+    """Prints a line per finished test module as the run goes (worker, tests, seconds of its tests and fixtures,
+    minutes since the session started): CI stops a run at its time limit before pytest's --durations summary, and
+    these lines say which modules took the time and which were still running."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config, self.started = config, time.monotonic()
+        self.current: dict[str, list] = {}  # worker -> [module, tests, seconds]
+
+    def _done(self, worker: str) -> None:
+        module, tests, seconds = self.current.pop(worker)
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")  # on a line of its own (xdist's dots
+        terminal.write(f"\n[{worker}] {module}: {tests} tests, {seconds:,.0f} s "  # leave the line open)
+                       f"(at {(time.monotonic() - self.started) / 60:.1f} min)\n")
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        worker = worker.id if worker is not None else "main"
+        module = report.nodeid.split("::", 1)[0]
+        if worker in self.current and self.current[worker][0] != module:
+            self._done(worker)
+        entry = self.current.setdefault(worker, [module, 0, 0.0])
+        entry[1] += report.when == "call"
+        entry[2] += report.duration
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self) -> None:
+        for worker in list(self.current):
+            self._done(worker)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        config.pluginmanager.register(ModuleTimes(config), "lakehouse-module-times")
+
+
 def _set_env(name: str, value: str | None) -> None:
     if value is None:
         os.environ.pop(name, None)

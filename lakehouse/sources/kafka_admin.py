@@ -45,16 +45,18 @@ def list_topics(bootstrap: str, timeout: float = 5.0) -> dict[str, int]:
 
 
 def create_topics(
-    bootstrap: str, names: Iterable[str], partitions: int = 1, timeout: float = 10.0
+    bootstrap: str, names: Iterable[str], partitions: int = 1, timeout: float = 10.0,
+    config: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet (with `partitions` each); returns the names created."""
+    """Create the topics that do not exist yet (with `partitions` each and the topic `config`, e.g.
+    {"cleanup.policy": "compact"}); returns the names created."""
     existing = list_topics(bootstrap, timeout)
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
         return []
     admin = admin_client(bootstrap)  # keep a reference until the futures resolve
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted],
+        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {}) for n in wanted],
         operation_timeout=timeout,
     )
     created = []

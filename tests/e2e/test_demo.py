@@ -1,14 +1,11 @@
 """`lakehouse demo` (what `make demo` runs) end to end, twice, as its own process on its own $LAKEHOUSE_HOME and
-ports: services, seeded ERP, generated event stream and landing files, every commerce job. The demo must build
-every commerce gold table, the forecast and the marts, catch exactly what the generators injected, print where
-things are, leave the always-on pipeline running (stopped before its batch jobs, started again after) and say how
-to watch it, and change no table on its second run. Then the pipeline is stopped (downstream first), and the
-chaos drill runs every stage again under SIGKILLs of stages and services (stopped and killed stages resume from
-their checkpoints exactly once).
-
-A separate process (not the session's Spark): the demo registers its tables in its own catalog and writes its own
-checkpoints, which the session's other modules (same table names, same app ids) must not see. It starts its own
-broker (own home, own port)."""
+ports (tests/e2e/demo_home.py): services, seeded ERP, generated event stream and landing files, every commerce job,
+the models, the marts, the SQL endpoint and BI. The demo must build every commerce gold table, the forecast and the
+marts, catch exactly what the generators injected, print where things are, leave the always-on pipeline running
+(stopped before its batch jobs, started again after) and say how to watch it, and change no table on its second
+run. Then the pipeline is stopped (downstream first); the analysts' tools and the real-time inventory run on what
+it left, and the chaos drill runs every stage again under SIGKILLs of stages and services (stopped and killed
+stages resume from their checkpoints exactly once)."""
 
 from __future__ import annotations
 
@@ -16,16 +13,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from demo_home import DemoHome, demo_home
 
 from lakehouse.config import REPO_ROOT
 from lakehouse.events.generator import QUARANTINED_FAULTS
@@ -46,12 +40,9 @@ COMMERCE_GOLD = ["gold.inventory_positions", "gold.oversell_alerts", "gold.sales
 
 
 @dataclasses.dataclass
-class DemoRuns:
-    home: Path
-    settings: object
-    outputs: list[str]
-    tables: list[dict]  # per run: name -> (rows, version)
-    env: dict[str, str]
+class DemoRuns(DemoHome):
+    outputs: list[str] = dataclasses.field(default_factory=list)
+    tables: list[dict] = dataclasses.field(default_factory=list)  # per run: name -> (rows, version)
     pipeline: list[dict] = dataclasses.field(default_factory=list)  # per run: stage -> `pipeline status` row
     stops: list[str] = dataclasses.field(default_factory=list)  # `pipeline stop` after the runs, then once more
 
@@ -60,40 +51,18 @@ class DemoRuns:
         version = self.tables[1][name][1]
         return DeltaTable(self.settings.table_location(name), version=version).to_pyarrow_table().to_pylist()
 
-    def current(self, name: str):
-        return DeltaTable(self.settings.table_location(name)).to_pyarrow_table().to_pylist()
-
-    def cli(self, *argv: str) -> subprocess.CompletedProcess:
-        """`lakehouse <argv>` on the demo's home and ports."""
-        return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=self.env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=2700)
-
-    def pipeline_status(self) -> dict[str, dict]:
-        done = self.cli("pipeline", "status", "--json")
-        assert done.returncode == 0, done.stderr[-3000:]
-        return {row["stage"]: row for row in json.loads(done.stdout)}
-
 
 @pytest.fixture(scope="module")
 def demo(settings, spark):
     from lakehouse.catalog_summary import all_tables
-    from lakehouse.services.process import free_port
     from lakehouse.tables import get_tables
 
-    home = Path(tempfile.mkdtemp(prefix="lh-demo-e2e-"))
-    home.chmod(0o755)  # PostgreSQL runs as the `postgres` user when tests run as root
-    local = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT", "LAKEHOUSE_METASTORE_URL")}  # its own
-    env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
-        f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL", "BI")})
+    with demo_home(settings) as home:
+        runs = DemoRuns(**vars(home))
 
-    runs = DemoRuns(home, local, [], [], env)
+        def tables() -> dict:
+            return {t.name: (t.rows, t.version) for t in all_tables(get_tables(spark, runs.settings))}
 
-    def tables() -> dict:
-        return {t.name: (t.rows, t.version) for t in all_tables(get_tables(spark, local))}
-
-    try:
         for _ in range(2):
             done = runs.cli("demo")
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -105,18 +74,7 @@ def demo(settings, spark):
             stopped = runs.cli("pipeline", "stop")
             assert stopped.returncode == 0, stopped.stderr[-3000:]
             runs.stops.append(stopped.stdout.strip())
-        # the SQL endpoint's JVM and Superset run only in the tests that use them: beside the chaos drill's stages
-        # and the other test worker they took the machine's memory (the kernel killed a worker's Spark JVM)
-        for command in ("bi", "sql-endpoint"):
-            assert runs.cli(command, "stop").returncode == 0
-        yield runs
-    finally:
-        from lakehouse.services.postgres import destroy, pg_config
-
-        for command in ("pipeline", "bi", "sql-endpoint", "cdc", "landing", "services"):
-            runs.cli(command, "stop")
-        destroy(pg_config(local, port=int(env["LAKEHOUSE_PG_PORT"])))  # its cluster lives outside the home
-        shutil.rmtree(home, ignore_errors=True)
+        yield runs  # the SQL endpoint and Superset the demo left running serve the tests until `analysts_off`
 
 
 def test_demo_builds_every_commerce_gold_table_the_forecast_and_the_marts(demo):
@@ -305,20 +263,24 @@ def test_summary_lists_tables_and_where_things_are(demo):
 
 @pytest.fixture()
 def endpoint(demo):
-    """The demo's SQL endpoint, running for one test."""
+    """The demo's SQL endpoint (left running by the demo; started again when a test before stopped it)."""
     started = demo.cli("sql-endpoint", "start")
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
-    yield
-    demo.cli("sql-endpoint", "stop")
 
 
 @pytest.fixture()
 def bi(demo, endpoint):
-    """The demo's Superset on its SQL endpoint, running for one test."""
+    """The demo's Superset on its SQL endpoint (left running by the demo; started again when stopped)."""
     started = demo.cli("bi", "start")
     assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-3000:]
-    yield
-    demo.cli("bi", "stop")
+
+
+@pytest.fixture()
+def analysts_off(demo):
+    """The SQL endpoint's JVM and Superset stopped: beside the chaos drill's stages and the other test worker they
+    took the machine's memory (the kernel killed a worker's Spark JVM)."""
+    for command in ("bi", "sql-endpoint"):
+        assert demo.cli(command, "stop").returncode == 0
 
 
 def test_every_notebook_runs_headless_on_the_sql_endpoint_with_its_key_numbers(demo, endpoint):
@@ -424,7 +386,7 @@ def _last_positions(bootstrap: str, topic: str) -> tuple[dict[str, dict], list[s
     return {k.decode(): json.loads(v) for _, _, k, v in records}, [k.decode() for _, _, k, _ in records]
 
 
-def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stock(demo):
+def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stock(demo, analysts_off):
     """jobs/inventory_realtime.py over the demo's raw topics (continuing from the checkpoint of the demo's pipeline
     stage, which the fixture stopped): the last position of every sku x warehouse equals gold.inventory_positions summed over channels.
     Then, on a restart from its checkpoint: locks beyond the stock (one re-delivered, plus rejected ones) and an
@@ -441,8 +403,7 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     fields = ["on_hand", "locked", "sold", "available_to_sell"]
 
     def realtime() -> None:
-        done = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "inventory_realtime.py")], env=demo.env,
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        done = demo.run(REPO_ROOT / "jobs" / "inventory_realtime.py", timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
 
     realtime()
@@ -489,11 +450,11 @@ def test_realtime_positions_equal_gold_then_follow_new_reservations_and_erp_stoc
     assert (alerts_after[key]["available_to_sell"], alerts_after[key]["reason"]) == (-1, "negative_available")
 
 
-CHAOS = ["--seed", "3", "--kills", "6", "--seconds", "60", "--orders-per-min", "1200", "--quiet-s", "20"]
+CHAOS = ["--seed", "3", "--kills", "6", "--seconds", "30", "--orders-per-min", "1200", "--quiet-s", "10"]
 
 
-def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
-    """benchmarks/chaos.py, shortened: every stage running while a seeded stream (1,200 orders/min for 60 s) and
+def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo, analysts_off):
+    """benchmarks/chaos.py, shortened: every stage running while a seeded stream (1,200 orders/min for 30 s) and
     ERP transactions flow, with SIGKILLs of PostgreSQL, silver_cdc, bronze_events, the broker, silver_events and the
     CDC capture (seed 3) and restarts. Per family: bronze + dead letters hold each Kafka record of the run once,
     silver each produced event once; gold positions and alerts equal a batch recompute; the ERP mirror equals
@@ -501,13 +462,12 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
     seed."""
     from lakehouse.events.generator import DEFAULT_FAMILY_MIX, StreamConfig, generate_stream
 
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "chaos.py"), *CHAOS, "--drain", "2400"],
-                          env=demo.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600)
+    done = demo.run(REPO_ROOT / "benchmarks" / "chaos.py", *CHAOS, "--drain", "2400", timeout=3600)
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-3000:]
-    assert "schedule: seed 3: 12.2s postgres, 25.5s silver_cdc, 29.0s bronze_events, 29.4s broker, " \
-           "37.4s silver_events, 46.6s cdc_capture" in out
-    stream = generate_stream(StreamConfig(seed=3, rate=1200 / 60 / DEFAULT_FAMILY_MIX["orders"], duration_s=60,
+    assert "schedule: seed 3: 6.1s postgres, 12.8s silver_cdc, 14.5s bronze_events, 14.7s broker, " \
+           "18.7s silver_events, 23.3s cdc_capture" in out
+    stream = generate_stream(StreamConfig(seed=3, rate=1200 / 60 / DEFAULT_FAMILY_MIX["orders"], duration_s=30,
                                           faults={}))
     rows = {line.split()[0]: [int(n.replace(",", "")) for n in line.split()[1:]]
             for line in out.split("\nfamily ", 1)[1].splitlines()[1:6]}
@@ -537,8 +497,10 @@ def test_chaos_drill_loses_and_duplicates_nothing_in_any_layer(demo):
     # silver_events: one query per family, the settlement reports and the dead letters
     assert sorted(q["name"] for q in status["silver_events"]["queries"].values()) == sorted(
         [f"silver_events_{f}" for f in FAMILIES] + ["silver_events_settlements", "silver_events_dead_letter"])
-    # gold_commerce: one query on the change data feeds of its eight silver inputs
-    assert [q["name"] for q in status["gold_commerce"]["queries"].values()] == ["gold_commerce_v1"]
+    # gold_commerce: one query on the change data feeds of its eight silver inputs, one publishing the
+    # replenishment suggestions' changes to the ERP's topic
+    assert sorted(q["name"] for q in status["gold_commerce"]["queries"].values()) == [
+        "gold_commerce_erp_v1", "gold_commerce_v1"]
 
 
 def _backtest_wape(section: str, model_prefix: str) -> float:

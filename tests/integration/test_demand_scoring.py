@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import uuid
 
@@ -46,13 +47,16 @@ def lock(c: JobContext, order: str, channel: str, sku: str, qty: int) -> None:
 
 
 @pytest.fixture()
-def ctx(spark, settings, tmp_path, monkeypatch):
+def ctx(spark, settings, broker, tmp_path, monkeypatch):
     """A fresh home (its own MLflow registry) and tables root with the demand history, a naive champion trained
     on it, and live silver inputs; one scorer for every gold.run call (each run is a restart of the query: it
-reads the version the forecast was scored with from the table)."""
+    reads the version the forecast was scored with from the table); the ERP's topic of this test on the session's
+    broker."""
     monkeypatch.setattr(gold, "FULL", {})
+    monkeypatch.setattr(gold, "ERP_TOPIC", f"erp.replenishment_suggestions.{uuid.uuid4().hex[:8]}")
     home = tmp_path / "home"
-    scoped = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"))
+    scoped = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"),
+                                 kafka_bootstrap=broker.bootstrap)
     c = JobContext(spark, get_tables(spark, scoped), scoped, f"demand-scoring-{uuid.uuid4().hex[:6]}")
     for key, table in h.TABLES.items():
         c.tables.overwrite(h.BUILDERS[key](spark, HISTORY), table)
@@ -94,6 +98,21 @@ def expected_naive(c: JobContext, live: dict[tuple, int], origin: dt.date) -> di
             for s in series for hz in range(1, 15)}
 
 
+def erp_topic(c: JobContext) -> dict[str, dict]:
+    """The ERP's topic as a compacted topic keeps it: the last record per key, keys whose last is a tombstone gone."""
+    from lakehouse.sources.kafka_admin import read_records
+
+    last = {k.decode(): v for _, _, k, v in sorted(read_records(c.settings.kafka_bootstrap, gold.ERP_TOPIC))}
+    return {k: json.loads(v) for k, v in last.items() if v is not None}
+
+
+def suggestions_by_key(c: JobContext) -> dict[str, dict]:
+    """gold.replenishment_suggestions by the ERP topic's key, its rows as the topic's JSON has them."""
+    rows = [r.asDict() for r in c.tables.read(gold.REPLENISHMENT).collect()]
+    return {"|".join([r["sku"], r["warehouse_id"], r["action"], r["from_warehouse_id"] or ""]): {
+        **r, "origin_date": r["origin_date"].isoformat()} for r in rows}
+
+
 def forecast(c: JobContext) -> dict[tuple, dict]:
     return {(r["sku"], r["channel"], r["warehouse_id"], r["horizon"]): r
             for r in (x.asDict() for x in c.tables.read(gold.FORECAST).collect())}
@@ -123,6 +142,9 @@ def test_every_series_is_forecast_by_the_champion_and_a_new_champion_rescores_al
     assert {r.sku: r.quantity for r in suggested} == orders
     assert {(r.action, r.warehouse_id, r.from_warehouse_id) for r in suggested} == {
         ("purchase_order", "WH-EU-1", None)}
+    published = erp_topic(c)  # the ERP's topic holds each suggestion, as the table does
+    assert set(published) == {f"{sku}|WH-EU-1|purchase_order|" for sku in orders}
+    assert published == suggestions_by_key(c)
 
     # a new champion (the same configuration retrained) while the query runs: its next batch, touching one key,
     # rescores every series with it
@@ -144,6 +166,17 @@ def test_every_series_is_forecast_by_the_champion_and_a_new_champion_rescores_al
     assert last[("SKU-00099", "web", "WH-EU-1", 7)]["forecast"] == 6.0
     assert {k: r for k, r in last.items() if k[0] != "SKU-00099"} == {
         k: r for k, r in after.items() if k[0] != "SKU-00099"}  # untouched rows, scored_at included
+
+    assert erp_topic(c) == suggestions_by_key(c)  # after the overwrite (new champion) and a MERGE
+
+    # stock arrives for SKU-00099 (the ERP): its purchase order goes, from the table and (a tombstone) the topic
+    assert "SKU-00099|WH-EU-1|purchase_order|" in erp_topic(c)
+    stock = c.spark.createDataFrame([("SKU-00099", 1, 1000)], "sku string, warehouse_id int, on_hand int")
+    c.tables.merge(stock, gold.SOURCES["inventory"], MergeSpec(on="t.sku = s.sku AND t.warehouse_id = s.warehouse_id"))
+    assert len(gold.run(c)) == 1
+    assert "SKU-00099" not in {r.sku for r in c.tables.read(gold.REPLENISHMENT).collect()}
+    published = erp_topic(c)
+    assert "SKU-00099|WH-EU-1|purchase_order|" not in published and published == suggestions_by_key(c)
 
     # a batch that moves no inventory key (a payment) leaves the forecast and the suggestions alone
     version, suggestions = c.tables.version(gold.FORECAST), c.tables.version(gold.REPLENISHMENT)

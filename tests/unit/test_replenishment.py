@@ -67,3 +67,35 @@ def test_nothing_to_suggest_when_stock_covers_the_lead_time(spark) -> None:
     positions = spark.createDataFrame([("A", "W1", "web", 50)], POSITIONS)
     forecast = spark.createDataFrame(_forecast("A", "W1", "web", 3, 4), FORECAST)
     assert replenishment_suggestions(positions, forecast, lead_time_days=7).count() == 0
+
+
+def test_erp_messages_keep_a_compacted_topic_equal_to_the_table(spark) -> None:
+    """Per suggestion, the last change of the change feed rows: its row now, or a tombstone when it went; a key
+    deleted and inserted by one commit (an overwrite) is the insert; pre-images say nothing."""
+    import json
+
+    from transformations.gold.replenishment import COLUMNS, erp_messages
+
+    def change(sku: str, action: str, quantity: int, kind: str, version: int, source: str | None = None) -> tuple:
+        return (sku, "W1", action, quantity, source, 0, 1.0, 0.5, 7, "why", ORIGIN, "2", kind, version)
+
+    schema = ("sku string, warehouse_id string, action string, quantity long, from_warehouse_id string, "
+              "available_to_sell long, demand_lead_time double, safety_stock double, lead_time_days int, "
+              "reason string, origin_date date, model_version string, _change_type string, _commit_version long")
+    changes = spark.createDataFrame([
+        change("A", "purchase_order", 5, "insert", 3),
+        change("A", "purchase_order", 5, "update_preimage", 4), change("A", "purchase_order", 7, "update_postimage", 4),
+        change("B", "purchase_order", 2, "insert", 3), change("B", "purchase_order", 2, "delete", 4),
+        change("C", "purchase_order", 9, "insert", 5), change("C", "purchase_order", 4, "delete", 5),
+        change("D", "transfer", 3, "insert", 3, "W2"),
+    ], schema)
+    messages = {r.key: r.value for r in erp_messages(changes).collect()}
+    assert set(messages) == {"A|W1|purchase_order|", "B|W1|purchase_order|", "C|W1|purchase_order|",
+                             "D|W1|transfer|W2"}
+    assert messages["B|W1|purchase_order|"] is None
+    values = {k: json.loads(v) for k, v in messages.items() if v is not None}
+    assert {k: v["quantity"] for k, v in values.items()} == {
+        "A|W1|purchase_order|": 7, "C|W1|purchase_order|": 9, "D|W1|transfer|W2": 3}
+    assert list(values["D|W1|transfer|W2"]) == list(values["A|W1|purchase_order|"]) == COLUMNS
+    assert values["A|W1|purchase_order|"]["from_warehouse_id"] is None
+    assert values["D|W1|transfer|W2"]["origin_date"] == ORIGIN.isoformat()

@@ -93,3 +93,22 @@ def replenishment_suggestions(positions: DataFrame, forecast: DataFrame, lead_ti
         "origin_date", "model_version",
     )
     return transfers.select(*COLUMNS).unionByName(orders.select(*COLUMNS))
+
+
+def suggestion_key() -> Column:
+    """One suggestion's identity (its row's grain): sku|warehouse|action|source warehouse ('' for an order)."""
+    return F.concat_ws("|", "sku", "warehouse_id", "action", F.coalesce(F.col("from_warehouse_id"), F.lit("")))
+
+
+def erp_messages(changes: DataFrame) -> DataFrame:
+    """Change data feed rows of gold.replenishment_suggestions (COLUMNS + `_change_type`, `_commit_version`) ->
+    the Kafka records (key, value) that keep a compacted topic equal to the table: per suggestion, its last change
+    in these rows; a row as it is now (JSON of COLUMNS) or, when the suggestion went, a tombstone (null value).
+    A key deleted and inserted by one commit (a table overwritten) is the insert. Update pre-images say nothing."""
+    kept = changes.where(F.col("_change_type") != "update_preimage").withColumn("key", suggestion_key())
+    last = Window.partitionBy("key").orderBy(F.col("_commit_version").desc(),
+                                             (F.col("_change_type") == "delete").cast("int"))
+    latest = kept.withColumn("_n", F.row_number().over(last)).where(F.col("_n") == 1)
+    value = F.when(F.col("_change_type") == "delete", F.lit(None).cast("string")).otherwise(
+        F.to_json(F.struct(*[F.col(c) for c in COLUMNS]), {"ignoreNullFields": "false"}))  # every field, null too
+    return latest.select("key", value.alias("value"))
