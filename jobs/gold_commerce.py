@@ -61,6 +61,7 @@ from lakehouse.ml.demand_scoring import ChampionScorer, forecast_of
 from lakehouse.ml.fraud import score_anomalies
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked
+from lakehouse.sources.kafka import producer_options
 from lakehouse.sources.kafka_admin import create_topics
 from lakehouse.tables import MergeSpec
 from lakehouse.tables.concurrent import commit_all, run_concurrently
@@ -481,12 +482,15 @@ def erp_publisher(ctx: JobContext) -> DeltaStream:
     """A query on gold.replenishment_suggestions' change data feed that keeps the compacted topic ERP_TOPIC equal to
     the table (transformations.gold.replenishment.erp_messages): the ERP's purchasing and transfer planning reads
     it. At least once: a micro-batch cut short sends its records again, the same state per key."""
-    bootstrap = ctx.settings.kafka_bootstrap
+    created: list[str] = []  # the topic, once this query made sure it exists
 
     def publish(changes: DataFrame, app: str, batch_id: int) -> None:
-        create_topics(bootstrap, [ERP_TOPIC], partitions=3, config={"cleanup.policy": "compact"})
-        (erp_messages(changes).write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
-         .options(**ctx.settings.kafka_options).option("topic", ERP_TOPIC).save())
+        if ERP_TOPIC not in created:
+            create_topics(ctx.settings.kafka_bootstrap, [ERP_TOPIC], partitions=3,
+                          config={"cleanup.policy": "compact"})
+            created.append(ERP_TOPIC)
+        (erp_messages(changes).write.format("kafka").options(**producer_options(ctx.settings))
+         .option("topic", ERP_TOPIC).save())
 
     return DeltaStream(REPLENISHMENT, ERP_QUERY, publish, change_feed=True)
 

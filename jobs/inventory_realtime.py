@@ -37,7 +37,7 @@ from lakehouse.config import get_settings
 from lakehouse.job import JobContext, job_context, parser, require_kafka, require_tables, run_main
 from lakehouse.quality.gate import split_rows
 from lakehouse.quality.suites import load_suite
-from lakehouse.sources.kafka import read_kafka_stream
+from lakehouse.sources.kafka import producer_options, read_kafka_stream
 from lakehouse.sources.kafka_admin import create_topics
 from lakehouse.streaming import run_query
 from transformations.bronze.events import DEFAULT_MAX_BYTES, dead_letter_reason
@@ -124,7 +124,7 @@ def run(ctx: JobContext, topic_prefix: str = "", continuous: bool = False, inter
             .unionByName(stock(records.where(F.col("topic") == stock_topic), warehouses))
         out = position_records(positions(movements), POSITIONS_TOPIC, ALERTS_TOPIC)
         return (out.writeStream.queryName(APP_ID).format("kafka").outputMode("update")
-                .option("kafka.bootstrap.servers", settings.kafka_bootstrap).options(**settings.kafka_options)
+                .options(**producer_options(settings))
                 .option("checkpointLocation", checkpoint or settings.checkpoint(APP_ID))
                 .trigger(**trigger).start())
 

@@ -54,6 +54,11 @@ def consumer_options(settings: Settings) -> dict[str, str]:
     return {"kafka.bootstrap.servers": settings.kafka_bootstrap, **CONSUMER_DEFAULTS, **settings.kafka_options}
 
 
+def producer_options(settings: Settings) -> dict[str, str]:
+    """Options of every Kafka write: the bootstrap servers, then the settings' Kafka client options."""
+    return {"kafka.bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_options}
+
+
 def _options(settings: Settings, topics: str, options: dict[str, str] | None) -> dict[str, str]:
     """`topics` (comma-separated) is the subscription unless `options` set subscribePattern or assign, with
     `consumer_options`."""
