@@ -24,13 +24,18 @@ table it updates before writing any: one blocked table leaves every gold table u
   Without a champion (no demand model trained yet) the table is not written. Continuous, the forecast is
   refreshed at most every `--forecast-every` seconds (`ForecastSchedule`): the keys touched in between wait for
   the next refresh (a forecast is a daily quantity; scoring it for every micro-batch of a few orders cost a
-  second core's worth of time), and the first refresh of a query rescores every series.
+  second core's worth of time); the first refresh of a query rescores the keys whose positions moved since the
+  forecast was last written (what the last query left waiting; every series when that cannot be told).
 * gold.replenishment_suggestions follows the forecast: for the skus it rescored, transfers from overstocked
   warehouses and purchase orders where the lead time's forecast and safety stock exceed available-to-sell
   (transformations.gold.replenishment), from the positions and forecast as the batch leaves them; replaced per sku.
-* The other gold tables are recomputed in full when the batch changed one of the inputs they declare
-  (`FullTable.inputs`; its builder sees only those): one Delta commit per table, so readers never see a partial
-  table; ERP stock and warehouse changes, which arrive all day, move the inventory tables only.
+* The other gold tables (`DERIVED`) are built when the batch changed one of the inputs they declare (their builder
+  sees only those): gold.sales per day x channel x region x currency, gold.customer_360 per customer and
+  gold.payment_reconciliation per order are maintained per key like the inventory tables (the keys the changes
+  touch, recomputed from the silver rows they depend on, gated, MERGEd in; transformations.gold.keyed); an FX
+  change rebuilds customer 360 in full, and gold.fraud_signals (each order against every order of its customer and
+  its channel x currency) is recomputed in full: one Delta commit per table. ERP stock and warehouse changes, which
+  arrive all day, move the inventory tables only.
 
 A new query (no checkpoint yet: the first start, or LOGIC bumped) reads each input from its version at the start,
 and its first micro-batch (the first change after the start) rebuilds every table in full from silver; a
@@ -46,12 +51,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 if __package__ in (None, ""):
     sys.path.insert(0, __file__.rsplit("/jobs/", 1)[0])
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Settings
@@ -78,6 +84,17 @@ from transformations.gold.inventory import (
     sold_from_reservations,
     with_order_channel,
 )
+from transformations.gold.keyed import (
+    CUSTOMER_KEY,
+    ORDER_KEY,
+    SALES_KEY,
+    customer_inputs,
+    customer_keys,
+    reconciliation_keys,
+    sales_inputs,
+    sales_keys,
+    semi_join,
+)
 from transformations.gold.payments import payment_reconciliation
 from transformations.gold.replenishment import erp_messages, replenishment_suggestions
 from transformations.gold.sales import sales_by_region
@@ -101,12 +118,18 @@ ERP_QUERY = f"{APP_ID}_erp_v1"  # the publishing query's name and checkpoint fol
 LEAD_TIME_DAYS, OVERSTOCK_FACTOR, PACK_SIZE = 7, 2.0, 1  # suppliers' lead time; what counts as overstocked
 LOGIC = 1  # bump when a gold table's logic changes: a new query (checkpoint) starts with a full rebuild
 QUERY = f"{APP_ID}_v{LOGIC}"  # the query's name and checkpoint folder
-CHANGE_COLUMNS = ("sku", "warehouse_id", "order_id", "erp_warehouse_id", "code")  # a change row: `source` + these
-CHANGE_SOURCES = {  # per silver input: change column <- the input's column (the rest are null)
+INVENTORY_INPUTS = ("inventory_events", "orders", "inventory", "warehouses")  # what moves the inventory keys
+CHANGE_COLUMNS = ("sku", "warehouse_id", "order_id", "erp_warehouse_id", "code", "customer_id", "order_date",
+                  "channel", "region", "currency")  # a change row: `source` + these
+CHANGE_SOURCES = {  # per silver input: change column <- the input's column or expression (the rest are null)
     "inventory_events": {"sku": "sku", "warehouse_id": "warehouse_id", "order_id": "order_id"},
-    "orders": {"order_id": "order_id"},
+    "orders": {"order_id": "order_id", "customer_id": "customer_id", "order_date": lambda: F.to_date("event_time"),
+               "channel": "channel", "region": "region", "currency": "currency"},
     "inventory": {"sku": "sku", "erp_warehouse_id": "warehouse_id"},
     "warehouses": {"code": "code"},
+    "payments": {"order_id": "order_id"},
+    "settlements": {"order_id": "order_id"},
+    "clickstream": {"customer_id": "customer_id"},
 }
 log = logging.getLogger(APP_ID)
 
@@ -127,6 +150,10 @@ class Silver:
     def only(self, inputs: Sequence[str]) -> Silver:
         """These inputs alone (a table built from the view cannot read an input it did not declare)."""
         return Silver({k: self.frames[k] for k in inputs}, {k: self.versions[k] for k in inputs}, self.settings)
+
+    def with_frames(self, frames: dict[str, DataFrame]) -> Silver:
+        """These inputs replaced by `frames` (restricted to what some keys depend on)."""
+        return Silver({**self.frames, **frames}, self.versions, self.settings)
 
 
 def read_silver(ctx: JobContext) -> Silver:
@@ -164,40 +191,68 @@ def _silver_revenue(s: Silver) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class FullTable:
-    """A gold table recomputed in full from the silver `inputs` (keys of SOURCES) it declares."""
+class DerivedTable:
+    """A gold table built from the silver `inputs` (keys of SOURCES) it declares, in full, or per key when it has
+    a `key` (its grain): the keys a batch's change rows touch (`touched`) are recomputed from the silver rows they
+    depend on (`restrict`), gated and MERGEd in, the keys' rows that no longer exist deleted. A change of an input
+    in `whole_on` (FX rates: every amount moves), a rebuild and a missing table build it in full."""
 
     inputs: tuple[str, ...]
     build: Callable[[Silver], DataFrame]  # given only `inputs`
+    key: tuple[str, ...] = ()
+    touched: Callable[[DataFrame, Silver], DataFrame] | None = None  # (change rows, inputs) -> keys
+    restrict: Callable[[Silver, DataFrame], dict[str, DataFrame]] | None = None  # (inputs, keys) -> inputs replaced
+    whole_on: tuple[str, ...] = ()
+    gate_whole: bool = False  # per key, gate the table as the batch leaves it (its suite checks totals)
 
 
-FULL: dict[str, FullTable] = {
-    "gold.sales": FullTable(("orders",), lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY)),
-    "gold.customer_360": FullTable(("orders", "payments", "clickstream", "fx"), lambda s: customer_360(
-        s["orders"], s["payments"], s["clickstream"], s["fx"], REPORTING_CURRENCY)),
-    "gold.payment_reconciliation": FullTable(("orders", "payments", "settlements"), lambda s: payment_reconciliation(
-        s["orders"], s["payments"], s["settlements"])),
-    "gold.fraud_signals": FullTable(("orders", "payments"), lambda s: score_anomalies(
+DERIVED: dict[str, DerivedTable] = {
+    "gold.sales": DerivedTable(
+        ("orders",), lambda s: sales_by_region(s["orders"], REPORTING_CURRENCY), tuple(SALES_KEY),
+        lambda changes, s: sales_keys(changes), lambda s, keys: {"orders": sales_inputs(s["orders"], keys)},
+        gate_whole=True),  # its totals reconcile with silver's
+    "gold.customer_360": DerivedTable(
+        ("orders", "payments", "clickstream", "fx"), lambda s: customer_360(
+            s["orders"], s["payments"], s["clickstream"], s["fx"], REPORTING_CURRENCY), tuple(CUSTOMER_KEY),
+        lambda changes, s: customer_keys(changes, s["orders"]),
+        lambda s, keys: dict(zip(("orders", "payments", "clickstream"),
+                                 customer_inputs(s["orders"], s["payments"], s["clickstream"], keys), strict=True)),
+        whole_on=("fx",)),
+    "gold.payment_reconciliation": DerivedTable(
+        ("orders", "payments", "settlements"), lambda s: payment_reconciliation(
+            s["orders"], s["payments"], s["settlements"]), tuple(ORDER_KEY),
+        lambda changes, s: reconciliation_keys(changes),
+        lambda s, keys: {k: s[k].join(F.broadcast(keys), "order_id", "left_semi")
+                         for k in ("orders", "payments", "settlements")}),
+    # per order, but against every order of its customer and of its channel x currency: in full
+    "gold.fraud_signals": DerivedTable(("orders", "payments"), lambda s: score_anomalies(
         fraud_signals(s["orders"], s["payments"]), s.settings)),
 }
 GRAIN = {POSITIONS: [*KEY, "channel"], ALERTS: KEY}
-GOLD = (*GRAIN, FORECAST, REPLENISHMENT, *FULL)
+GOLD = (*GRAIN, FORECAST, REPLENISHMENT, *DERIVED)
 
 
-def full_tables_to_build(changed: set[str], exists: Callable[[str], bool], rebuild: bool) -> list[str]:
-    """The FULL tables a micro-batch recomputes: those with an input among the `changed` ones (keys of SOURCES),
-    those that do not exist, every one on a `rebuild`."""
-    return [t for t, full in FULL.items() if rebuild or not exists(t) or changed.intersection(full.inputs)]
+def derived_to_build(changed: set[str], exists: Callable[[str], bool], rebuild: bool) -> dict[str, bool]:
+    """The DERIVED tables a micro-batch builds -> whether per key: those with an input among the `changed` ones
+    (keys of SOURCES), those that do not exist, every one on a `rebuild`; per key unless it has no key, does not
+    exist, an input of its `whole_on` changed, or on a rebuild."""
+    return {t: bool(d.key) and not rebuild and exists(t) and not changed.intersection(d.whole_on)
+            for t, d in DERIVED.items() if rebuild or not exists(t) or changed.intersection(d.inputs)}
 
 
 # --- what a micro-batch changed ---------------------------------------------------------------------------------
 def change_rows(table: str, changes: DataFrame) -> DataFrame:
     """A silver input's change data feed rows -> change rows: the input's key in SOURCES as `source`, and the
-    CHANGE_COLUMNS that tell which inventory keys it touches, as strings (`project` of the query's sources)."""
+    CHANGE_COLUMNS that tell which gold keys it touches, as strings (`project` of the query's sources)."""
     key = next(k for k, name in SOURCES.items() if name == table)
     picked = CHANGE_SOURCES.get(key, {})
-    return changes.select(F.lit(key).alias("source"), *[
-        (F.col(picked[c]) if c in picked else F.lit(None)).cast("string").alias(c) for c in CHANGE_COLUMNS])
+
+    def column(c: str) -> Column:
+        if c not in picked:
+            return F.lit(None)
+        return F.col(picked[c]) if isinstance(picked[c], str) else picked[c]()
+
+    return changes.select(F.lit(key).alias("source"), *[column(c).cast("string").alias(c) for c in CHANGE_COLUMNS])
 
 
 def touched_keys(changes: DataFrame, changed: set[str], s: Silver, positions: DataFrame) -> DataFrame:
@@ -232,7 +287,7 @@ class ForecastSchedule:
     0: available-now runs, which leave nothing waiting), or at most every `every_s` seconds for the keys touched
     since the last refresh (`waiting`: sku x warehouse keys, collected from the batches' touched keys, so bounded
     by what the batches in between touched). `everything`: the next refresh rescores every series (a continuous
-    query's first: what a query stopped before its refresh left waiting is not known)."""
+    query's first when what the last query left waiting cannot be told)."""
 
     every_s: float = 0.0
     everything: bool = False
@@ -250,11 +305,11 @@ class ForecastSchedule:
 @dataclass
 class BatchPlan:
     """What one micro-batch does: the inventory tables rebuilt (`keys` None and `frames` set), MERGEd for the
-    touched `keys`, or left alone (`frames` empty); the full tables it recomputes (`full`)."""
+    touched `keys`, or left alone (`frames` empty); the DERIVED tables it builds (-> whether per key)."""
 
     keys: DataFrame | None = None
     frames: dict[str, DataFrame] = field(default_factory=dict)
-    full: list[str] = field(default_factory=list)
+    derived: dict[str, bool] = field(default_factory=dict)
     cached: list[DataFrame] = field(default_factory=list)
     forecast_version: str | None = None  # the champion the forecast in `frames` was scored with
     forecast_all: bool = False  # that forecast covers every series (else the `forecast_keys`' only)
@@ -268,16 +323,16 @@ class BatchPlan:
 def plan_batch(ctx: JobContext, s: Silver, changes: DataFrame, changed: set[str], rebuild: bool,
                scorer: ChampionScorer, schedule: ForecastSchedule, now: float) -> BatchPlan:
     """The batch's plan: a full rebuild of everything on `rebuild` (or of the inventory tables when one is
-    missing); else the keys the `changes` touch and the full tables whose inputs are among the `changed`. The
+    missing); else the keys the `changes` touch and the DERIVED tables whose inputs are among the `changed`. The
     demand forecast follows the inventory keys when the `schedule` is due at `now` (else they wait), and covers
     every series when the champion changed since the last forecast written (or there is none yet)."""
-    plan = BatchPlan(full=full_tables_to_build(changed, ctx.tables.exists, rebuild))
+    plan = BatchPlan(derived=derived_to_build(changed, ctx.tables.exists, rebuild))
     plan.forecast_version = scorer.champion_version()
     plan.forecast_all = plan.forecast_version is not None and (
         rebuild or plan.forecast_version != scorer.written or not ctx.tables.exists(FORECAST)
         or (schedule.everything and schedule.due(now)))
     rebuild = rebuild or not all(ctx.tables.exists(t) for t in GRAIN)
-    if not rebuild and not changed.intersection(CHANGE_SOURCES):
+    if not rebuild and not changed.intersection(INVENTORY_INPUTS):
         return _with_forecast(ctx, s, plan, scorer, None, schedule, now)
     if not rebuild:
         started = time.perf_counter()
@@ -334,13 +389,14 @@ def _with_forecast(ctx: JobContext, s: Silver, plan: BatchPlan, scorer: Champion
     return plan
 
 
-def _with_others(frame: DataFrame | None, table: str, ctx: JobContext, keys: DataFrame | None) -> DataFrame:
+def _with_others(frame: DataFrame | None, table: str, ctx: JobContext, keys: DataFrame | None,
+                 key: Sequence[str] = KEY) -> DataFrame:
     """A gold table as this batch leaves it: the batch's rows for the `keys` it recomputed (`frame`), the current
-    rows for every other key (None `keys`: `frame` is the whole table)."""
+    rows for every other `key` (None `keys`: `frame` is the whole table)."""
     if frame is not None and keys is None:
         return frame
     current = ctx.tables.read(table)
-    others = current.join(keys.select(*KEY), KEY, "left_anti") if keys is not None else current
+    others = semi_join(current, keys, list(key), anti=True) if keys is not None else current
     return others if frame is None else frame.unionByName(others)
 
 
@@ -381,6 +437,47 @@ def write_inventory(ctx: JobContext, plan: BatchPlan, gates: dict[str, GateResul
     run_concurrently(ctx.spark, [functools.partial(write, t, grains[t]) for t in plan.frames])
 
 
+def _derived(ctx: JobContext, table: str, silver: Silver, changes: DataFrame | None,
+             cached: list[DataFrame]) -> tuple[DataFrame, DataFrame | None, dict[str, float]] | None:
+    """A DERIVED table's rows this batch writes, the keys they replace (None: the whole table) and its suite's
+    parameters; per key when given the batch's `changes` (None when they touch no key). Appends what it caches
+    to `cached`."""
+    spec = DERIVED[table]
+    view = whole = silver.only(spec.inputs)
+    keys = None
+    if changes is not None:
+        started = time.perf_counter()
+        keys = spec.touched(changes, view).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(keys)
+        touched = keys.count()  # stays distributed
+        log.info("%s: %d keys touched (found in %.2f s)", table, touched, time.perf_counter() - started)
+        if not touched:
+            return None
+        view = view.with_frames(spec.restrict(view, keys))
+    frame = spec.build(view)
+    if keys is not None:  # rows recomputed from a restricted view for other keys are partial
+        frame = semi_join(frame, keys, list(spec.key))
+        if spec.gate_whole:
+            frame = _with_others(frame, table, ctx, keys, spec.key)
+    cached.append(frame.cache())
+    return cached[-1], keys, _silver_revenue(whole) if table == "gold.sales" else {}  # sales reconcile with silver
+
+
+def _write_derived(ctx: JobContext, table: str, gate: GateResult, keys: DataFrame | None, app: str,
+                   batch_id: int) -> None:
+    """Overwrite a DERIVED table with its gated rows, or MERGE them in for the `keys` they replace."""
+    if keys is None:
+        ctx.tables.write_batch(gate.valid, table, app, batch_id, mode="overwrite")
+        return
+    grain = list(DERIVED[table].key)
+    current = semi_join(ctx.tables.read(table), keys, grain)
+    rows = semi_join(gate.valid, keys, grain) if DERIVED[table].gate_whole else gate.valid
+    started = time.perf_counter()
+    ctx.tables.merge(replacement_rows(rows, current, grain), table, MergeSpec(**replacement_merge(grain)),
+                     app_id=app, batch_id=batch_id)
+    log.info("%s: merged the touched keys in %.2f s", table, time.perf_counter() - started)
+
+
 def _gate(ctx: JobContext, df: DataFrame, table: str, batch_id: int, parameters: dict[str, float]) -> GateResult:
     gate = run_gate(df, table, table, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs,
                     parameters=parameters)
@@ -410,10 +507,14 @@ def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, reb
     built: list[DataFrame] = []
     try:
         todo = [(table, df, batch_id, {}) for table, df in plan.frames.items()]
-        parameters = _silver_revenue(silver) if "gold.sales" in plan.full else {}  # its suite's reconciliation
-        for table in plan.full:
-            built.append(FULL[table].build(silver.only(FULL[table].inputs)).cache())
-            todo.append((table, built[-1], batch_id, parameters))
+        keyed: dict[str, DataFrame] = {}  # derived table -> the keys recomputed (absent: built in full)
+        for table, per_key in plan.derived.items():
+            derived = _derived(ctx, table, silver, changes if per_key else None, built)
+            if derived is not None:
+                frame, keys, parameters = derived
+                todo.append((table, frame, batch_id, parameters))
+                if keys is not None:
+                    keyed[table] = keys
         if not todo:
             return {}
         # computed and gated at once (GX validates one at a time; the tables' Spark jobs overlap)
@@ -424,12 +525,12 @@ def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, reb
                                            ctx.settings.data_docs_index))
         for table, gate in gates.items():
             raise_if_blocked(gate, table)
-        # the inventory tables and each full table are independent commits: made at once
-        fulls = [(table, functools.partial(ctx.tables.write_batch, gates[table].valid, table, app, batch_id,
-                                           mode="overwrite")) for table in plan.full]
+        # the inventory tables and each derived table are independent commits: made at once
+        writes = [(table, functools.partial(_write_derived, ctx, table, gates[table], keyed.get(table), app, batch_id))
+                  for table in plan.derived if table in gates]
         run_concurrently(ctx.spark, [
             *([functools.partial(write_inventory, ctx, plan, gates, app, batch_id)] if plan.frames else []),
-            functools.partial(commit_all, ctx.tables, fulls)])
+            functools.partial(commit_all, ctx.tables, writes)])
         if FORECAST in gates:
             scorer.written = plan.forecast_version
             schedule.refreshed(now)
@@ -452,16 +553,43 @@ def forecast_version(ctx: JobContext) -> str | None:
     return row["lo"] if row["lo"] == row["hi"] else None
 
 
+def moved_since_forecast(ctx: JobContext, slack_s: float = 60.0, depth: int = 1000) -> set[tuple[str, str]] | None:
+    """sku x warehouse keys whose positions changed since gold.demand_forecast's last commit (from the positions'
+    change data feed, from `slack_s` before it: a batch writes both at about the same time): what a query stopped
+    between two forecast refreshes left waiting. None when that cannot be told: no forecast or positions yet, or
+    the positions' commits of that time are more than `depth` back (the keys are then bounded by `depth`
+    micro-batches, collected to the driver like the waiting keys of a running query)."""
+    tables = ctx.tables
+    if not (tables.exists(FORECAST) and tables.exists(POSITIONS)):
+        return None
+    since = datetime.fromisoformat(tables.history(FORECAST, limit=1)[0]["timestamp"]) - timedelta(seconds=slack_s)
+    commits = tables.history(POSITIONS, limit=depth)  # newest first
+    after = [c["version"] for c in commits if datetime.fromisoformat(c["timestamp"]) >= since]
+    if len(after) == len(commits):  # the forecast is older than every commit seen (or than the positions)
+        return None
+    if not after:
+        return set()
+    changed = tables.read_changes(POSITIONS, min(after) - 1, max(after)).select(*KEY).distinct()
+    return {(r.sku, r.warehouse_id) for r in changed.collect()}
+
+
 def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None = None,
            forecast_every: float = 0.0) -> DeltaStream:
     """The job's query on the silver inputs' change data feeds; each batch's gates go to `done`, its tables to
     the catalog. A new checkpoint starts at each input's current version with a full rebuild (batch 0). The
     forecast is refreshed in every batch, or at most every `forecast_every` seconds (the first refresh then
-    rescores every series)."""
+    rescores the series whose positions moved since the forecast was written, or every one when that cannot be
+    told: `moved_since_forecast`)."""
     registered: set[str] = set()
     scorer = ChampionScorer(ctx.settings)
     scorer.written = forecast_version(ctx)
-    schedule = ForecastSchedule(every_s=forecast_every, everything=forecast_every > 0)
+    schedule = ForecastSchedule(every_s=forecast_every)
+    if forecast_every > 0:  # what the last query left waiting: its first refresh rescores those series
+        waiting = moved_since_forecast(ctx) if scorer.written is not None else None
+        schedule.everything = waiting is None
+        schedule.waiting = waiting or set()
+        log.info("the first forecast refresh rescores %s", "every series" if waiting is None else
+                 f"the {len(waiting)} keys whose positions moved since the forecast was written")
 
     def batch(changes: DataFrame, app: str, batch_id: int) -> None:
         changes = changes.persist(StorageLevel.MEMORY_AND_DISK)

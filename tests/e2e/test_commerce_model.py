@@ -356,7 +356,7 @@ def test_incremental_inventory_after_a_stock_change_equals_a_full_rebuild(stack,
     from lakehouse.tables import MergeSpec
 
     tables, spark = stack.tables, stack.ctx.spark
-    monkeypatch.setattr(job, "FULL", {})  # the inventory tables only: what is measured
+    monkeypatch.setattr(job, "DERIVED", {})  # the inventory tables only: what is measured
     wid = next(r.warehouse_id for r in tables.read("silver.warehouses").collect() if r.code == OVERSOLD[1])
     tables.merge(spark.createDataFrame([(OVERSOLD[0], wid, 5)], "sku string, warehouse_id int, on_hand int"),
                  "silver.inventory", MergeSpec(on="t.sku = s.sku AND t.warehouse_id = s.warehouse_id"))

@@ -39,8 +39,9 @@ def _merge(c: JobContext, rows: list[tuple], schema: str, name: str, on: str) ->
 
 def lock(c: JobContext, order: str, channel: str, sku: str, qty: int) -> None:
     """An order placed on `channel` and its reservation of `qty` x `sku` in WH-EU-1, at T0."""
-    _merge(c, [(str(uuid.uuid4()), order, channel, T0, "order_placed")],
-           "event_id string, order_id string, channel string, event_time timestamp, event_type string",
+    _merge(c, [(str(uuid.uuid4()), order, channel, T0, "order_placed", "C1", "EU", "EUR")],
+           "event_id string, order_id string, channel string, event_time timestamp, event_type string, "
+           "customer_id string, region string, currency string",
            gold.SOURCES["orders"], "t.event_id = s.event_id")
     _merge(c, [(str(uuid.uuid4()), order, sku, "WH-EU-1", "EU", "inventory_locked", qty, "order_placed", T0)],
            EVENTS, gold.SOURCES["inventory_events"], "t.event_id = s.event_id")
@@ -52,7 +53,7 @@ def ctx(spark, settings, broker, tmp_path, monkeypatch):
     on it, and live silver inputs; one scorer for every gold.run call (each run is a restart of the query: it
     reads the version the forecast was scored with from the table); the ERP's topic of this test on the session's
     broker."""
-    monkeypatch.setattr(gold, "FULL", {})
+    monkeypatch.setattr(gold, "DERIVED", {})
     monkeypatch.setattr(gold, "ERP_TOPIC", f"erp.replenishment_suggestions.{uuid.uuid4().hex[:8]}")
     home = tmp_path / "home"
     scoped = dataclasses.replace(settings, home=home, tables_root=str(home / "tables"),
@@ -60,11 +61,11 @@ def ctx(spark, settings, broker, tmp_path, monkeypatch):
     c = JobContext(spark, get_tables(spark, scoped), scoped, f"demand-scoring-{uuid.uuid4().hex[:6]}")
     for key, table in h.TABLES.items():
         c.tables.overwrite(h.BUILDERS[key](spark, HISTORY), table)
-    for key in ("payments", "settlements", "fx"):
-        c.tables.overwrite(spark.createDataFrame([], "id string"), gold.SOURCES[key])
+    for key, schema in (("payments", "order_id string"), ("settlements", "order_id string"), ("fx", "id string")):
+        c.tables.overwrite(spark.createDataFrame([], schema), gold.SOURCES[key])
     c.tables.overwrite(spark.createDataFrame(
-        [], "event_id string, event_type string, sku string, channel string, region string, event_time timestamp"),
-        gold.SOURCES["clickstream"])
+        [], "event_id string, event_type string, sku string, channel string, region string, event_time timestamp, "
+            "customer_id string"), gold.SOURCES["clickstream"])
     _merge(c, [(1, "WH-EU-1")], "warehouse_id int, code string", gold.SOURCES["warehouses"],
            "t.warehouse_id = s.warehouse_id")
     _merge(c, [("SKU-00001", 1, 10), ("SKU-00099", 1, 5)], "sku string, warehouse_id int, on_hand int",
@@ -180,7 +181,7 @@ def test_every_series_is_forecast_by_the_champion_and_a_new_champion_rescores_al
 
     # a batch that moves no inventory key (a payment) leaves the forecast and the suggestions alone
     version, suggestions = c.tables.version(gold.FORECAST), c.tables.version(gold.REPLENISHMENT)
-    c.tables.append(c.spark.createDataFrame([("p1",)], "id string"), gold.SOURCES["payments"])
+    c.tables.append(c.spark.createDataFrame([("O9",)], "order_id string"), gold.SOURCES["payments"])
     assert gold.run(c) == [{}]
     assert (c.tables.version(gold.FORECAST), c.tables.version(gold.REPLENISHMENT)) == (version, suggestions)
 

@@ -4,14 +4,15 @@ updates/deletes/inserts, a warehouse code change) the MERGEd tables equal a full
 touched keys are recomputed, a blocked gate leaves gold unchanged (and the batch is replayed), a batch cut short is
 replayed without writing twice, and a run with nothing new writes nothing.
 
-The full-recompute gold tables (sales, customer 360, reconciliation, fraud with its ML model) are left out here
-(`FULL` emptied): tests/e2e/test_commerce_model.py runs them with the incremental tables. So is the demand forecast
+The gold tables derived from orders, payments and clicks are left out here (`DERIVED` emptied):
+tests/integration/test_gold_derived_incremental.py and tests/e2e/test_commerce_model.py run them. So is the demand forecast
 (no champion): tests/integration/test_demand_scoring.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import uuid
 
 import pyarrow as pa
@@ -24,19 +25,21 @@ from lakehouse.job import JobContext
 from lakehouse.tables import MergeSpec, get_tables
 
 T0 = dt.datetime(2026, 11, 2, 10, 0)
-ORDERS = "event_id string, order_id string, channel string, event_time timestamp, event_type string"
+ORDERS = ("event_id string, order_id string, channel string, event_time timestamp, event_type string, "
+          "customer_id string, region string, currency string")
 EVENTS = ("event_id string, order_id string, sku string, warehouse_id string, event_type string, quantity int, "
           "reason string, event_time timestamp")
 STOCK = "sku string, warehouse_id int, on_hand int, _deleted boolean"
 WAREHOUSES = "warehouse_id int, code string, _deleted boolean"
-OTHER_INPUTS = ("payments", "clickstream", "settlements", "fx")  # read by the run, used by FULL tables only
+OTHER_INPUTS = {"payments": "order_id string", "clickstream": "customer_id string", "settlements": "order_id string",
+                "fx": "id string"}  # read by the run, used by DERIVED tables only
 
 
 @pytest.fixture()
 def ctx(spark, settings, tmp_path, monkeypatch, request):
     """Silver inputs on a fresh tables root; those named by the test's indirect parameter are written by
     delta-rs (another writer: no change data feed)."""
-    monkeypatch.setattr(gold, "FULL", {})
+    monkeypatch.setattr(gold, "DERIVED", {})
     monkeypatch.setattr(gold.ChampionScorer, "champion_version", lambda self: None)  # no demand forecast here:
     # tests/integration/test_demand_scoring.py
     scoped = dataclasses.replace(settings, tables_root=str(tmp_path / "tables"))
@@ -45,7 +48,7 @@ def ctx(spark, settings, tmp_path, monkeypatch, request):
         if key in getattr(request, "param", ()):
             write_deltalake(c.tables.location(gold.SOURCES[key]), pa.table({"id": ["a"]}))
         else:
-            c.tables.overwrite(spark.createDataFrame([], "id string"), gold.SOURCES[key])
+            c.tables.overwrite(spark.createDataFrame([], OTHER_INPUTS[key]), gold.SOURCES[key])
     upsert_warehouses(c, [(1, "WH-EU-1"), (2, "WH-US-1")])
     upsert_stock(c, [("S1", 1, 10), ("S2", 1, 5), ("S3", 2, 1)])
     add_orders(c, [("O1", "web"), ("O2", "amazon")])
@@ -76,7 +79,8 @@ def _append_events(c: JobContext, rows: list[tuple], schema: str, name: str) -> 
 
 
 def add_orders(c: JobContext, orders: list[tuple[str, str]], minutes: int = 0) -> None:
-    rows = [(str(uuid.uuid4()), oid, ch, T0 + dt.timedelta(minutes=minutes), "order_placed") for oid, ch in orders]
+    rows = [(str(uuid.uuid4()), oid, ch, T0 + dt.timedelta(minutes=minutes), "order_placed", "C1", "EU", "EUR")
+            for oid, ch in orders]
     _append_events(c, rows, ORDERS, gold.SOURCES["orders"])
 
 
@@ -205,3 +209,21 @@ def test_an_input_another_writer_made_without_a_change_data_feed_gets_one(ctx):
     assert gold.run(c) and c.tables.ensure_change_feed(fx) is False  # turned on by the query's first start
     write_deltalake(c.tables.location(fx), pa.table({"id": ["b"]}), mode="append")  # the other writer goes on
     assert gold.run(c) == [{}]  # its change read (no table of this test reads fx)
+
+
+def test_a_restarted_query_knows_the_keys_whose_positions_moved_since_the_forecast_was_written(ctx):
+    """What a continuous query stopped between two forecast refreshes left waiting: the keys of the positions
+    commits after the forecast's last commit (its first refresh rescores those series, not every one)."""
+    c = ctx
+    assert gold.moved_since_forecast(c) is None  # no forecast yet: every series
+    gold.run(c)
+    time.sleep(1.1)  # commit timestamps are compared in whole seconds
+    c.tables.overwrite(c.spark.createDataFrame([("S1", "WH-EU-1", "1")],
+                                               "sku string, warehouse_id string, model_version string"), gold.FORECAST)
+    assert gold.moved_since_forecast(c, slack_s=0) == set()
+    time.sleep(1.1)
+    add_events(c, [("O5", "S2", "WH-EU-1", "inventory_locked", 1, "order_placed")])
+    upsert_stock(c, [("S3", 2, 4)])
+    gold.run(c)
+    assert gold.moved_since_forecast(c, slack_s=0) == {("S2", "WH-EU-1"), ("S3", "WH-US-1")}
+    assert gold.moved_since_forecast(c, slack_s=0, depth=1) is None  # its commits are further back than that
