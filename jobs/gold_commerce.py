@@ -90,6 +90,7 @@ from transformations.gold.keyed import (
     SALES_KEY,
     customer_inputs,
     customer_keys,
+    reconciliation_inputs,
     reconciliation_keys,
     sales_inputs,
     sales_keys,
@@ -222,8 +223,8 @@ DERIVED: dict[str, DerivedTable] = {
         ("orders", "payments", "settlements"), lambda s: payment_reconciliation(
             s["orders"], s["payments"], s["settlements"]), tuple(ORDER_KEY),
         lambda changes, s: reconciliation_keys(changes),
-        lambda s, keys: {k: s[k].join(F.broadcast(keys), "order_id", "left_semi")
-                         for k in ("orders", "payments", "settlements")}),
+        lambda s, keys: dict(zip(("orders", "payments", "settlements"), reconciliation_inputs(
+            s["orders"], s["payments"], s["settlements"], keys), strict=True))),
     # per order, but against every order of its customer and of its channel x currency: in full
     "gold.fraud_signals": DerivedTable(("orders", "payments"), lambda s: score_anomalies(
         fraud_signals(s["orders"], s["payments"]), s.settings)),

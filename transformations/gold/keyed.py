@@ -52,7 +52,7 @@ def customer_keys(changes: DataFrame, orders: DataFrame) -> DataFrame:
     """Customers of changed order events and clicks, and every customer an event of a changed order or of an order
     with a changed payment names (an order's latest event decides whose it is)."""
     order_ids = _distinct_not_null(_of(changes, "orders", "payments"), ORDER_KEY)
-    of_orders = orders.join(F.broadcast(order_ids), "order_id", "left_semi").select("customer_id")
+    of_orders = semi_join(orders, order_ids, ORDER_KEY).select("customer_id")
     direct = _of(changes, "orders", "clickstream").select("customer_id")
     return _distinct_not_null(of_orders.unionByName(direct), CUSTOMER_KEY)
 
@@ -71,3 +71,9 @@ def customer_inputs(orders: DataFrame, payments: DataFrame, clickstream: DataFra
 def reconciliation_keys(changes: DataFrame) -> DataFrame:
     """Orders with a changed order event, payment event or settlement line."""
     return _distinct_not_null(_of(changes, "orders", "payments", "settlements"), ORDER_KEY)
+
+
+def reconciliation_inputs(orders: DataFrame, payments: DataFrame, settlements: DataFrame,
+                          keys: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(orders, payments, settlements) of the `keys`' orders."""
+    return tuple(semi_join(df, keys, ORDER_KEY) for df in (orders, payments, settlements))
