@@ -36,6 +36,7 @@ from lakehouse.progress import (
     strip_scheme,
     waiting,
 )
+from lakehouse.py4j_refs import collect_cycles
 from lakehouse.streaming import run_query
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
                 if failures is not None:
                     failures.append(exc)
                 raise
+            collect_cycles()
 
         query = (_read(ctx, stream, new).writeStream.queryName(stream.name)
                  .foreachBatch(batch).option("checkpointLocation", checkpoint).trigger(**trigger).start())

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.events.schemas import FAMILIES
+from lakehouse.py4j_refs import collect_cycles
 from lakehouse.sources.kafka import consumer_options
 from lakehouse.tables import DeltaTables
 from lakehouse.tables.split import write_split
@@ -140,6 +141,7 @@ def make_batch_writer(
         st.read_write_s = time.perf_counter() - started
         stats.append(st)
         log.info("batch %s: %s rows in %.1f s %s", batch_id, st.rows, st.read_write_s, st.by_table)
+        collect_cycles()
 
     return write
 

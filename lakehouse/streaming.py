@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from lakehouse.py4j_refs import collect_cycles
+
 if TYPE_CHECKING:
     from lakehouse.job import JobContext
 
@@ -114,6 +116,7 @@ def run_kafka_to_table(
         written = ctx.tables.write_batch(to_rows(batch), table, app_id, batch_id, partition_by=partition_by)
         register_once()
         log.info("%s batch %s %s", app_id, batch_id, "committed" if written else "already committed: skipped")
+        collect_cycles()
 
     def start(trigger: dict[str, object]) -> StreamingQuery:
         writer = records.writeStream.queryName(app_id).foreachBatch(write).option("checkpointLocation", checkpoint)

@@ -21,7 +21,7 @@ from lakehouse import config
 SLOWEST_MODULES = [
     "tests/e2e/test_demo.py",
     "tests/e2e/test_commerce_model.py",
-    "tests/integration/test_demand_scoring.py",  # early: late in a worker's run its driver's heap is full
+    "tests/integration/test_demand_scoring.py",
     "tests/integration/test_silver_cdc_chunks.py",
     "tests/e2e/test_cdc_pipeline.py",
     "tests/e2e/test_bronze_sigkill.py",
@@ -182,15 +182,19 @@ def spark(settings: config.Settings, metastore):
 
 @pytest.fixture(autouse=True, scope="module")
 def _spark_state_released_after_each_module() -> Iterator[None]:
-    """After a module, the test session forgets the module's cached DataFrames and Delta logs (the snapshots and
-    plans of every table it touched): one worker's session serves ~150 modules' fresh tables; late in a run its old
-    generation held 1.1 GB after a full GC (mostly Catalyst plan nodes) and filled up in test_demand_scoring."""
+    """After a module, the test session forgets the module's py4j proxies, cached DataFrames and Delta logs (the
+    snapshots and plans of every table it touched): one worker's session serves ~150 modules' fresh tables. Without
+    this (and before the platform stopped pinning DeltaLogs and GX's batches) its old generation filled with plans
+    late in a run and the worker crawled in full GCs."""
     yield
+    import gc
+
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     if SparkContext._active_spark_context is None:
         return
+    gc.collect()  # the module's py4j proxies (cyclic garbage): their JVM objects are released with them
     session = SparkSession.getActiveSession()
     if session is not None:
         session.catalog.clearCache()

@@ -46,6 +46,7 @@ _OBSERVED_MAX = 500
 # cost of 0 samples on a 13-expectation suite.
 DEFAULT_UNEXPECTED_SAMPLES = 0
 BOOLEAN_ONLY = -1  # `samples` value: GX result format BOOLEAN_ONLY (success flags only, no counts)
+GX_QUERY_VIEW = "tmp_view"  # the name GX's query metrics (unexpected_rows_expectation) give the batch
 # Validation results (and so Data Docs validation pages) kept per suite when docs are built.
 RESULTS_KEPT = 20
 
@@ -284,6 +285,22 @@ class _GxRunner:
                 with contextlib.suppress(Exception):  # another process may have pruned it already
                     backend.remove_key(key)
 
+    def _forget_batch(self, df: DataFrame) -> None:
+        """Drop what GX keeps of a validated batch: its execution engine holds the last DataFrame of every asset (and
+        metrics computed on it) for the life of the context, and its query expectations leave the batch registered
+        as the temporary view `tmp_view` in the DataFrame's session (a streaming query's own session, kept by the
+        threads that ran it). Each kept the batch's plan and the Delta snapshots it read alive in the driver; the
+        driver of the tests' session filled its heap with them. GX has no public call for the first; without these
+        attributes there is nothing to drop."""
+        engine = self.datasource.get_execution_engine()
+        batches = getattr(engine, "batch_manager", None)
+        if batches is not None and isinstance(getattr(batches, "_batch_data_cache", None), dict):
+            batches._batch_data_cache.clear()
+            batches.reset_batch_cache()
+        if isinstance(getattr(engine, "_metric_cache", None), dict):
+            engine._metric_cache.clear()
+        df.sparkSession.catalog.dropTempView(GX_QUERY_VIEW)
+
     def validate(self, df: DataFrame, suite: SuiteSpec, run_id: str, samples: int,
                  parameters: dict[str, Any] | None = None) -> list[Any]:
         """GX ExpectationValidationResults, in the suite's expectation order."""
@@ -298,6 +315,7 @@ class _GxRunner:
                 run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
             )
             self._prune_results()
+            self._forget_batch(df)
             if self.docs_dir:
                 from great_expectations.data_context.types.resource_identifiers import (
                     ExpectationSuiteIdentifier,

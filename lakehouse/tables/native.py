@@ -24,7 +24,10 @@ class NativeDeltaTables(DeltaTables):
         spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
         self._transactions: dict[str, tuple[tuple[int, int], dict[str, int]]] = {}  # location -> (version, its
         # commit time), its set transactions
-        self._logs: dict[str, Any] = {}  # location -> its py4j DeltaLog
+        # DeltaLog.forTable, resolved once (each py4j name resolution, org, org.apache, ..., is a round trip). Not
+        # the DeltaLog objects: one held here keeps its latest snapshot (cached state, plans) alive in the JVM for as
+        # long as this object lives; Delta's own cache of them is bounded and can be cleared.
+        self._delta_log_for = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable
         self._none = spark._jvm.scala.Option.empty()
 
     def _require(self, name: str) -> None:
@@ -73,12 +76,7 @@ class NativeDeltaTables(DeltaTables):
 
     def _snapshot(self, name: str):
         """Delta's latest snapshot of the table (lists the log; no Spark job)."""
-        location = self.location(name)
-        delta_log = self._logs.get(location)
-        if delta_log is None:  # held: each py4j name resolution (org, org.apache, ...) is a round trip
-            jvm = self.spark._jvm
-            delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, location)
-            self._logs[location] = delta_log
+        delta_log = self._delta_log_for(self.spark._jsparkSession, self.location(name))
         return delta_log.update(False, self._none, self._none)
 
     def ensure_change_feed(self, name: str) -> bool:

@@ -176,6 +176,33 @@ def test_gold_block(spark: SparkSession) -> None:
     assert [k for k in store.list_keys() if not str(k[0]).startswith(".ge")] == []
 
 
+def test_a_validated_batch_is_not_kept_by_gx_or_as_its_query_view(spark: SparkSession, tmp_path: Path) -> None:
+    """GX kept the last batch of every suite (its execution engine's cache) and left a query expectation's batch
+    registered as a temporary view in the batch's session: each held the batch's plan in the driver."""
+    import gc
+    import weakref
+
+    suite = tmp_path / "gold.kept.json"
+    suite.write_text(json.dumps({"name": "gold.kept", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "revenue"},
+         "meta": {"severity": "quarantine"}},
+        {"type": "unexpected_rows_expectation", "meta": {"severity": "block"},
+         "kwargs": {"unexpected_rows_query": "SELECT * FROM {batch} WHERE units < orders"}}]}))
+    d = datetime(2024, 1, 1).date()
+    df = spark.createDataFrame([(d, "web", "EUR", 3, 5, Decimal("10.00")), (d, "web", "USD", 2, 1, None)],
+                               DAILY_SCHEMA)
+    result = run_gate(df, str(suite), "gold.kept", "run-kept")
+    assert (result.blocked, result.valid.count(), result.quarantined.count()) == (True, 0, 2)
+    assert result.block_reasons == [
+        "unexpected_rows_expectation(unexpected_rows_query=SELECT * FROM {batch} WHERE units < orders): observed 1"]
+    assert not spark.catalog.tableExists(gate_module.GX_QUERY_VIEW)
+    result.release()
+    kept = weakref.ref(df)
+    del df, result
+    gc.collect()
+    assert kept() is None
+
+
 def test_a_steps_gates_are_kept_by_one_commit_per_ops_table_once(
     spark: SparkSession, tables, silver_df: DataFrame, table_name: str
 ) -> None:
