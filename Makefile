@@ -68,9 +68,11 @@ $(JARS_STAMP): $(MAVEN_POMS)
 jars: system $(JARS_STAMP)
 
 # The local Spark driver's class-data sharing archive (lakehouse/jvm_archive.py): a job's JVM starts on ~half
-# the CPU. Built once per JDK and jar set (~1.5 min), a no-op afterwards.
+# the CPU. Built once per JDK and jar set (~1.5 min), a no-op afterwards. The SQL endpoint's authorization layer
+# (infra/governance/jvm, Scala) compiled with pyspark's own Scala compiler (~15 s, a no-op when up to date).
 venv: system $(VENV)/.installed $(SUPERSET_VENV)/.installed $(JARS_STAMP)
 	@$(PY) -m lakehouse.jvm_archive
+	@$(PY) -m lakehouse.governance.jar >/dev/null
 
 demo: venv
 	$(VENV)/bin/lakehouse demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -49,8 +50,17 @@ def _sql_endpoint(args: argparse.Namespace) -> None:
         print("SQL endpoint: stopped" if sql_endpoint.stop_sql_endpoint(settings) else "SQL endpoint: was not running")
     elif args.action == "query":
         if not args.sql:
-            raise LakehouseError("give the SQL to run: lakehouse sql-endpoint query 'SELECT ...'")
-        print(sql_endpoint.beeline_query(settings, args.sql))
+            raise LakehouseError("give the SQL to run: lakehouse sql-endpoint query [--user U] 'SELECT ...'")
+        print(sql_endpoint.beeline_query(settings, args.sql, user=args.user))
+    elif args.action == "login":
+        from lakehouse.governance.accounts import PASSWORD_ENV, USER_ENV, credentials
+
+        login = credentials(settings, args.user)
+        print(f"export {USER_ENV}={shlex.quote(login.user)} {PASSWORD_ENV}={shlex.quote(login.password)}")
+    elif args.action == "roles":
+        from lakehouse.governance.policies import roles_summary
+
+        print(roles_summary(sql_endpoint.jdbc_url(settings)))
     else:
         print(f"SQL endpoint: {sql_endpoint.sql_endpoint_status(settings)}")
 
@@ -153,7 +163,6 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def _submit(args: argparse.Namespace) -> None:
-    import shlex
     import subprocess
 
     from lakehouse.submit import submit_argv, submit_env
@@ -334,6 +343,11 @@ def _demo_run(settings: Settings, services: dict[str, str]) -> None:
     print(f"\n== fraud models (the history's later 30 %; recall and precision at <= 1 % false positives) ==\n{fraud}")
     print("\n== job seconds ==\n  " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     print(f"\n== where things are ==\n{demo.where_things_are(settings, services)}")
+    from lakehouse.governance.policies import roles_summary
+    from lakehouse.services.sql_endpoint import jdbc_url
+
+    print(f"\n== SQL users and roles (password logins; masks and row filters per role) ==\n"
+          f"{roles_summary(jdbc_url(settings))}")
 
 
 def _bi(args: argparse.Namespace) -> None:
@@ -369,8 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_services)
 
     p = sub.add_parser("sql-endpoint", help="Spark Thrift (JDBC/ODBC) endpoint for BI tools on 127.0.0.1")
-    p.add_argument("action", choices=["start", "stop", "status", "query"])
+    p.add_argument("action", choices=["start", "stop", "status", "query", "login", "roles"],
+                   help="login: print `export LAKEHOUSE_SQL_USER=... LAKEHOUSE_SQL_PASSWORD=...` for a local user "
+                        "(eval it before `dbt build` or a notebook); roles: the users, their roles and what they read")
     p.add_argument("sql", nargs="?", help="for `query`: SQL run through beeline")
+    p.add_argument("--user", help="for `query` and `login`: the SQL user (default: LAKEHOUSE_SQL_USER, else ana)")
     p.set_defaults(func=_sql_endpoint)
 
     p = sub.add_parser("bi", help="Apache Superset on the SQL endpoint (127.0.0.1): the Retail operations dashboard")

@@ -337,8 +337,10 @@ def where_things_are(settings: Settings, services: dict[str, str]) -> str:
         ("MLflow", f"{settings.mlflow_tracking_uri} (`mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}`)"),
         *services.items(),
         ("SQL endpoint", f"{jdbc_url(settings)} (running; `lakehouse sql-endpoint query 'SHOW TABLES IN marts'`)"),
-        ("dbt marts", "marts.* (sales, customers, inventory, finance, fraud); analysts: `cd dbt_project && "
-                      f"LAKEHOUSE_SQL_PORT={settings.sql_port} dbt build` on the SQL endpoint"),
+        ("dbt marts", "marts.* (sales, customers, inventory, finance, fraud); on the SQL endpoint as a data engineer: "
+                      "`eval \"$(lakehouse sql-endpoint login --user dee)\"; cd dbt_project && "
+                      f"LAKEHOUSE_SQL_PORT={settings.sql_port} dbt build`"),
+        ("audit log", "ops.audit_log (every SQL statement: user, tables, allowed or refused; policy versions)"),
         ("dbt docs", str(dbt_target_dir(settings) / "static_index.html")),
         ("notebooks", "notebooks/*.ipynb on the SQL endpoint: `lakehouse notebooks run` (executed copies in "
                       f"{settings.home / 'notebooks'})"),

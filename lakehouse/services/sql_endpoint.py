@@ -6,6 +6,10 @@ extension and catalog), registers every Delta table found under the tables root
 and serves until SIGTERM/SIGINT. `start_sql_endpoint` / `stop_sql_endpoint` run it as a managed background
 process (PID file under `$LAKEHOUSE_HOME/run`).
 
+Clients log in with a password (accounts: lakehouse.governance.accounts) and every statement is authorized
+against the governance policies, with column masks and row filters applied for its user
+(lakehouse.governance.endpoint; infra/governance/policies.yaml); each one is recorded in `ops.audit_log`.
+
 The catalog is the Hive metastore in the home's PostgreSQL (lakehouse.services.metastore), shared with every
 other Spark process: jobs write and register tables while the endpoint serves them, and each query reads the
 newest commit of a Delta table.
@@ -46,16 +50,21 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
     # Read by Hive's ThriftCLIService before its HiveConf: set before the JVM starts so they always apply.
     os.environ["HIVE_SERVER2_THRIFT_PORT"] = str(settings.sql_port)
     os.environ["HIVE_SERVER2_THRIFT_BIND_HOST"] = BIND_HOST
+    from lakehouse.governance.endpoint import GovernanceUpkeep, governed_conf
     from lakehouse.spark import get_spark
 
-    spark = get_spark("lakehouse-sql-endpoint", settings, conf=ENDPOINT_CONF)
+    governed = governed_conf(settings)
+    spark = get_spark("lakehouse-sql-endpoint", settings, conf={**ENDPOINT_CONF, **governed})
     for key, value in (
         ("hive.server2.thrift.port", str(settings.sql_port)),
         ("hive.server2.thrift.bind.host", BIND_HOST),
         ("hive.server2.transport.mode", "binary"),
+        *((k.removeprefix("spark.hadoop."), v) for k, v in governed.items() if k.startswith("spark.hadoop.")),
     ):
         spark.conf.set(key, value)
         spark.sparkContext._jsc.hadoopConfiguration().set(key, value)
+        # also where each login reads it: Hive's password check builds a fresh HiveConf (system properties)
+        spark._jvm.java.lang.System.setProperty(key, value)
     if register:
         from lakehouse.tables.catalog import register_all_tables
 
@@ -69,6 +78,7 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
         spark._jsparkSession.sqlContext()
     )
     print(f"SQL endpoint listening on {jdbc_url(settings)}", flush=True)
+    upkeep = GovernanceUpkeep(spark, settings)
     stop_event = stop_event or threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -80,10 +90,11 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
         signal.signal(signal.SIGINT, _on_signal)
     try:
         while not stop_event.wait(1.0):
-            pass
+            upkeep.tick()
     finally:
         try:
             server.stop()
+            upkeep.tick(force=True)  # the last statements' audit lines
         finally:
             spark.stop()
 
@@ -143,45 +154,62 @@ def beeline_query(
     output_format: str = "csv2",
     header: bool = False,
     timeout: float = 300.0,
+    user: str | None = None,
 ) -> str:
-    """Run `sql` through Hive's BeeLine JDBC client against the endpoint; returns BeeLine's stdout.
+    """Run `sql` through Hive's BeeLine JDBC client against the endpoint as `user` (lakehouse.governance.accounts);
+    returns BeeLine's stdout.
 
     With the defaults, each result row is one comma-separated line without a header (`csv2`). Raises
     ServiceNotRunning when nothing listens on the port and LakehouseError when BeeLine reports an error.
     """
+    import tempfile
+
+    from lakehouse.governance.accounts import credentials, secrets_dir
     from lakehouse.jars import pyspark_jars_dir
 
     if not _port_ready(settings):
         raise ServiceNotRunning(
             f"no SQL endpoint on {BIND_HOST}:{settings.sql_port}: start it with `lakehouse services start`"
         )
-    cmd = [
-        "java",
-        "-Xmx256m",
-        "-cp",
-        str(pyspark_jars_dir() / "*"),
-        BEELINE_CLASS,
-        "-u",
-        jdbc_url(settings, database),
-        "--silent=true",
-        f"--outputformat={output_format}",
-        f"--showHeader={'true' if header else 'false'}",
-        "-e",
-        sql,
-    ]
+    login = credentials(settings, user)
+    with tempfile.NamedTemporaryFile("w", dir=secrets_dir(settings), prefix="beeline-") as password_file:
+        password_file.write(login.password)  # -w: the password stays off the command line (ps)
+        password_file.flush()
+        cmd = [
+            "java",
+            "-Xmx256m",
+            "-cp",
+            str(pyspark_jars_dir() / "*"),
+            BEELINE_CLASS,
+            "-u",
+            jdbc_url(settings, database),
+            "-n",
+            login.user,
+            "-w",
+            password_file.name,
+            "--silent=true",
+            f"--outputformat={output_format}",
+            f"--showHeader={'true' if header else 'false'}",
+            "-e",
+            sql,
+        ]
+        proc = _run_beeline(cmd, sql, timeout)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    if proc.returncode != 0 or errors:
+        detail = "\n".join(errors) or proc.stderr.strip()[-2000:]
+        raise LakehouseError(f"beeline failed (exit {proc.returncode}): {detail}")
+    return _strip_prompts(proc.stdout)
+
+
+def _run_beeline(cmd: list[str], sql: str, timeout: float) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
         )
     except FileNotFoundError:
         raise LakehouseError("java is not on PATH (needed for the BeeLine client)") from None
     except subprocess.TimeoutExpired:
         raise LakehouseError(f"beeline query timed out after {timeout:.0f}s: {sql[:200]}") from None
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
-    if proc.returncode != 0 or errors:
-        detail = "\n".join(errors) or proc.stderr.strip()[-2000:]
-        raise LakehouseError(f"beeline failed (exit {proc.returncode}): {detail}")
-    return _strip_prompts(proc.stdout)
 
 
 _PROMPT = re.compile(r"^\d+: jdbc:hive2://[^>]*> ?")

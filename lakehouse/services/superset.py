@@ -21,12 +21,14 @@ from pathlib import Path
 
 from lakehouse.config import REPO_ROOT, Settings, get_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.governance.accounts import Credentials, credentials
 from lakehouse.services.sql_endpoint import BIND_HOST
 
 SERVICE_NAME = "superset"
 ASSETS_DIR = REPO_ROOT / "infra" / "superset"
 DASHBOARD_SLUG = "retail-operations"
 ADMIN_USER = "admin"
+BI_USER = "bi"  # the BI tool's account on the SQL endpoint (infra/governance/policies.yaml: an analyst)
 
 
 def superset_venv() -> Path:
@@ -92,12 +94,20 @@ def _superset(settings: Settings, *args: str, timeout: float = 600) -> str:
     return done.stdout + done.stderr
 
 
-def asset_bundle(settings: Settings) -> bytes:
-    """The repository's asset bundle as the ZIP Superset imports, the SQL endpoint's port filled in."""
+def asset_bundle(settings: Settings, login: Credentials | None = None) -> bytes:
+    """The repository's asset bundle as the ZIP Superset imports, the SQL endpoint's port and the BI account's
+    credentials (default: BI_USER's, lakehouse.governance.accounts) filled in."""
+    from urllib.parse import quote
+
+    login = login or credentials(settings, BI_USER)
+    values = {"${LAKEHOUSE_SQL_PORT}": str(settings.sql_port), "${LAKEHOUSE_SQL_USER}": quote(login.user, safe=""),
+              "${LAKEHOUSE_SQL_PASSWORD}": quote(login.password, safe="")}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
         for path in sorted((ASSETS_DIR / "assets").rglob("*.yaml")):
-            text = path.read_text().replace("${LAKEHOUSE_SQL_PORT}", str(settings.sql_port))
+            text = path.read_text()
+            for placeholder, value in values.items():
+                text = text.replace(placeholder, value)
             bundle.writestr(f"lakehouse_bi/{path.relative_to(ASSETS_DIR / 'assets')}", text)
     return buffer.getvalue()
 
@@ -117,9 +127,13 @@ def setup(settings: Settings) -> bool:
         _superset(settings, "fab", "create-admin", "--username", ADMIN_USER, "--firstname", "Lakehouse",
                   "--lastname", "Admin", "--email", "admin@localhost", "--password", admin_password(settings))
     _superset(settings, "init")
-    bundle_file = home / "bundle.zip"
+    bundle_file = home / "bundle.zip"  # holds the BI account's password: its owner's only, deleted after import
+    bundle_file.touch(mode=0o600)
     bundle_file.write_bytes(bundle)
-    _superset(settings, "import-dashboards", "--path", str(bundle_file), "--username", ADMIN_USER)
+    try:
+        _superset(settings, "import-dashboards", "--path", str(bundle_file), "--username", ADMIN_USER)
+    finally:
+        bundle_file.unlink()
     stamp_file.write_text(stamp)
     return True
 

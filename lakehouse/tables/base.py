@@ -82,8 +82,9 @@ class DeltaTables(ABC):
 
     # --- writes ---------------------------------------------------------------------------------
     @abstractmethod
-    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
-        """Create an empty table if it does not exist (no-op when it does)."""
+    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None,
+               properties: dict[str, str] | None = None) -> None:
+        """Create an empty table if it does not exist (no-op when it does), with these table properties."""
 
     @abstractmethod
     def append(self, df: DataFrame, name: str, partition_by: list[str] | None = None, merge_schema: bool = False) -> None:

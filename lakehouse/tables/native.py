@@ -49,7 +49,8 @@ class NativeDeltaTables(DeltaTables):
         first look)."""
         return int(self._snapshot(name).version()) >= 0
 
-    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None) -> None:
+    def create(self, name: str, schema: StructType, partition_by: list[str] | None = None,
+               properties: dict[str, str] | None = None) -> None:
         from delta.tables import DeltaTable
 
         builder = (
@@ -58,6 +59,8 @@ class NativeDeltaTables(DeltaTables):
             .addColumns(schema)
             .property(CHANGE_FEED, "true")
         )
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
         if partition_by:
             builder = builder.partitionedBy(*partition_by)
         builder.execute()

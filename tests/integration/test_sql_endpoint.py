@@ -17,6 +17,7 @@ import pytest
 from deltalake import write_deltalake
 
 from lakehouse.config import REPO_ROOT, Settings
+from lakehouse.governance.accounts import credentials
 from lakehouse.services.process import free_port
 from lakehouse.services.sql_endpoint import beeline_query, start_sql_endpoint, stop_sql_endpoint
 
@@ -78,16 +79,19 @@ def test_beeline_reads_exact_rows(endpoint_settings: Settings) -> None:
         # Python DB-API (PyHive, what dbt's `endpoint` target and notebooks use): typed rows by table name
         from pyhive import hive
 
-        with closing(hive.connect(host="127.0.0.1", port=settings.sql_port, username="analyst")) as conn:
+        login = credentials(settings, "ana")  # an analyst (lakehouse.governance)
+        with closing(hive.connect(host="127.0.0.1", port=settings.sql_port, username=login.user,
+                                  password=login.password, auth="CUSTOM")) as conn:
             cursor = conn.cursor()
             cursor.execute(f"SELECT channel, sum(orders), sum(revenue) FROM gold.{name} GROUP BY channel "
                            "ORDER BY channel")
             assert cursor.fetchall() == [("ebay", 1, Decimal("9.99")), ("web", 5, Decimal("142.50"))]
-        # writes through JDBC work too: a managed Delta table created by CTAS, then read back
+        # writes through JDBC work too (for a data engineer): a managed Delta table created by CTAS, then read back
         beeline_query(
             settings,
             f"CREATE TABLE gold.{name}_totals USING delta AS "
             f"SELECT channel, sum(revenue) AS revenue FROM gold.{name} GROUP BY channel",
+            user="dee",
         )
         out = beeline_query(settings, f"SELECT channel, revenue FROM gold.{name}_totals ORDER BY channel")
         assert out.strip().splitlines() == ["ebay,9.99", "web,142.50"]
@@ -164,8 +168,8 @@ def test_endpoint_answers_while_another_process_merges_into_the_table(endpoint_s
 
 
 def test_analysts_dbt_build_runs_through_the_endpoint(endpoint_settings: Settings, spark, tmp_path: Path) -> None:
-    """`cd dbt_project && dbt build` (the profile's default `endpoint` target, dbt-spark over Thrift) builds the
-    marts inside the endpoint and runs their tests there; BeeLine then reads the mart."""
+    """`cd dbt_project && dbt build` (the profile's default `endpoint` target, dbt-spark over Thrift, logged in as a
+    data engineer) builds the marts inside the endpoint and runs their tests there; BeeLine then reads the mart."""
     import json
     import os
 
@@ -175,7 +179,9 @@ def test_analysts_dbt_build_runs_through_the_endpoint(endpoint_settings: Setting
     dbt_vars = write_sources(spark)  # the hand-made gold and silver of test_dbt, in private databases
     start_sql_endpoint(settings, timeout=300)
     try:
-        env = {**os.environ, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+        login = credentials(settings, "dee")  # a data engineer builds the marts (`lakehouse sql-endpoint login`)
+        env = {**os.environ, "DBT_TARGET_PATH": str(tmp_path / "target"), "DBT_LOG_PATH": str(tmp_path / "logs"),
+               "LAKEHOUSE_SQL_USER": login.user, "LAKEHOUSE_SQL_PASSWORD": login.password}
         done = subprocess.run(
             [str(Path(sys.executable).parent / "dbt"), "build", "--select", "+fct_sales_weekly",
              "--indirect-selection", "cautious", "--vars", json.dumps(dbt_vars)],  # tests of unbuilt models skipped

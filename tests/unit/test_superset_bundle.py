@@ -1,5 +1,5 @@
 """The Superset asset bundle in infra/superset/assets: every reference resolves (dashboard -> charts -> datasets ->
-the database) and the SQL endpoint's port is filled in at import."""
+the database) and the SQL endpoint's port and the BI account's credentials (URL-quoted) are filled in at import."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import zipfile
 import yaml
 
 from lakehouse.config import Settings
+from lakehouse.governance.accounts import Credentials
 from lakehouse.services.superset import DASHBOARD_SLUG, asset_bundle
 
 
 def _bundle(settings: Settings) -> dict[str, dict]:
-    with zipfile.ZipFile(io.BytesIO(asset_bundle(settings))) as bundle:
+    login = Credentials("bi", "p@ss:w/rd")
+    with zipfile.ZipFile(io.BytesIO(asset_bundle(settings, login))) as bundle:
         return {name: yaml.safe_load(bundle.read(name)) for name in bundle.namelist()}
 
 
@@ -23,7 +25,7 @@ def test_the_bundle_points_at_this_homes_sql_endpoint_and_every_reference_resolv
     files = _bundle(settings)
     assert files["lakehouse_bi/metadata.yaml"]["type"] == "Dashboard"
     (database,) = [f for n, f in files.items() if "/databases/" in n]
-    assert database["sqlalchemy_uri"] == "hive://analyst@127.0.0.1:23456/default"
+    assert database["sqlalchemy_uri"] == "hive://bi:p%40ss%3Aw%2Frd@127.0.0.1:23456/default?auth=CUSTOM"
     datasets = {f["uuid"]: f for n, f in files.items() if "/datasets/" in n}
     charts = {f["uuid"]: f for n, f in files.items() if "/charts/" in n}
     (dashboard,) = [f for n, f in files.items() if "/dashboards/" in n]
