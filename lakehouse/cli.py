@@ -50,7 +50,7 @@ def _sql_endpoint(args: argparse.Namespace) -> None:
         print("SQL endpoint: stopped" if sql_endpoint.stop_sql_endpoint(settings) else "SQL endpoint: was not running")
     elif args.action == "query":
         if not args.sql:
-            raise LakehouseError("give the SQL to run: lakehouse sql-endpoint query [--user U] 'SELECT ...'")
+            raise LakehouseError("give the SQL to run: lakehouse sql-endpoint query 'SELECT ...' [--user U]")
         print(sql_endpoint.beeline_query(settings, args.sql, user=args.user))
     elif args.action == "login":
         from lakehouse.governance.accounts import PASSWORD_ENV, USER_ENV, credentials
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="login: print `export LAKEHOUSE_SQL_USER=... LAKEHOUSE_SQL_PASSWORD=...` for a local user "
                         "(eval it before `dbt build` or a notebook); roles: the users, their roles and what they read")
     p.add_argument("sql", nargs="?", help="for `query`: SQL run through beeline")
-    p.add_argument("--user", help="for `query` and `login`: the SQL user (default: LAKEHOUSE_SQL_USER, else ana)")
+    p.add_argument("--user", help="for `query` (after the SQL) and `login`: the SQL user (default: LAKEHOUSE_SQL_USER, else ana)")
     p.set_defaults(func=_sql_endpoint)
 
     p = sub.add_parser("bi", help="Apache Superset on the SQL endpoint (127.0.0.1): the Retail operations dashboard")

@@ -38,7 +38,12 @@ def governed_conf(settings: Settings) -> dict[str, str]:
     applied (lakehouse.governance.GovernanceExtension; it refuses clients' reads of files by path, which the
     endpoint's own work, the audit copy, still does)."""
     from lakehouse.governance.accounts import ACCOUNTS_ENV, ensure_accounts
-    from lakehouse.governance.jar import AUTHENTICATOR_CLASS, EXTENSION_CLASS, ensure_governance_jar
+    from lakehouse.governance.jar import (
+        AUTHENTICATOR_CLASS,
+        EXTENSION_CLASS,
+        METADATA_AUTHORIZER_CLASS,
+        ensure_governance_jar,
+    )
     from lakehouse.jars import spark_jars
     from lakehouse.spark import DELTA_EXTENSION
 
@@ -54,6 +59,9 @@ def governed_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.hive.server2.authentication": "CUSTOM",
         "spark.hadoop.hive.server2.custom.authentication.class": AUTHENTICATOR_CLASS,
         "spark.hadoop.hive.server2.enable.doAs": "true",
+        # JDBC metadata calls (getTables, getColumns), which no SQL statement carries
+        "spark.hadoop.hive.security.authorization.enabled": "true",
+        "spark.hadoop.hive.security.authorization.manager": METADATA_AUTHORIZER_CLASS,
     }
 
 

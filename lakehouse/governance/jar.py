@@ -21,6 +21,7 @@ from lakehouse.jars import jars_root, pyspark_jars_dir
 SOURCES = REPO_ROOT / "infra" / "governance" / "jvm"
 EXTENSION_CLASS = "lakehouse.governance.GovernanceExtension"
 AUTHENTICATOR_CLASS = "lakehouse.governance.PasswordAuthenticator"
+METADATA_AUTHORIZER_CLASS = "lakehouse.governance.MetadataAuthorizerFactory"
 
 
 def _sources() -> list[Path]:

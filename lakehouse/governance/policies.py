@@ -206,6 +206,6 @@ def roles_summary(jdbc_url: str, path: Path | None = None) -> str:
         lines.append(f"  {user:<5} {spec['role']:<14} {scope:<6} {_reads_in_short(role.get('read') or [])}")
     lines.append(f"  connect as one: `eval \"$(lakehouse sql-endpoint login --user <user>)\"`, then "
                  f"`beeline -u {jdbc_url} -n $LAKEHOUSE_SQL_USER -p $LAKEHOUSE_SQL_PASSWORD`, "
-                 "`cd dbt_project && dbt build` (as dee), a notebook, or `lakehouse sql-endpoint query --user <user> "
-                 "'SQL'`; policies: infra/governance/policies.yaml")
+                 "`cd dbt_project && dbt build` (as dee), a notebook, or `lakehouse sql-endpoint query 'SQL' --user "
+                 "<user>`; policies: infra/governance/policies.yaml")
     return "\n".join(lines)

@@ -63,8 +63,8 @@ def serve(settings: Settings, register: bool = True, stop_event: threading.Event
     ):
         spark.conf.set(key, value)
         spark.sparkContext._jsc.hadoopConfiguration().set(key, value)
-        # also where each login reads it: Hive's password check builds a fresh HiveConf (system properties)
-        spark._jvm.java.lang.System.setProperty(key, value)
+        if key.startswith("hive.server2."):  # also where each login reads it: a fresh HiveConf (system properties)
+            spark._jvm.java.lang.System.setProperty(key, value)
     if register:
         from lakehouse.tables.catalog import register_all_tables
 

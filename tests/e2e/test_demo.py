@@ -336,7 +336,7 @@ def test_sql_users_see_the_demos_data_as_the_repositorys_policies_say(demo, endp
     import re
 
     def query(user: str, sql: str) -> subprocess.CompletedProcess:
-        return demo.cli("sql-endpoint", "query", "--user", user, sql)
+        return demo.cli("sql-endpoint", "query", sql, "--user", user)
 
     done = query("eva", "SELECT sales_key, units FROM marts.fct_sales_daily ORDER BY sales_key")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -351,7 +351,7 @@ def test_sql_users_see_the_demos_data_as_the_repositorys_policies_say(demo, endp
         (t, re.sub(r"^(.)[^@]*(@.*)$", r"\1***\2", v)) for t, v in emails]
 
     done = query("ana", "SELECT value FROM bronze.erp_cdc_raw LIMIT 1")
-    assert done.returncode == 1
+    assert done.returncode == 2  # the CLI's exit code for a refused or failed command
     assert "Permission denied: user [ana] (role analyst) may not read bronze.erp_cdc_raw" in done.stderr
     assert "== SQL users and roles" in demo.outputs[0] and "lakehouse sql-endpoint login --user" in demo.outputs[0]
 

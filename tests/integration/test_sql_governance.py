@@ -220,6 +220,39 @@ def test_attacks_through_views_ctes_joins_subqueries_and_oracles_see_only_the_us
     assert governed.db_api("ana", "SHOW TABLES IN restricted") == []
 
 
+def test_jdbc_metadata_calls_list_only_the_users_schemas_and_tables(governed: Governed) -> None:
+    """getTables/getColumns (HiveServer2 operations without a SQL statement, what JDBC tools browse with)."""
+    from contextlib import closing
+
+    from pyhive import hive
+    from TCLIService import ttypes
+
+    login = credentials(governed.settings, "ana")
+    with closing(hive.connect(host="127.0.0.1", port=governed.settings.sql_port, username=login.user,
+                              password=login.password, auth="CUSTOM")) as conn:
+        def call(method: str, request) -> list[tuple] | str:  # noqa: ANN001 - a TCLIService request
+            response = getattr(conn.client, method)(request)
+            if response.status.statusCode != ttypes.TStatusCode.SUCCESS_STATUS:
+                return response.status.errorMessage
+            fetched = conn.client.FetchResults(ttypes.TFetchResultsReq(
+                operationHandle=response.operationHandle, orientation=ttypes.TFetchOrientation.FETCH_NEXT,
+                maxRows=1000))
+            columns = [next(v.values for v in vars(c).values() if v is not None) for c in fetched.results.columns]
+            return list(zip(*columns, strict=True))
+
+        def tables(schema: str) -> list[tuple] | str:
+            return call("GetTables", ttypes.TGetTablesReq(sessionHandle=conn.sessionHandle, schemaName=schema,
+                                                          tableName="%"))
+
+        assert sorted(r[1:3] for r in tables("gold")) == [("gold", "sales")]
+        assert sorted(r[1:3] for r in tables("silver")) == [("silver", "customers_history"), ("silver", "suppliers")]
+        assert "Permission denied: user [ana] (role analyst) may not list bronze (GET_TABLES)" in tables("bronze")
+        assert "may not list bronze, default, restricted (GET_TABLES)" in tables("%")
+        refused = call("GetColumns", ttypes.TGetColumnsReq(sessionHandle=conn.sessionHandle, schemaName="restricted",
+                                                           tableName="pii_values"))
+        assert "user [ana] (role analyst) may not list restricted.pii_values (GET_COLUMNS)" in refused
+
+
 def test_logins_need_a_known_user_and_the_right_password(governed: Governed) -> None:
     import subprocess
 
@@ -242,14 +275,14 @@ def test_logins_need_a_known_user_and_the_right_password(governed: Governed) -> 
     assert governed.db_api("ana", "SELECT 'logged in'") == [("logged in",)]
 
 
-def _audit_rows(governed: Governed, marker: str, timeout: float = 60.0) -> list[tuple]:
-    """`ops.audit_log` rows of statements containing `marker`, once the endpoint has copied them."""
+def _audit_rows(governed: Governed, marker: str, expected: int, timeout: float = 60.0) -> list[tuple]:
+    """`ops.audit_log` rows of statements containing `marker`, once the endpoint has copied `expected` of them."""
     deadline = time.monotonic() + timeout
     while True:
         head, tail = marker.split("-")  # (this query's own text holds the marker only in two pieces)
         rows = governed.db_api("aud", "SELECT user, role, decision, reads, reason FROM ops.audit_log WHERE event = "
                                       f"'statement' AND statement LIKE concat('%', '{head}-', '{tail}%') ORDER BY user")
-        if rows or time.monotonic() > deadline:
+        if len(rows) >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(2)
 
@@ -258,7 +291,7 @@ def test_the_audit_log_keeps_who_read_what_and_every_refusal_and_cannot_be_chang
     marker = f"audit-{uuid.uuid4().hex[:8]}"
     governed.db_api("eva", f"SELECT /* {marker} */ count(*) FROM gold.sales")
     governed.refusal("max", f"SELECT /* {marker} */ * FROM restricted.pii_values")
-    rows = _audit_rows(governed, marker)
+    rows = _audit_rows(governed, marker, expected=2)
     assert rows == [
         ("eva", "analyst", "allowed", '["gold.sales"]', ""),
         ("max", "marketing", "denied", '["restricted.pii_values"]',
@@ -267,7 +300,7 @@ def test_the_audit_log_keeps_who_read_what_and_every_refusal_and_cannot_be_chang
     assert "may not change ops.audit_log" in governed.refusal("aud", "DELETE FROM ops.audit_log")
     # a data engineer may change most tables, but Delta refuses deletes from an append-only table
     assert "DELTA_CANNOT_MODIFY_APPEND_ONLY" in governed.refusal("dee", "DELETE FROM ops.audit_log WHERE user = 'eva'")
-    assert len(_audit_rows(governed, marker, timeout=0)) == 2
+    assert len(_audit_rows(governed, marker, expected=2, timeout=0)) == 2
 
 
 def _policy_versions(governed: Governed) -> set[str]:

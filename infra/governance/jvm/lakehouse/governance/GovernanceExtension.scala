@@ -35,11 +35,12 @@ object Governance {
 
   /** The policy of the client session's user, None outside client sessions; refused for unknown users. */
   def policyFor(session: SparkSession): Option[UserPolicy] = clientUser().map { user =>
-    val path = session.sparkContext.getConf.get(PoliciesConf, "")
     AuditLog.configure(session.sparkContext.getConf.get(AuditDirConf, ""))
-    Policies.current(path).users.getOrElse(user,
-      throw new SecurityException(s"Permission denied: user [$user] has no role in the governance policies"))
+    policyOf(user, session.sparkContext.getConf.get(PoliciesConf, ""))
   }
+
+  def policyOf(user: String, policiesPath: String): UserPolicy = Policies.current(policiesPath).users.getOrElse(user,
+    throw new SecurityException(s"Permission denied: user [$user] has no role in the governance policies"))
 }
 
 /** Row filters and column masks on every catalog relation of the plan, for the session's user. A masked or
