@@ -21,7 +21,11 @@ UPKEEP_INTERVAL_S = 15.0
 
 
 def governance_dir(settings: Settings) -> Path:
-    return settings.home / "governance"
+    """Compiled policies and audit lines (statements' text may hold personal values): its owner's only."""
+    path = settings.home / "governance"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def compiled_policies_file(settings: Settings) -> Path:
