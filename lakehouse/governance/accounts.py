@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
+from lakehouse.governance import private_dir
 
 ACCOUNTS_ENV = "LAKEHOUSE_SQL_ACCOUNTS"
 USER_ENV = "LAKEHOUSE_SQL_USER"
@@ -35,10 +36,7 @@ class Credentials:
 
 
 def secrets_dir(settings: Settings) -> Path:
-    path = settings.home / "secrets"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
+    return private_dir(settings.home / "secrets")
 
 
 def accounts_file(settings: Settings) -> Path:

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
+from lakehouse.governance import private_dir
 from lakehouse.governance.audit import ingest_audit_files, record_policy_compiled
 from lakehouse.governance.policies import policies_file, write_compiled
 
@@ -22,10 +23,7 @@ UPKEEP_INTERVAL_S = 15.0
 
 def governance_dir(settings: Settings) -> Path:
     """Compiled policies and audit lines (statements' text may hold personal values): its owner's only."""
-    path = settings.home / "governance"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
+    return private_dir(settings.home / "governance")
 
 
 def compiled_policies_file(settings: Settings) -> Path:
