@@ -40,6 +40,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.cdc.specs import MIRROR_PREFIX, mirror_spec
 from lakehouse.delta_stream import DeltaStream, after_marker, run_available_now, run_continuously
+from lakehouse.governance.erasure import pii_stats
 from lakehouse.job import JobContext, add_trigger_arguments, job_context, parser, require_tables, run_main
 from lakehouse.quality.gate import GateResult, run_gate
 from lakehouse.quality.ops import gate_writes, raise_if_blocked, record_gate
@@ -90,14 +91,14 @@ def targets(tables=None) -> list[str]:  # noqa: ANN001 - DeltaTables
 
 def ensure_tables(ctx: JobContext) -> None:
     """Create every silver CDC table of the specs (empty) so each exists even before its first change."""
-    ctx.tables.create(PII_TABLE, PII_SCHEMA)
+    ctx.tables.create(PII_TABLE, PII_SCHEMA, properties=pii_stats(PII_SCHEMA))  # raw values: not in the log
     for spec in TABLES.values():
         if spec.scd1:
             ctx.tables.create(spec.scd1, scd1_schema(spec), _partitions(spec, spec.scd1))
         if spec.scd2:
             ctx.tables.create(spec.scd2, scd2_schema(spec), _partitions(spec, spec.scd2))
     ctx.tables.create(TOMBSTONES, TOMBSTONE_SCHEMA)
-    ctx.tables.create(DEAD_LETTER, DEAD_LETTER_SCHEMA)
+    ctx.tables.create(DEAD_LETTER, DEAD_LETTER_SCHEMA, properties=pii_stats(DEAD_LETTER_SCHEMA))
 
 
 def _partitions(spec: CdcTable, target: str) -> list[str] | None:

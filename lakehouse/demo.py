@@ -258,8 +258,10 @@ def start_sql_endpoint(settings: Settings, started: StartedHere) -> str:
     it already runs; recorded in `started` when this call started it). Returns its JDBC URL."""
     from lakehouse.services import sql_endpoint
 
+    # Ready once it has registered every table (~60 s alone). CI's run of the demo test, beside another test
+    # process on 2 cores and with the pipeline's stages starting, passed 180 s.
     _start_managed(started, "SQL endpoint", sql_endpoint.SERVICE_NAME, settings,
-                   lambda: sql_endpoint.start_sql_endpoint(settings))
+                   lambda: sql_endpoint.start_sql_endpoint(settings, timeout=600))
     return sql_endpoint.jdbc_url(settings)
 
 
@@ -341,6 +343,8 @@ def where_things_are(settings: Settings, services: dict[str, str]) -> str:
                       "`eval \"$(lakehouse sql-endpoint login --user dee)\"; cd dbt_project && "
                       f"LAKEHOUSE_SQL_PORT={settings.sql_port} dbt build`"),
         ("audit log", "ops.audit_log (every SQL statement: user, tables, allowed or refused; policy versions)"),
+        ("GDPR erasure", "`lakehouse gdpr erase --customer-id N [--dry-run]` with the pipeline stopped (requests in "
+                         "ops.gdpr_erasures)"),
         ("dbt docs", str(dbt_target_dir(settings) / "static_index.html")),
         ("notebooks", "notebooks/*.ipynb on the SQL endpoint: `lakehouse notebooks run` (executed copies in "
                       f"{settings.home / 'notebooks'})"),

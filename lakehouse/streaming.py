@@ -124,3 +124,21 @@ def run_kafka_to_table(
 
     register_once()
     run_query(ctx.spark, start, continuous=continuous, interval=interval, timeout=timeout)
+
+
+def committed_kafka_offsets(spark: SparkSession, checkpoint: str) -> dict[str, dict[int, int]]:
+    """{topic: {partition: next offset}} up to which a Kafka query has committed its micro-batches: the offsets of
+    its newest batch with a commit file ({} before its first). Read with Hadoop's file system (any checkpoint
+    location); a few lines."""
+    import json
+
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()  # noqa: SLF001
+    commits = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/commits")
+    fs = commits.getFileSystem(conf)
+    if not fs.exists(commits):
+        return {}
+    batches = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]
+    if not batches:
+        return {}
+    lines = [r.value for r in spark.read.text(f"{checkpoint.rstrip('/')}/offsets/{max(batches)}").collect()]
+    return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in json.loads(lines[-1]).items()}

@@ -215,17 +215,33 @@ def start_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int
         consumer.close()
 
 
+def delete_records(bootstrap: str, topic: str, before: dict[int, int], timeout: float = 30.0) -> dict[int, int]:
+    """Delete every record of `topic` below `before[partition]` (Kafka's DeleteRecords: the partition's log start
+    moves there); returns {partition: new log start}."""
+    wanted = [TopicPartition(topic, p, o) for p, o in sorted(before.items()) if o > 0]
+    if not wanted:
+        return {}
+    admin = admin_client(bootstrap)  # held until the futures complete: they die with their client
+    futures = admin.delete_records(wanted, request_timeout=timeout, operation_timeout=timeout)
+    try:
+        return {tp.partition: f.result(timeout).low_watermark for tp, f in futures.items()}
+    except KafkaException as exc:
+        raise LakehouseError(f"deleting records of Kafka topic {topic!r} failed: {exc}") from None
+
+
 def read_records(bootstrap: str, topic: str, timeout: float = 30.0) -> list[tuple[int, int, bytes | None, bytes]]:
-    """Read the whole topic (for tests/diagnostics): (partition, offset, key, value) of every record, in offset
-    order per partition."""
-    ends = end_offsets(bootstrap, topic)
+    """Read the whole topic (for tests/diagnostics): (partition, offset, key, value) of every record still
+    retained, in offset order per partition."""
+    bounds = {p: span for (_, p), span in watermarks(
+        bootstrap, [(topic, p) for p in topic_partitions(bootstrap, topic)], timeout=timeout).items()}
+    ends = {p: end for p, (start, end) in bounds.items() if end > start}
     consumer = offsets_consumer(bootstrap)
     try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p, e in ends.items() if e > 0])
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         seen: dict[int, int] = {}
         records = []
         deadline = time.monotonic() + timeout
-        while any(seen.get(p, -1) < e - 1 for p, e in ends.items() if e > 0) and time.monotonic() < deadline:
+        while any(seen.get(p, -1) < e - 1 for p, e in ends.items()) and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=10000, timeout=0.2):
                 if msg.error() is None:
                     records.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
