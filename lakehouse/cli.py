@@ -361,6 +361,18 @@ def _gdpr(args: argparse.Namespace) -> None:
     print(f"{'would erase' if args.dry_run else 'erased'} customer {args.customer_id}:\n{done.render()}")
 
 
+def _deploy(args: argparse.Namespace) -> None:
+    from lakehouse.deploy.emr import DEFAULT_RELEASE, EmrDeployment, deploy_emr
+
+    deployment = EmrDeployment(
+        bucket=args.bucket, prefix=args.prefix, region=args.region, kafka_bootstrap=args.kafka_bootstrap,
+        tables_root=args.tables_root, cluster_id=args.cluster_id, release_label=args.release_label or DEFAULT_RELEASE,
+        jobs=tuple(args.job), endpoint_url=args.endpoint_url)
+    done = deploy_emr(deployment)
+    print(f"EMR cluster {done.cluster_id}: {len(done.step_ids)} steps ({', '.join(done.step_ids)}); "
+          f"{len(done.uploaded)} files under {deployment.s3_prefix}; tables {deployment.tables}")
+
+
 def _bi(args: argparse.Namespace) -> None:
     from lakehouse.services import superset
 
@@ -511,6 +523,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customer-id", type=int, required=True, help="the ERP's customer_id")
     p.add_argument("--dry-run", action="store_true", help="only count the customer's rows per table")
     p.set_defaults(func=_gdpr)
+
+    p = sub.add_parser("deploy", help="deploy the pipeline to Amazon EMR (wheel, jars, bootstrap, one step per "
+                                      "stage) with boto3")
+    p.add_argument("target", choices=["emr"])
+    p.add_argument("--bucket", required=True, help="S3 bucket for the wheel, jars, bootstrap script and logs")
+    p.add_argument("--prefix", default="lakehouse")
+    p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    p.add_argument("--kafka-bootstrap", required=True, help="the brokers the cluster reads (e.g. Amazon MSK)")
+    p.add_argument("--tables-root", default="", help="default s3a://<bucket>/<prefix>/tables")
+    p.add_argument("--cluster-id", help="add the steps to this cluster instead of creating one")
+    p.add_argument("--release-label", default=None, help="EMR release of a new cluster")
+    p.add_argument("--job", action="append", default=[], help="a batch job to run once (repeatable)")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help=argparse.SUPPRESS)
+    p.set_defaults(func=_deploy)
 
     p = sub.add_parser("demo", help="start local services and run the whole commerce pipeline on generated data")
     p.set_defaults(func=_demo)

@@ -1,0 +1,1 @@
+"""Deployment of the platform to managed Spark services."""
