@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUPERSET_VENV := .venv-superset
+AIRFLOW_VENV := .venv-airflow
 export LAKEHOUSE_JARS ?= $(CURDIR)/.jars
 JARS_STAMP := $(LAKEHOUSE_JARS)/.fetched
 MAVEN_POMS := infra/maven/pom.xml $(wildcard infra/maven/*/pom.xml)
@@ -57,6 +58,13 @@ $(SUPERSET_VENV)/.installed: infra/superset/requirements.txt
 	$(SUPERSET_VENV)/bin/python -m pip install -q -r infra/superset/requirements.txt
 	@touch $@
 
+# Apache Airflow (the batch side's DAGs, infra/airflow/dags) in its own venv; see infra/airflow/requirements.txt.
+$(AIRFLOW_VENV)/.installed: infra/airflow/requirements.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -r infra/airflow/requirements.txt
+	@touch $@
+
 # Delta Lake, Spark's Kafka connector, the PostgreSQL JDBC driver and the Apache Kafka broker, pinned in
 # infra/maven/pom.xml, copied once into $(LAKEHOUSE_JARS); later runs need no network.
 $(JARS_STAMP): $(MAVEN_POMS)
@@ -70,7 +78,7 @@ jars: system $(JARS_STAMP)
 # The local Spark driver's class-data sharing archive (lakehouse/jvm_archive.py): a job's JVM starts on ~half
 # the CPU. Built once per JDK and jar set (~1.5 min), a no-op afterwards. The SQL endpoint's authorization layer
 # (infra/governance/jvm, Scala) compiled with pyspark's own Scala compiler (~15 s, a no-op when up to date).
-venv: system $(VENV)/.installed $(SUPERSET_VENV)/.installed $(JARS_STAMP)
+venv: system $(VENV)/.installed $(SUPERSET_VENV)/.installed $(AIRFLOW_VENV)/.installed $(JARS_STAMP)
 	@$(PY) -m lakehouse.jvm_archive
 	@$(PY) -m lakehouse.governance.jar >/dev/null
 

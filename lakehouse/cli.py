@@ -361,6 +361,49 @@ def _gdpr(args: argparse.Namespace) -> None:
     print(f"{'would erase' if args.dry_run else 'erased'} customer {args.customer_id}:\n{done.render()}")
 
 
+def _maintenance(args: argparse.Namespace) -> None:
+    from lakehouse.maintenance import maintain, render
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
+    settings = get_settings()
+    if args.table and "://" not in settings.tables_root:  # a local root: refused before Spark starts
+        from lakehouse.tables.catalog import discover_tables
+
+        known = discover_tables(settings.tables_root)
+        unknown = [t for t in args.table if t not in known]
+        if unknown:
+            raise LakehouseError(f"no table {unknown[0]} under {settings.tables_root}")
+    tables = get_tables(get_spark("lakehouse-maintenance", settings), settings)
+    print(f"maintenance (VACUUM retention {args.vacuum_hours} h):\n"
+          f"{render(maintain(tables, args.table, args.vacuum_hours))}")
+
+
+def _alerts(args: argparse.Namespace) -> None:
+    from lakehouse.alerts import ALERTS, Alert, record_alert
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
+    settings = get_settings()
+    spark = get_spark("lakehouse-alerts", settings)
+    tables = get_tables(spark, settings)
+    if args.action == "list":
+        if tables.exists(ALERTS):
+            for r in tables.read(ALERTS).orderBy("raised_at", ascending=False).limit(args.limit).collect():
+                print(f"{r.raised_at:%Y-%m-%d %H:%M:%S} {r.severity:<8} {r.source}/{r.rule} {r.subject}: {r.message}")
+        return
+    missing = [f"--{k}" for k in ("rule", "subject", "message") if not getattr(args, k)]
+    if missing:
+        raise LakehouseError(f"alerts record needs {', '.join(missing)}")
+    bad = [d for d in args.detail if "=" not in d]
+    if bad:
+        raise LakehouseError(f"--detail takes KEY=VALUE, got {bad[0]!r}")
+    details = dict(d.split("=", 1) for d in args.detail)
+    alert_id = record_alert(spark, tables, Alert(args.source, args.rule, args.subject, args.message, args.severity,
+                                                 details))
+    print(f"alert {alert_id} recorded in {ALERTS}")
+
+
 def _deploy(args: argparse.Namespace) -> None:
     from lakehouse.deploy.emr import DEFAULT_RELEASE, EmrDeployment, deploy_emr
 
@@ -523,6 +566,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--customer-id", type=int, required=True, help="the ERP's customer_id")
     p.add_argument("--dry-run", action="store_true", help="only count the customer's rows per table")
     p.set_defaults(func=_gdpr)
+
+    p = sub.add_parser("maintenance", help="OPTIMIZE then VACUUM every table (or --table ones)")
+    p.add_argument("--table", action="append", help="layer.table (repeatable); default: every table")
+    p.add_argument("--vacuum-hours", type=int, default=168, help="VACUUM's retention (default Delta's 168)")
+    p.set_defaults(func=_maintenance)
+
+    p = sub.add_parser("alerts", help="ops.alerts: record one (Airflow's failure callbacks) or list the newest")
+    p.add_argument("action", choices=["record", "list"])
+    p.add_argument("--source", default="cli")
+    p.add_argument("--rule")
+    p.add_argument("--subject")
+    p.add_argument("--message")
+    p.add_argument("--severity", default="critical", choices=["critical", "warning"])
+    p.add_argument("--detail", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=_alerts)
 
     p = sub.add_parser("deploy", help="deploy the pipeline to Amazon EMR (wheel, jars, bootstrap, one step per "
                                       "stage) with boto3")
