@@ -92,7 +92,7 @@ with DAG("lakehouse_gdpr_erasure", schedule="0 1 * * *", params={
     def pending(params: dict | None = None) -> list[dict]:
         import os
 
-        home = Path(os.environ.get("LAKEHOUSE_HOME") or Path.home() / ".lakehouse")
+        home = Path(os.environ.get("LAKEHOUSE_HOME") or REPO / ".lakehouse")  # the checkout's default home
         queue = Path((params or {}).get("queue") or home / "gdpr" / "queue")
         return [{"file": str(p), "customer_id": int(json.loads(p.read_text())["customer_id"])}
                 for p in sorted(queue.glob("*.json"))]
