@@ -104,3 +104,27 @@ def test_maintenance_dag_compacts_and_vacuums_and_a_failure_becomes_an_alert(air
     assert (alert.source, alert.rule, alert.subject, alert.severity) == (
         "airflow", "task_failed", "lakehouse_maintenance.optimize_vacuum", "critical")
     assert "exit code 2" in alert.message.lower() and alert.details["try_number"] == "1"
+
+
+def test_gdpr_queue_dag_erases_each_request_between_pipeline_stop_and_start(airflow_env, tmp_path):
+    """The erasure queue's wiring, with the platform's CLI replaced by a script that records its calls (the
+    commands themselves are tested in tests/e2e/test_gdpr_erasure.py): the pipeline stops, each request is
+    erased, the pipeline starts, the requests move to done/."""
+    queue, calls = tmp_path / "queue", tmp_path / "calls.log"
+    queue.mkdir()
+    for name, customer in (("a.json", 17), ("b.json", 42)):
+        (queue / name).write_text(json.dumps({"customer_id": customer}))
+    recorder = tmp_path / "cli.sh"
+    recorder.write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    recorder.chmod(0o755)
+    ran = _airflow(f"""
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder="infra/airflow/dags").get_dag("lakehouse_gdpr_erasure")
+        print("STATE", dag.test(run_conf={{"queue": "{queue}"}}).state)
+    """, {**airflow_env, "LAKEHOUSE_PYTHON": str(recorder)})
+    assert "STATE success" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+    lines = [line.removeprefix("-m lakehouse.cli ") for line in calls.read_text().splitlines()]
+    assert lines[0] == "pipeline stop" and lines[-1] == "pipeline start"
+    assert sorted(lines[1:-1]) == ["gdpr erase --customer-id 17", "gdpr erase --customer-id 42"]
+    assert sorted(p.name for p in queue.iterdir()) == ["done"]
+    assert sorted(p.name for p in (queue / "done").iterdir()) == ["a.json", "b.json"]
