@@ -404,6 +404,25 @@ def _alerts(args: argparse.Namespace) -> None:
     print(f"alert {alert_id} recorded in {ALERTS}")
 
 
+def _sla(args: argparse.Namespace) -> None:
+    from lakehouse.sla import check
+    from lakehouse.spark import get_spark
+    from lakehouse.tables import get_tables
+
+    settings = get_settings()
+    spark = get_spark("lakehouse-sla", settings)
+    tables = get_tables(spark, settings)
+    while True:
+        alerts, delivered = check(spark, tables, args.rules, args.webhook)
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} sla: {len(alerts)} breaches" + (f" (webhook: {delivered})" if delivered else ""), flush=True)
+        for alert in alerts:
+            print(f"  {alert.severity:<8} {alert.rule}: {alert.message}", flush=True)
+        if args.action == "check":
+            return
+        time.sleep(args.every)
+
+
 def _deploy(args: argparse.Namespace) -> None:
     from lakehouse.deploy.emr import DEFAULT_RELEASE, EmrDeployment, deploy_emr
 
@@ -582,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=_alerts)
+
+    p = sub.add_parser("sla", help="evaluate the SLA rules (infra/ops/sla.yaml): breaches to ops.alerts and the "
+                                   "webhook; `watch` evaluates every --every s")
+    p.add_argument("action", choices=["check", "watch"])
+    p.add_argument("--rules", default=None, help="default infra/ops/sla.yaml")
+    p.add_argument("--webhook", default=None, help="default $LAKEHOUSE_ALERT_WEBHOOK or the rules file's")
+    p.add_argument("--every", type=float, default=60.0)
+    p.set_defaults(func=_sla)
 
     p = sub.add_parser("deploy", help="deploy the pipeline to Amazon EMR (wheel, jars, bootstrap, one step per "
                                       "stage) with boto3")

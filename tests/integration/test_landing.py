@@ -205,3 +205,36 @@ def test_sigkill_mid_ingestion_then_restart_loses_and_duplicates_nothing(s3, tmp
     dead = DeltaTable(str(home / "tables" / "bronze" / "landing_dead_letter")).to_pyarrow_table().to_pylist()
     assert Counter(r["reason"] for r in dead) == expected.reasons
     assert len({(r["object_key"], r["line_number"]) for r in dead}) == len(dead)
+
+
+def test_a_manifest_that_changes_its_columns_raises_schema_alerts_from_bronze_alone(spark, tables, landing):
+    """A 3PL adds a column to its manifests, another renames one: the SLA rules see both in bronze (the first as
+    a new column set, the second as a file rejected for its header) before silver or gold run."""
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    from lakehouse.sla import Rule, evaluate
+
+    kind = KINDS["shipment_manifests"]
+    header, row = ",".join(kind.required), "DHL,M1,S1,ORD-00000001,TRK1,2026-12-01T10:00:00Z"
+
+    def put(name: str, text: str) -> None:
+        landing.client.put_object(Bucket=landing.bucket, Key=f"{kind.prefix}{name}", Body=text.encode())
+
+    put("a.csv", f"{header}\n{row}\n")
+    landing.ingestor(spark, tables, kind.name).run()
+    first = tables.read(landing.table(kind.name)).agg(F.max("ingested_at")).first()[0]
+    put("b.csv", f"{header},weight_kg\n{row},2.5\n")
+    put("c.csv", f"{header.replace('carrier', 'carrier_code')}\n{row}\n")
+    landing.ingestor(spark, tables, kind.name).run()
+    rules = [Rule("manifest_columns", "schema_change", landing.table(kind.name),
+                  params={"column": "record_json", "group_by": "source_kind", "window_minutes": 1}),
+             Rule("bad_headers", "dead_letters", landing.dead_letter_table,
+                  params={"reasons": ["bad_header"], "window_minutes": 1})]
+    alerts = evaluate(spark, tables, rules, now=first + dt.timedelta(minutes=1, milliseconds=1))
+    assert {a.rule: a.message for a in alerts} == {
+        "manifest_columns": f"{landing.table(kind.name)} columns changed: shipment_manifests: added ['weight_kg'], "
+                            "removed []",
+        "bad_headers": f"{landing.dead_letter_table}: 1 dead letters in the last 1 min",
+    }
