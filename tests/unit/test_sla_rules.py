@@ -14,7 +14,13 @@ import pytest
 from lakehouse.errors import LakehouseError
 from lakehouse.sla import RULES_FILE, Rule, check, evaluate, load_rules
 
-NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _committed_at(tables, name: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(tables.history(name, limit=1)[0]["timestamp"])
 
 
 def _landing_rows(spark, tables, name: str, rows: list[tuple[str, dict, dt.datetime]]) -> None:
@@ -40,7 +46,7 @@ def test_freshness_and_a_missing_table(spark, tables, table_name):
     rules = [Rule("fresh", "freshness", table_name, params={"max_age_minutes": 60}),
              Rule("stale", "freshness", table_name, params={"max_age_minutes": 60}),
              Rule("gone", "freshness", "gold.t_no_such_table", params={"max_age_minutes": 60})]
-    later = NOW + dt.timedelta(minutes=90)
+    later = _committed_at(tables, table_name) + dt.timedelta(minutes=90)
     assert [a.rule for a in evaluate(spark, tables, rules[:1])] == []
     breached = {a.rule: a.message for a in evaluate(spark, tables, rules[1:], now=later)}
     assert set(breached) == {"stale", "gone"}
@@ -49,16 +55,17 @@ def test_freshness_and_a_missing_table(spark, tables, table_name):
 
 
 def test_a_source_gaining_a_column_is_a_schema_change(spark, tables, table_name):
-    old = NOW - dt.timedelta(hours=3)
+    now = _now()
+    old = now - dt.timedelta(hours=3)
     _landing_rows(spark, tables, table_name, [("shipment_manifests", {"order_id": "1", "carrier": "DHL"}, old),
                                               ("settlements", {"order_id": "1", "amount": "3"}, old)])
     rule = Rule("columns", "schema_change", table_name, params={"column": "record_json", "group_by": "source_kind",
                                                                 "window_minutes": 60})
-    _landing_rows(spark, tables, table_name, [("shipment_manifests", {"order_id": "2", "carrier": "UPS"}, NOW)])
-    assert evaluate(spark, tables, [rule]) == []  # the same columns
+    _landing_rows(spark, tables, table_name, [("shipment_manifests", {"order_id": "2", "carrier": "UPS"}, now)])
+    assert evaluate(spark, tables, [rule], now=now) == []  # the same columns
     _landing_rows(spark, tables, table_name, [("shipment_manifests", {"order_id": "3", "carrier_code": "UPS",
-                                                                      "weight_kg": "2"}, NOW)])
-    (alert,) = evaluate(spark, tables, [rule])
+                                                                      "weight_kg": "2"}, now)])
+    (alert,) = evaluate(spark, tables, [rule], now=now)
     assert alert.message == (f"{table_name} columns changed: shipment_manifests: added ['carrier_code', "
                              "'weight_kg'], removed ['carrier']")
 
@@ -67,9 +74,10 @@ def test_volume_drop_against_the_windows_before(spark, tables, table_name):
     tables.append(spark.createDataFrame([(i,) for i in range(40)], "id int"), table_name)
     rule = Rule("volume", "volume_drop", table_name, params={"window_minutes": 60, "baseline_windows": 2,
                                                              "min_ratio": 0.5})
-    (alert,) = evaluate(spark, tables, [rule], now=NOW + dt.timedelta(minutes=61))  # 40 rows an hour ago, 0 now
+    at = _committed_at(tables, table_name)
+    (alert,) = evaluate(spark, tables, [rule], now=at + dt.timedelta(minutes=61))  # 40 rows an hour ago, 0 now
     assert alert.message == f"{table_name}: 0 rows in the last window, 20 per window before"
-    assert evaluate(spark, tables, [rule]) == []  # the 40 rows are in the last window
+    assert evaluate(spark, tables, [rule], now=at + dt.timedelta(minutes=1)) == []  # the 40 in the last window
 
 
 def test_breaches_go_to_ops_alerts_and_the_webhook(spark, tables, table_name, tmp_path):
@@ -86,7 +94,8 @@ def test_breaches_go_to_ops_alerts_and_the_webhook(spark, tables, table_name, tm
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    tables.append(spark.createDataFrame([("bad_header", NOW)], "reason string, ingested_at timestamp"), table_name)
+    tables.append(spark.createDataFrame([("bad_header", _now())], "reason string, ingested_at timestamp"),
+                  table_name)
     rules = Path(tmp_path / "sla.yaml")
     rules.write_text(f"rules:\n  - {{name: bad_headers_{table_name[-6:]}, kind: dead_letters, table: {table_name}, "
                      "reasons: [bad_header], window_minutes: 60}\n")
