@@ -352,19 +352,16 @@ def _demo_run(settings: Settings, services: dict[str, str]) -> None:
 
 def _gdpr(args: argparse.Namespace) -> None:
     from lakehouse.governance.erasure import erase
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
+    from lakehouse.job import job_context
 
-    settings = get_settings()
-    spark = get_spark("lakehouse-gdpr", settings)
-    done = erase(spark, get_tables(spark, settings), settings, args.customer_id, dry_run=args.dry_run)
+    ctx = job_context("lakehouse-gdpr")
+    done = erase(ctx.spark, ctx.tables, ctx.settings, args.customer_id, dry_run=args.dry_run)
     print(f"{'would erase' if args.dry_run else 'erased'} customer {args.customer_id}:\n{done.render()}")
 
 
 def _maintenance(args: argparse.Namespace) -> None:
+    from lakehouse.job import job_context
     from lakehouse.maintenance import maintain, render
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
 
     settings = get_settings()
     if args.table and "://" not in settings.tables_root:  # a local root: refused before Spark starts
@@ -374,19 +371,16 @@ def _maintenance(args: argparse.Namespace) -> None:
         unknown = [t for t in args.table if t not in known]
         if unknown:
             raise LakehouseError(f"no table {unknown[0]} under {settings.tables_root}")
-    tables = get_tables(get_spark("lakehouse-maintenance", settings), settings)
-    print(f"maintenance (VACUUM retention {args.vacuum_hours} h):\n"
-          f"{render(maintain(tables, args.table, args.vacuum_hours))}")
+    done = maintain(job_context("lakehouse-maintenance").tables, args.table, args.vacuum_hours)
+    print(f"maintenance (VACUUM retention {args.vacuum_hours} h):\n{render(done)}")
 
 
 def _alerts(args: argparse.Namespace) -> None:
     from lakehouse.alerts import ALERTS, Alert, record_alert
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
+    from lakehouse.job import job_context
 
-    settings = get_settings()
-    spark = get_spark("lakehouse-alerts", settings)
-    tables = get_tables(spark, settings)
+    ctx = job_context("lakehouse-alerts")
+    spark, tables = ctx.spark, ctx.tables
     if args.action == "list":
         if tables.exists(ALERTS):
             for r in tables.read(ALERTS).orderBy("raised_at", ascending=False).limit(args.limit).collect():
@@ -405,15 +399,12 @@ def _alerts(args: argparse.Namespace) -> None:
 
 
 def _sla(args: argparse.Namespace) -> None:
+    from lakehouse.job import job_context
     from lakehouse.sla import check
-    from lakehouse.spark import get_spark
-    from lakehouse.tables import get_tables
 
-    settings = get_settings()
-    spark = get_spark("lakehouse-sla", settings)
-    tables = get_tables(spark, settings)
+    ctx = job_context("lakehouse-sla")
     while True:
-        alerts, delivered = check(spark, tables, args.rules, args.webhook)
+        alerts, delivered = check(ctx.spark, ctx.tables, args.rules, args.webhook)
         stamp = time.strftime("%H:%M:%S")
         print(f"{stamp} sla: {len(alerts)} breaches" + (f" (webhook: {delivered})" if delivered else ""), flush=True)
         for alert in alerts:

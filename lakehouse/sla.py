@@ -7,10 +7,11 @@ Rule kinds, each on one table:
 * `volume_drop`: rows written in the last `window_minutes` (Delta's commit metrics) fell below `min_ratio` of
   the mean of the `baseline_windows` windows before it;
 * `schema_change`: a set of keys of a JSON column (`column`, per `group_by`: a landing file's columns per source
-  kind) in rows ingested in the last `window_minutes` (`time_column`) that no row before had: a 3PL manifest
-  that gained or lost a column is seen in bronze, before anything reaches gold;
+  kind) in rows ingested in the last `window_minutes` (`time_column`) that no row of the `baseline_days` (7)
+  before had: a 3PL manifest that gained or lost a column is seen in bronze, before anything reaches gold;
 * `dead_letters`: at least `max_count` dead letters (with one of `reasons`, when given) in the last window.
-Driver work is bounded: commit histories (`history_limit` commits) and small aggregates (distinct keys, counts).
+Driver work is bounded: commit histories (`history_limit` commits) and small aggregates (distinct keys, counts);
+tables partitioned by `ingest_date` are read only in the partitions the window (and baseline) can hold.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.alerts import Alert, record_alert
@@ -95,15 +96,24 @@ def _volume_drop(tables: DeltaTables, rule: Rule, now: dt.datetime) -> str | Non
     return None
 
 
+def _since(df: DataFrame, time_column: str, since: dt.datetime) -> Column:
+    """Rows at or after `since`; of a table partitioned by ingest date, only the partitions that can hold them."""
+    condition = F.col(time_column) >= F.lit(since)
+    if "ingest_date" in df.columns:
+        condition = condition & (F.col("ingest_date") >= F.lit(since.date()))
+    return condition
+
+
 def _schema_change(tables: DeltaTables, rule: Rule, now: dt.datetime) -> str | None:
     """A set of keys (a file's columns) in the window that no row before it had: what it added to every earlier
     set, and what every earlier set had that it lacks."""
     p = rule.params
-    since = now - dt.timedelta(minutes=p["window_minutes"])
+    since, column = now - dt.timedelta(minutes=p["window_minutes"]), p.get("time_column", "ingested_at")
     group = p.get("group_by")
-    rows = tables.read(rule.table).select(
+    df = tables.read(rule.table)
+    rows = df.where(_since(df, column, since - dt.timedelta(days=p.get("baseline_days", 7)))).select(
         (F.col(group) if group else F.lit("")).alias("g"),
-        (F.col(p.get("time_column", "ingested_at")) >= F.lit(since)).alias("recent"),
+        (F.col(column) >= F.lit(since)).alias("recent"),
         F.array_sort(F.json_object_keys(p["column"])).alias("keys"))
     sets: dict[tuple[str, bool], set[frozenset[str]]] = {}
     for r in rows.distinct().collect():  # distinct key sets per group and side: a handful
@@ -122,8 +132,8 @@ def _schema_change(tables: DeltaTables, rule: Rule, now: dt.datetime) -> str | N
 
 def _dead_letters(tables: DeltaTables, rule: Rule, now: dt.datetime) -> str | None:
     p = rule.params
-    rows = tables.read(rule.table).where(F.col(p.get("time_column", "ingested_at"))
-                                         >= F.lit(now - dt.timedelta(minutes=p["window_minutes"])))
+    df = tables.read(rule.table)
+    rows = df.where(_since(df, p.get("time_column", "ingested_at"), now - dt.timedelta(minutes=p["window_minutes"])))
     if p.get("reasons"):
         rows = rows.where(F.col("reason").isin(*p["reasons"]))
     count = rows.count()

@@ -33,7 +33,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from functools import reduce
@@ -124,10 +123,9 @@ def find_subject(tables: DeltaTables, customer_id: int) -> Subject:
     tokens = sorted({(c, r[c]) for r in mine.select(*pii).collect() for c in pii if r[c] is not None})
     if not tokens:
         return Subject(customer_id)
-    others = history.where(F.col(ID_COLUMN) != customer_id)
-    shared = frozenset(
-        (c, r[0]) for c in pii
-        for r in others.where(F.col(c).isin([t for col, t in tokens if col == c])).select(c).distinct().collect())
+    others = history.where(F.col(ID_COLUMN) != customer_id).select(F.explode(F.array(
+        *[F.struct(F.lit(c).alias("column"), F.col(c).alias("token")) for c in pii])).alias("t")).select("t.*")
+    shared = frozenset(tuple(r) for r in others.where(_token_in(tokens)).distinct().collect())  # one scan
     own = [t for t in tokens if t not in shared]  # a value another customer also has is not a sign of N's rows
     values: tuple[str, ...] = ()
     if own and tables.exists(PII_TABLE):
@@ -232,14 +230,11 @@ def _purge(spark: SparkSession, tables: DeltaTables, name: str) -> int:
 def subject_hash(settings: Settings, customer_id: int) -> str:
     """HMAC-SHA256 of the id with the home's erasure key: a repeated request is recognisable, the id is not
     readable from the log."""
+    from lakehouse.governance import secret_in
     from lakehouse.governance.accounts import secrets_dir
 
-    key_file = secrets_dir(settings) / "erasure-key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    return hmac.new(key_file.read_text().strip().encode(), f"{CUSTOMERS}:{customer_id}".encode(),
-                    hashlib.sha256).hexdigest()
+    key = secret_in(secrets_dir(settings) / "erasure-key")
+    return hmac.new(key.encode(), f"{CUSTOMERS}:{customer_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def _record(spark: SparkSession, tables: DeltaTables, subject: str, status: str, done: Erasure,

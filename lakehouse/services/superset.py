@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
 import subprocess
 import urllib.request
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from lakehouse.config import REPO_ROOT, Settings, get_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.governance import secret_in
 from lakehouse.governance.accounts import Credentials, credentials
 from lakehouse.services.sql_endpoint import BIND_HOST
 
@@ -46,22 +46,12 @@ def superset_dir(settings: Settings) -> Path:
     return settings.home / "superset"
 
 
-def _secret(path: Path) -> str:
-    """The secret in `path`, generated on first use (readable by the owner only)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
 def admin_password_file(settings: Settings) -> Path:
     return superset_dir(settings) / "admin_password"
 
 
 def admin_password(settings: Settings) -> str:
-    return _secret(admin_password_file(settings))
+    return secret_in(admin_password_file(settings))
 
 
 def base_url(settings: Settings) -> str:
@@ -77,7 +67,7 @@ def _env(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "SUPERSET_CONFIG_PATH": str(ASSETS_DIR / "superset_config.py"),
-        "SUPERSET_SECRET_KEY": _secret(home / "secret_key"),
+        "SUPERSET_SECRET_KEY": secret_in(home / "secret_key"),
         "SUPERSET_METADATA_URI": f"sqlite:///{home / 'superset.db'}",
         "SUPERSET_HOME": str(home),  # its uploads and caches
         "FLASK_APP": "superset",
