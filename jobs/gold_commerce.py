@@ -157,9 +157,12 @@ class Silver:
         return Silver({**self.frames, **frames}, self.versions, self.settings)
 
 
-def read_silver(ctx: JobContext) -> Silver:
-    """Every source at its current version."""
-    versions = {key: ctx.tables.version(name) for key, name in SOURCES.items()}
+def read_silver(ctx: JobContext, at: dict[str, int] | None = None) -> Silver:
+    """Every source at its current version, or at the version `at` gives (table name -> version): a micro-batch
+    reads its inputs as of the versions its change rows end at (a newer version's changes are the next batch's;
+    read now, they would move totals the batch recomputes no key for)."""
+    at = at or {}
+    versions = {key: at[name] if name in at else ctx.tables.version(name) for key, name in SOURCES.items()}
     frames = {key: ctx.tables.read(name, version=versions[key]) for key, name in SOURCES.items()}
     current = frames["inventory"]
     if "_deleted" in current.columns:
@@ -493,13 +496,14 @@ def _gate_into(done: dict[str, GateResult], ctx: JobContext, table: str, df: Dat
 
 
 def build_gold(ctx: JobContext, changes: DataFrame, app: str, batch_id: int, rebuild: bool = False,
-               scorer: ChampionScorer | None = None, schedule: ForecastSchedule | None = None) -> dict[str, GateResult]:
+               scorer: ChampionScorer | None = None, schedule: ForecastSchedule | None = None,
+               silver_at: dict[str, int] | None = None) -> dict[str, GateResult]:
     """One micro-batch (`changes`: change rows, see `change_rows`): gate every gold table it updates, then write
     them all keyed by (app, batch id); returns the gates (empty when the batch touched nothing). `scorer`: the
     query's demand scorer (it remembers the champion version last written); `schedule`: when the query refreshes
-    the forecast (default: every batch)."""
+    the forecast (default: every batch); `silver_at`: the versions the change rows end at (default: current)."""
     changed = set() if rebuild else {r["source"] for r in changes.select("source").distinct().collect()}  # <= 8
-    silver = read_silver(ctx)
+    silver = read_silver(ctx, silver_at)
     scorer = scorer or ChampionScorer(ctx.settings)
     schedule = schedule or ForecastSchedule()
     now = time.monotonic()
@@ -592,11 +596,11 @@ def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None
         log.info("the first forecast refresh rescores %s", "every series" if waiting is None else
                  f"the {len(waiting)} keys whose positions moved since the forecast was written")
 
-    def batch(changes: DataFrame, app: str, batch_id: int) -> None:
+    def batch(changes: DataFrame, app: str, batch_id: int, silver_at: dict[str, int]) -> None:
         changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             gates = build_gold(ctx, changes, app, batch_id, rebuild=batch_id == 0, scorer=scorer,
-                               schedule=schedule)
+                               schedule=schedule, silver_at=silver_at)
         finally:
             changes.unpersist()
         ctx.tables.register_new(GOLD, registered)
@@ -604,7 +608,7 @@ def stream(ctx: JobContext, done: Callable[[dict[str, GateResult]], None] | None
             done(gates)
 
     return DeltaStream(tuple(SOURCES.values()), QUERY, batch, first_version=ctx.tables.version, change_feed=True,
-                       project=change_rows)
+                       project=change_rows, pass_end_versions=True)
 
 
 def erp_publisher(ctx: JobContext) -> DeltaStream:

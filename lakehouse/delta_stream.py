@@ -17,6 +17,7 @@ every query is done.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -37,7 +38,7 @@ from lakehouse.progress import (
     waiting,
 )
 from lakehouse.py4j_refs import collect_cycles
-from lakehouse.streaming import run_query
+from lakehouse.streaming import checkpoint_text, run_query
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class DeltaStream:
     options: dict[str, str] = field(default_factory=dict)  # each Delta source's, e.g. maxFilesPerTrigger
     change_feed: bool = False
     project: Callable[[str, DataFrame], DataFrame] | None = None
+    # `process(batch, app_id, batch_id, end_versions)`: each source's last version the batch reads, for a process
+    # that reads the sources themselves (at those versions, not at newer ones the batch's rows do not cover)
+    pass_end_versions: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -127,6 +131,20 @@ def _read(ctx: JobContext, stream: DeltaStream, new: bool) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, frames)
 
 
+def end_versions(offset_log: str, table_ids: dict[str, str]) -> dict[str, int]:
+    """Per source table, the last version a micro-batch reads, from its entry in the query's offset log (written
+    before the batch runs: `v1`, the batch's metadata, then one end offset per source). A Delta offset names the
+    next file to read: (version v, index -1) ends before v, (v, index >= 0) within or after v. `table_ids`: the
+    sources' Delta table ids (`reservoirId`) -> table names; sources not in the entry are left out."""
+    names = {}
+    for line in offset_log.splitlines()[2:]:
+        offset = json.loads(line) if line.strip().startswith("{") else {}
+        table = table_ids.get(offset.get("reservoirId", ""))
+        if table is not None:
+            names[table] = int(offset["reservoirVersion"]) - (1 if int(offset.get("index", -1)) < 0 else 0)
+    return names
+
+
 def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: list[BaseException] | None = None,
             ) -> Callable[[dict[str, object]], StreamingQuery]:
     """`start(trigger)` for lakehouse.streaming.run_query (call it once `ready`). The batch function waits for
@@ -140,12 +158,19 @@ def starter(ctx: JobContext, stream: DeltaStream, checkpoint: str, failures: lis
                 ctx.tables.ensure_change_feed(source)
         query_id: list[str] = []
         known = threading.Event()
+        table_ids = {ctx.tables.table_id(source): source for source in stream.sources} \
+            if stream.pass_end_versions else {}
 
         def batch(df: DataFrame, batch_id: int) -> None:
             known.wait()
             batch_started(query_id[0], batch_id, ctx.settings)
+            app_id = f"{stream.name}@{query_id[0][:8]}"
             try:
-                stream.process(df, f"{stream.name}@{query_id[0][:8]}", batch_id)
+                if stream.pass_end_versions:
+                    offsets = checkpoint_text(ctx.spark, f"{checkpoint.rstrip('/')}/offsets/{batch_id}")
+                    stream.process(df, app_id, batch_id, end_versions(offsets, table_ids))
+                else:
+                    stream.process(df, app_id, batch_id)
             except Exception as exc:
                 if failures is not None:
                     failures.append(exc)

@@ -126,6 +126,17 @@ def run_kafka_to_table(
     run_query(ctx.spark, start, continuous=continuous, interval=interval, timeout=timeout)
 
 
+def checkpoint_text(spark: SparkSession, path: str) -> str:
+    """A checkpoint file's text (a few lines), read with Hadoop's file system: any checkpoint location, no job."""
+    jvm = spark._jvm  # noqa: SLF001
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).open(hadoop_path)  # noqa: SLF001
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
 def committed_kafka_offsets(spark: SparkSession, checkpoint: str) -> dict[str, dict[int, int]]:
     """{topic: {partition: next offset}} up to which a Kafka query has committed its micro-batches: the offsets of
     its newest batch with a commit file ({} before its first). Read with Hadoop's file system (any checkpoint
@@ -140,5 +151,5 @@ def committed_kafka_offsets(spark: SparkSession, checkpoint: str) -> dict[str, d
     batches = [int(s.getPath().getName()) for s in fs.listStatus(commits) if s.getPath().getName().isdigit()]
     if not batches:
         return {}
-    lines = [r.value for r in spark.read.text(f"{checkpoint.rstrip('/')}/offsets/{max(batches)}").collect()]
+    lines = checkpoint_text(spark, f"{checkpoint.rstrip('/')}/offsets/{max(batches)}").splitlines()
     return {topic: {int(p): int(o) for p, o in parts.items()} for topic, parts in json.loads(lines[-1]).items()}

@@ -156,6 +156,10 @@ class DeltaTables(ABC):
     def version(self, name: str) -> int: ...
 
     @abstractmethod
+    def table_id(self, name: str) -> str:
+        """The table's Delta id (what a streaming query's offsets call its `reservoirId`)."""
+
+    @abstractmethod
     def ensure_change_feed(self, name: str) -> bool:
         """Record the table's change data feed from now on (the tables this project creates have it from their
         first version; one another writer made may not). True when it was turned on here: its changes can be

@@ -82,6 +82,9 @@ class NativeDeltaTables(DeltaTables):
         delta_log = self._delta_log_for(self.spark._jsparkSession, self.location(name))
         return delta_log.update(False, self._none, self._none)
 
+    def table_id(self, name: str) -> str:
+        return str(self._snapshot(name).metadata().id())
+
     def ensure_change_feed(self, name: str) -> bool:
         enabled = self._snapshot(name).metadata().configuration().get(CHANGE_FEED)
         if enabled.isDefined() and str(enabled.get()).lower() == "true":
