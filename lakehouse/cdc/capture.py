@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,10 +79,17 @@ def ensure_publication(cfg: PgConfig) -> None:
         conn.execute(f"{how.format(PUBLICATION)} TABLES IN SCHEMA {SCHEMA}")
 
 
+# How long one batch of changes waits for an unreachable broker (a restart, an outage) before the capture gives
+# up (exit 1). Meanwhile Debezium waits and PostgreSQL keeps the WAL for the slot: nothing is lost or skipped.
+BROKER_PATIENCE_S = 600.0
+
+
 class KafkaPublisher:
     """Debezium change consumer: publish a batch to Kafka and flush before returning (else raise).
 
-    A table's topic is created (2 partitions, like the ERP topics) the first time one of its events comes."""
+    A table's topic is created (2 partitions, like the ERP topics) the first time one of its events comes. A
+    broker away (restarted, or down for up to BROKER_PATIENCE_S) holds the batch back until it answers: the
+    producer keeps retrying what it has queued, so the capture outlives the broker as the pipeline's stages do."""
 
     def __init__(self, bootstrap: str) -> None:
         from confluent_kafka import Producer
@@ -90,7 +98,8 @@ class KafkaPublisher:
 
         self.bootstrap = bootstrap
         self.producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                                  **PRODUCER_DEFAULTS, "linger.ms": 5})
+                                  **PRODUCER_DEFAULTS, "linger.ms": 5,
+                                  "message.timeout.ms": int(BROKER_PATIENCE_S * 1000)})
         self.errors: list[str] = []
         self.published = 0
         self.topics: set[str] = set()
@@ -106,9 +115,22 @@ class KafkaPublisher:
         if err is not None:
             self.errors.append(err.str())
 
+    def _ensure_topics_when_reachable(self, names: set[str], deadline: float) -> None:
+        from lakehouse.errors import ServiceNotRunning
+
+        while True:
+            try:
+                return self._ensure_topics(names)
+            except ServiceNotRunning as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("%s: waiting for it to publish %s", exc, ", ".join(sorted(names - self.topics)))
+                time.sleep(2)
+
     def publish(self, records) -> None:
+        deadline = time.monotonic() + BROKER_PATIENCE_S
         destinations = [str(record.destination()) for record in records]
-        self._ensure_topics(set(destinations))
+        self._ensure_topics_when_reachable(set(destinations), deadline)
         for record, destination in zip(records, destinations, strict=True):
             key, value = record.key(), record.value()
             args = {
@@ -123,8 +145,12 @@ class KafkaPublisher:
                     break
                 except BufferError:
                     self.producer.poll(0.05)
-        if self.producer.flush(60) or self.errors:
-            raise RuntimeError(f"Kafka publish failed: {self.errors[:1] or 'flush timed out'}")
+        while (waiting := self.producer.flush(10)) and not self.errors:  # the producer retries them meanwhile
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka publish failed: {waiting} records not delivered in {BROKER_PATIENCE_S:.0f} s")
+            log.warning("waiting for the broker at %s: %d records not delivered yet", self.bootstrap, waiting)
+        if self.errors:
+            raise RuntimeError(f"Kafka publish failed: {self.errors[:1]}")
         self.published += len(records)
 
 
