@@ -231,24 +231,13 @@ class ChaosDrill:
             if now_published != last:
                 quiet_since, last = time.monotonic(), now_published
             if time.monotonic() - quiet_since > quiet_s:
-                committed = last_commit(self.settings, load_ended)
+                committed = pipeline.last_commit(self.settings, load_ended)
                 if all(pipeline.looked_since(s, read_progress(self.settings, s), committed + 1)
                        for s in pipeline.STAGES):
                     return
             time.sleep(10)
         raise TimeoutError(f"the pipeline did not catch up within {timeout:.0f} s (polls the broker did not answer: "
                            f"{self.log.unanswered_polls or 'none'})")
-
-
-def last_commit(settings: Settings, since: float) -> float:
-    """The time of the newest commit to any table under the (local) tables root (`since` when none is newer)."""
-    from pathlib import Path
-
-    newest = since
-    for log in Path(settings.tables_root).glob("*/*/_delta_log"):
-        for entry in log.glob("*.json"):
-            newest = max(newest, entry.stat().st_mtime)
-    return newest
 
 
 def verify(ctx, stream, start: dict[str, dict[int, int]]) -> dict:  # noqa: ANN001 - JobContext, GeneratedStream

@@ -280,7 +280,8 @@ def start_pipeline(settings: Settings, started: StartedHere) -> list[dict]:
     recorded in `started` so that a failure from here on stops them; returns `pipeline.status`."""
     from lakehouse import pipeline
 
-    started.stops.append(("pipeline", lambda: pipeline.stop(settings)))
+    if pipeline.running_stages(settings) != list(pipeline.STAGES):  # not one the demo found running
+        started.stops.append(("pipeline", lambda: pipeline.stop(settings)))
     pipeline.start(settings)
     return pipeline.status(settings)
 

@@ -66,6 +66,11 @@ def _stages(names: list[str] | None) -> list[Stage]:
     return [STAGES[n] for n in names] if names else list(STAGES.values())
 
 
+def running_stages(settings: Settings) -> list[str]:
+    """The stages whose process runs on this home, in pipeline order."""
+    return [name for name in STAGES if stage_running(settings, name)]
+
+
 def stage_running(settings: Settings, stage: str) -> bool:
     """True while `stage`'s process runs on this home."""
     return process.status(service_name(stage), settings).running
@@ -123,6 +128,30 @@ def wait_until_each_looked(settings: Settings, since: float, timeout: float = 90
             raise LakehouseError(f"not every stage looked at its inputs within {timeout:.0f} s: "
                                  f"{ {s: read_progress(settings, s).get('state') for s in STAGES} }")
         time.sleep(2)
+
+
+def last_commit(settings: Settings, since: float) -> float:
+    """The time of the newest commit to any table under the (local) tables root (`since` when none is newer)."""
+    from pathlib import Path
+
+    newest = since
+    for log in Path(settings.tables_root).glob("*/*/_delta_log"):
+        for entry in log.glob("*.json"):
+            newest = max(newest, entry.stat().st_mtime)
+    return newest
+
+
+def wait_until_caught_up(settings: Settings, timeout: float = 900.0) -> None:
+    """Until every stage has looked at its inputs after now and after the newest commit under the (local) tables
+    root: what was committed before, upstream stages' output included, has been read."""
+    deadline = time.monotonic() + timeout
+    since = time.time()
+    while True:
+        wait_until_each_looked(settings, since, max(1.0, deadline - time.monotonic()))
+        newest = last_commit(settings, since)
+        if newest <= since:
+            return
+        since = newest + 1
 
 
 def _age(at: float | None, now: float) -> str:
