@@ -134,14 +134,14 @@ def _read(ctx: JobContext, stream: DeltaStream, new: bool) -> DataFrame:
 def end_versions(offset_log: str, table_ids: dict[str, str]) -> dict[str, int]:
     """Per source table, the last version a micro-batch reads, from its entry in the query's offset log (written
     before the batch runs: `v1`, the batch's metadata, then one end offset per source). A Delta offset names the
-    next file to read: (version v, index -1) ends before v, (v, index >= 0) within or after v. `table_ids`: the
-    sources' Delta table ids (`reservoirId`) -> table names; sources not in the entry are left out."""
+    next file to read (`delta_next_version`), so the batch ends one version before it. `table_ids`: the sources'
+    Delta table ids (`reservoirId`) -> table names; sources not in the entry are left out."""
     names = {}
     for line in offset_log.splitlines()[2:]:
         offset = json.loads(line) if line.strip().startswith("{") else {}
         table = table_ids.get(offset.get("reservoirId", ""))
         if table is not None:
-            names[table] = int(offset["reservoirVersion"]) - (1 if int(offset.get("index", -1)) < 0 else 0)
+            names[table] = delta_next_version({"endOffset": offset}) - 1
     return names
 
 
