@@ -78,7 +78,7 @@ def main() -> None:
             part = batch.where(batch.event_family == family)
             tables.append(part, bronze_table(family))
             started = time.perf_counter()
-            process_family(ctx, family)
+            process_family(ctx, family, part, "silver_gate_share", b)
             wall[(b, family)] = time.perf_counter() - started
     validations = tables.read(VALIDATIONS).where(f"run_id = '{ctx.run_id}'").collect()
     gate: dict[tuple[int, str], float] = defaultdict(float)

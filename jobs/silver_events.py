@@ -101,7 +101,7 @@ def gate_batch(ctx: JobContext, df: DataFrame, suite: str, batch_id: int) -> Gat
     """Validate one batch against `suite` (its Data Docs under the home), recorded and logged with its batch id
     (a micro-batch id, or a replay's batch id)."""
     gate = run_gate(df, suite, suite, ctx.run_id, table_version=batch_id, docs_dir=ctx.settings.quality_docs)
-    log.info("%s batch %s: %s in %.2f s", suite, batch_id, gate.message, gate.seconds)
+    log.info("%s batch %s: %s in %.2f s (GX on %s)", suite, batch_id, gate.message, gate.seconds, gate.engine)
     return gate
 
 

@@ -4,7 +4,8 @@
 
 1. validates the batch with Great Expectations (an ephemeral context per docs directory, kept for the process;
    the datasource, asset, suite, validation definition and checkpoint are built once per suite version and
-   reused across calls); with a `docs_dir`, `publish_docs` later renders GX Data Docs (static HTML) there for
+   reused across calls), on GX's pandas engine for a micro-batch of at most PANDAS_MAX_ROWS rows whose suite
+   pandas can run, on Spark otherwise; with a `docs_dir`, `publish_docs` later renders GX Data Docs (static HTML) there for
    every validation since its last call (one site build per job instead of one per validation);
 2. splits rows in Spark: every `quarantine` expectation is translated by `failure_condition` (a pure function)
    to a boolean Column; rows failing any of them go to `quarantined` with `_quarantine_reason` naming each failed
@@ -37,7 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.errors import LakehouseError
-from lakehouse.quality.suites import ExpectationSpec, SuiteSpec, load_suite
+from lakehouse.quality.suites import ROW_LEVEL_TYPES, ExpectationSpec, SuiteSpec, load_suite
 
 REASON_COLUMN = "_quarantine_reason"
 _OBSERVED_MAX = 500
@@ -49,6 +50,33 @@ BOOLEAN_ONLY = -1  # `samples` value: GX result format BOOLEAN_ONLY (success fla
 GX_QUERY_VIEW = "tmp_view"  # the name GX's query metrics (unexpected_rows_expectation) give the batch
 # Validation results (and so Data Docs validation pages) kept per suite when docs are built.
 RESULTS_KEPT = 20
+# A batch of at most this many rows is validated by GX's pandas engine on the driver (the columns the suite reads,
+# as Python objects): a micro-batch of a few hundred rows takes ~0.1-0.2 s there against ~1 s of Spark jobs, and
+# holds the gate's lock (GX's context is not thread-safe) that much less. Larger batches, and suites pandas cannot
+# run (SQL expectations, row conditions, other types), are validated on Spark. The quarantine split is Spark's
+# either way.
+PANDAS_MAX_ROWS = 20_000
+PANDAS_TYPES = ROW_LEVEL_TYPES | {
+    "expect_table_columns_to_match_set",
+    "expect_table_columns_to_match_ordered_list",
+    "expect_table_row_count_to_be_between",
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+    "expect_column_sum_to_be_between",
+    "expect_column_pair_values_to_be_equal",
+}
+VALUE_KWARGS = ("column", "column_A", "column_B", "column_list")  # kwargs naming the columns whose values are read
+# Types that only compare a column's values for nullness or equality: they read a timestamp or date column as the
+# integer it is stored as (Spark's timestamps reach years Python's datetime cannot hold, e.g. a producer's
+# milliseconds taken for seconds); any other type reading one is validated on Spark.
+EQUALITY_TYPES = frozenset({
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+    "expect_column_pair_values_to_be_equal",
+})
+ENGINES = ("spark", "pandas")
 
 RESULTS_SCHEMA = T.StructType(
     [
@@ -81,6 +109,7 @@ class GateResult:
     seconds: float = 0.0  # wall time of the gate itself: GX validation, Data Docs, the split
     input_seconds: float = 0.0  # computing and caching the input batch (with its quarantine reasons)
     rows: int | None = None  # rows validated (when the gate cached the input)
+    engine: str = "spark"  # GX's execution engine that validated the batch
     _cached: DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -163,6 +192,75 @@ def split_rows(df: DataFrame, expectations: list[ExpectationSpec]) -> tuple[Data
     return split_tagged(tag_rows(df, expectations))
 
 
+def _read_columns(exp: ExpectationSpec) -> list[str]:
+    names: list[str] = []
+    for key in VALUE_KWARGS:
+        value = exp.kwargs.get(key)
+        names.extend(n for n in (value if isinstance(value, list) else [value]) if isinstance(n, str))
+    return names
+
+
+def value_columns(suite: SuiteSpec) -> list[str]:
+    """The columns whose values `suite` reads (the others are only named, e.g. by a column-set check)."""
+    return list(dict.fromkeys(n for e in suite.expectations for n in _read_columns(e)))
+
+
+def temporal_columns(df: DataFrame) -> set[str]:
+    """The batch's timestamp and date columns."""
+    temporal = (T.TimestampType, T.TimestampNTZType, T.DateType)
+    return {f.name for f in df.schema.fields if isinstance(f.dataType, temporal)}
+
+
+def pandas_runs(suite: SuiteSpec, temporal: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Whether GX's pandas engine validates `suite` as Spark does: no SQL, no row conditions, known types, and the
+    `temporal` columns (timestamps, dates) read only for nullness or equality."""
+    return all(
+        e.type in PANDAS_TYPES and "row_condition" not in e.kwargs
+        and (e.type in EQUALITY_TYPES or not temporal.intersection(_read_columns(e)))
+        for e in suite.expectations
+    )
+
+
+def choose_engine(suite: SuiteSpec, rows: int | None, engine: str | None = None,
+                  temporal: set[str] | frozenset[str] = frozenset()) -> str:
+    """`engine` when given (pandas only for a suite it runs), else pandas for a counted batch of at most
+    PANDAS_MAX_ROWS rows that pandas runs, else spark."""
+    if engine is not None:
+        if engine not in ENGINES:
+            raise LakehouseError(f"unknown GX engine {engine!r}; one of {', '.join(ENGINES)}")
+        if engine == "pandas" and not pandas_runs(suite, temporal):
+            raise LakehouseError(f"suite {suite.name} has expectations GX's pandas engine cannot run")
+        return engine
+    return "pandas" if rows is not None and rows <= PANDAS_MAX_ROWS and pandas_runs(suite, temporal) else "spark"
+
+
+def driver_batch(df: DataFrame, suite: SuiteSpec, rows: int) -> Any:
+    """`df` (of `rows` rows) as a pandas DataFrame for GX: the columns the suite reads hold their values as Python
+    objects (None for nulls, Decimal, int; timestamps and dates as the integers they are stored as, see
+    EQUALITY_TYPES); the others keep their names with no values (a column-set check sees them; nothing reads them).
+    Bounded by the caller: at most PANDAS_MAX_ROWS rows."""
+    import pandas as pd
+
+    read = [c for c in value_columns(suite) if c in df.columns]
+    if read:
+        temporal = temporal_columns(df)
+        table = df.select(*[F.col(f"`{c}`") for c in read]).toArrow()
+        for i, name in enumerate(table.column_names):
+            if name in temporal:
+                column = table.column(i)
+                table = table.set_column(i, name, column.cast("int64" if column.type.bit_width == 64 else "int32"))
+        pdf = table.to_pandas(integer_object_nulls=True)
+        for field in df.select(*read).schema.fields:  # GX's pandas aggregates turn Decimals to floats: NaN, not None
+            if isinstance(field.dataType, T.DecimalType):
+                pdf[field.name] = pdf[field.name].where(pdf[field.name].notna(), float("nan"))
+    else:
+        pdf = pd.DataFrame(index=range(rows))
+    for name in df.columns:
+        if name not in read:
+            pdf[name] = pd.Series([None] * len(pdf), dtype=object)
+    return pdf[df.columns]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # GX plumbing (all of it lives here)
 # --------------------------------------------------------------------------------------------------------------
@@ -215,9 +313,13 @@ class _GxRunner:
         )
         self.context = gx.get_context(mode="ephemeral", project_config=config)
         # persist=False: GX would otherwise cache (and never release) every batch; run_gate caches it instead.
-        self.datasource = self.context.data_sources.add_spark("lakehouse_spark", persist=False)
-        self._suites: dict[str, tuple[str, Any]] = {}  # suite name -> (fingerprint, validation definition)
-        self._checkpoints: dict[tuple[str, str, int], Any] = {}  # (suite, fingerprint, samples) -> checkpoint
+        self.datasources = {
+            "spark": self.context.data_sources.add_spark("lakehouse_spark", persist=False),
+            "pandas": self.context.data_sources.add_pandas("lakehouse_pandas"),
+        }
+        self._suites: dict[str, tuple[str, Any]] = {}  # suite name -> (fingerprint, GX suite)
+        self._definitions: dict[tuple[str, str], Any] = {}  # (suite, engine) -> validation definition
+        self._checkpoints: dict[tuple[str, str, int, str], Any] = {}  # (suite, fingerprint, samples, engine) -> ...
         self.lock = threading.Lock()
         self.unpublished: list[Any] = []  # validation results and suites whose Data Docs pages are not built yet
 
@@ -228,7 +330,7 @@ class _GxRunner:
                 self.context.build_data_docs(site_names=["local_site"], resource_identifiers=self.unpublished)
             self.unpublished = []
 
-    def _validation_definition(self, suite: SuiteSpec) -> Any:
+    def _gx_suite(self, suite: SuiteSpec) -> Any:
         cached = self._suites.get(suite.name)
         if cached and cached[0] == suite.fingerprint:
             return cached[1]
@@ -239,26 +341,33 @@ class _GxRunner:
         with contextlib.suppress(Exception):  # left in the on-disk store by an earlier process
             self.context.suites.delete(suite.name)
         gx_suite = self.context.suites.add(ExpectationSuite(**suite.to_gx_dict()))
-        asset = self.datasource.add_dataframe_asset(name=suite.name)
-        batch_def = asset.add_batch_definition_whole_dataframe("batch")
-        vd = self.context.validation_definitions.add(
-            self._gx.ValidationDefinition(name=suite.name, data=batch_def, suite=gx_suite)
-        )
-        self._suites[suite.name] = (suite.fingerprint, vd)
-        return vd
+        self._suites[suite.name] = (suite.fingerprint, gx_suite)
+        return gx_suite
+
+    def _validation_definition(self, suite: SuiteSpec, engine: str) -> Any:
+        gx_suite = self._gx_suite(suite)
+        key = (suite.name, engine)
+        if key not in self._definitions:
+            asset = self.datasources[engine].add_dataframe_asset(name=suite.name)
+            batch_def = asset.add_batch_definition_whole_dataframe("batch")
+            self._definitions[key] = self.context.validation_definitions.add(
+                self._gx.ValidationDefinition(name=f"{suite.name} ({engine})", data=batch_def, suite=gx_suite)
+            )
+        return self._definitions[key]
 
     def _drop_suite(self, name: str) -> None:
         for key in [k for k in self._checkpoints if k[0] == name]:
             self.context.checkpoints.delete(self._checkpoints.pop(key).name)
-        self.context.validation_definitions.delete(name)
+        for key in [k for k in self._definitions if k[0] == name]:
+            self.context.validation_definitions.delete(self._definitions.pop(key).name)
+            self.datasources[key[1]].delete_asset(name)
         self.context.suites.delete(name)
-        self.datasource.delete_asset(name)
         self._suites.pop(name, None)
 
-    def _checkpoint(self, suite: SuiteSpec, samples: int) -> Any:
-        key = (suite.name, suite.fingerprint, samples)
+    def _checkpoint(self, suite: SuiteSpec, samples: int, engine: str) -> Any:
+        key = (suite.name, suite.fingerprint, samples, engine)
         if key not in self._checkpoints:
-            vd = self._validation_definition(suite)
+            vd = self._validation_definition(suite, engine)
             self._checkpoints[key] = self.context.checkpoints.add(
                 self._gx.Checkpoint(
                     name=f"{suite.name}__{len(self._checkpoints)}",
@@ -285,37 +394,39 @@ class _GxRunner:
                 with contextlib.suppress(Exception):  # another process may have pruned it already
                     backend.remove_key(key)
 
-    def _forget_batch(self, df: DataFrame) -> None:
+    def _forget_batch(self, df: Any, engine: str) -> None:
         """Drop what GX keeps of a validated batch: its execution engine holds the last DataFrame of every asset (and
         metrics computed on it) for the life of the context, and its query expectations leave the batch registered
         as the temporary view `tmp_view` in the DataFrame's session (a streaming query's own session, kept by the
         threads that ran it). Each kept the batch's plan and the Delta snapshots it read alive in the driver; the
         driver of the tests' session filled its heap with them. GX has no public call for the first; without these
         attributes there is nothing to drop."""
-        engine = self.datasource.get_execution_engine()
-        batches = getattr(engine, "batch_manager", None)
+        execution = self.datasources[engine].get_execution_engine()
+        batches = getattr(execution, "batch_manager", None)
         if batches is not None and isinstance(getattr(batches, "_batch_data_cache", None), dict):
             batches._batch_data_cache.clear()
             batches.reset_batch_cache()
-        if isinstance(getattr(engine, "_metric_cache", None), dict):
-            engine._metric_cache.clear()
-        df.sparkSession.catalog.dropTempView(GX_QUERY_VIEW)
+        if isinstance(getattr(execution, "_metric_cache", None), dict):
+            execution._metric_cache.clear()
+        if engine == "spark":
+            df.sparkSession.catalog.dropTempView(GX_QUERY_VIEW)
 
-    def validate(self, df: DataFrame, suite: SuiteSpec, run_id: str, samples: int,
-                 parameters: dict[str, Any] | None = None) -> list[Any]:
-        """GX ExpectationValidationResults, in the suite's expectation order."""
+    def validate(self, df: Any, suite: SuiteSpec, run_id: str, samples: int,
+                 parameters: dict[str, Any] | None = None, engine: str = "spark") -> list[Any]:
+        """GX ExpectationValidationResults, in the suite's expectation order. `df`: a Spark DataFrame, or with
+        engine="pandas" a pandas one (`driver_batch`)."""
         from great_expectations.core.run_identifier import RunIdentifier
 
         with self.lock:
-            checkpoint = self._checkpoint(suite, samples)
-            gx_suite = self._suites[suite.name][1].suite
+            checkpoint = self._checkpoint(suite, samples, engine)
+            gx_suite = self._suites[suite.name][1]
             result = checkpoint.run(
                 batch_parameters={"dataframe": df},
                 expectation_parameters=parameters or None,
                 run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)),
             )
             self._prune_results()
-            self._forget_batch(df)
+            self._forget_batch(df, engine)
             if self.docs_dir:
                 from great_expectations.data_context.types.resource_identifiers import (
                     ExpectationSuiteIdentifier,
@@ -394,6 +505,7 @@ def run_gate(
     cache: bool = True,
     unexpected_samples: int = DEFAULT_UNEXPECTED_SAMPLES,
     parameters: dict[str, Any] | None = None,
+    engine: str | None = None,
 ) -> GateResult:
     """Validate `df` against a suite; see the module docstring for the semantics.
 
@@ -401,6 +513,8 @@ def run_gate(
     writes; `GateResult.release()` unpersists it. `unexpected_samples`: unexpected values
     GX samples per row-level expectation for the results/Data Docs (each costs a Spark job). `parameters`:
     values for the suite's `{"$PARAMETER": name}` kwargs (e.g. a silver total gold must reconcile with).
+    `engine`: GX's execution engine, `spark` or `pandas`; by default `choose_engine` picks pandas for a small
+    cached batch (see PANDAS_MAX_ROWS).
     """
     started = time.perf_counter()
     suite = (
@@ -428,14 +542,20 @@ def run_gate(
     prepared = time.perf_counter()
 
     runner = _get_runner(docs_dir)
+    engine = choose_engine(suite, input_rows, engine, temporal_columns(batch))
+    if engine == "pandas":
+        rows_read = input_rows if input_rows is not None else batch.count()
+        data = driver_batch(batch, suite, rows_read)
+    else:
+        data = batch
     if all(e.severity == "block" for e in suite.expectations):
         # Only the verdict matters until something fails: GX's BOOLEAN_ONLY skips the count queries (~40% of
         # a structure suite's cost); a failure is validated again for the counts the results and message show.
-        gx_results = runner.validate(batch, suite, run_id, BOOLEAN_ONLY, parameters)
+        gx_results = runner.validate(data, suite, run_id, BOOLEAN_ONLY, parameters, engine)
         if not all(r.success for r in gx_results):
-            gx_results = runner.validate(batch, suite, run_id, unexpected_samples, parameters)
+            gx_results = runner.validate(data, suite, run_id, unexpected_samples, parameters, engine)
     else:
-        gx_results = runner.validate(batch, suite, run_id, unexpected_samples, parameters)
+        gx_results = runner.validate(data, suite, run_id, unexpected_samples, parameters, engine)
     validated_at = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     block_reasons = list(missing)
@@ -480,6 +600,7 @@ def run_gate(
         seconds=round(time.perf_counter() - prepared, 3),
         input_seconds=round(prepared - started, 3),
         rows=input_rows,
+        engine=engine,
         _cached=cached,
     )
 
