@@ -5,8 +5,9 @@
 1. validates the batch with Great Expectations (an ephemeral context per docs directory, kept for the process;
    the datasource, asset, suite, validation definition and checkpoint are built once per suite version and
    reused across calls), on GX's pandas engine for a micro-batch of at most PANDAS_MAX_ROWS rows whose suite
-   pandas can run, on Spark otherwise; with a `docs_dir`, `publish_docs` later renders GX Data Docs (static HTML) there for
-   every validation since its last call (one site build per job instead of one per validation);
+   pandas can run (its SQL queries on Spark), on Spark otherwise; with a `docs_dir`, `publish_docs` later renders
+   GX Data Docs (static HTML) there for every validation since its last call (one site build per job instead of
+   one per validation);
 2. splits rows in Spark: every `quarantine` expectation is translated by `failure_condition` (a pure function)
    to a boolean Column; rows failing any of them go to `quarantined` with `_quarantine_reason` naming each failed
    expectation ("; "-separated), the rest to `valid` (same schema as the input). The split is exact:
@@ -26,7 +27,8 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
@@ -40,6 +42,11 @@ from pyspark.sql import types as T
 from lakehouse.errors import LakehouseError
 from lakehouse.quality.suites import ROW_LEVEL_TYPES, ExpectationSpec, SuiteSpec, load_suite
 
+# pandas warns when GX's regex check (str.contains) is given a pattern with groups, e.g. ^WH-(EU|NA|APAC)-[0-9]+$:
+# the groups are only alternatives here; nothing is extracted.
+warnings.filterwarnings("ignore", message="This pattern is interpreted as a regular expression, and has match groups",
+                        category=UserWarning)
+
 REASON_COLUMN = "_quarantine_reason"
 _OBSERVED_MAX = 500
 # GX runs one extra Spark job per row-level expectation to sample unexpected values; 0 skips them (the counts,
@@ -52,9 +59,9 @@ GX_QUERY_VIEW = "tmp_view"  # the name GX's query metrics (unexpected_rows_expec
 RESULTS_KEPT = 20
 # A batch of at most this many rows is validated by GX's pandas engine on the driver (the columns the suite reads,
 # as Python objects): a micro-batch of a few hundred rows takes ~0.1-0.2 s there against ~1 s of Spark jobs, and
-# holds the gate's lock (GX's context is not thread-safe) that much less. Larger batches, and suites pandas cannot
-# run (SQL expectations, row conditions, other types), are validated on Spark. The quarantine split is Spark's
-# either way.
+# holds the gate's lock (GX's context is not thread-safe) that much less. A suite's SQL queries run on Spark (as a
+# suite of their own). Larger batches, and suites pandas cannot run (row conditions, other types), are validated on
+# Spark. The quarantine split is Spark's either way.
 PANDAS_MAX_ROWS = 20_000
 PANDAS_TYPES = ROW_LEVEL_TYPES | {
     "expect_table_columns_to_match_set",
@@ -65,6 +72,7 @@ PANDAS_TYPES = ROW_LEVEL_TYPES | {
     "expect_column_sum_to_be_between",
     "expect_column_pair_values_to_be_equal",
 }
+SQL_TYPES = frozenset({"unexpected_rows_expectation"})  # queries over the batch: validated on Spark whatever the size
 VALUE_KWARGS = ("column", "column_A", "column_B", "column_list")  # kwargs naming the columns whose values are read
 # Types that only compare a column's values for nullness or equality: they read a timestamp or date column as the
 # integer it is stored as (Spark's timestamps reach years Python's datetime cannot hold, e.g. a producer's
@@ -212,13 +220,27 @@ def temporal_columns(df: DataFrame) -> set[str]:
 
 
 def pandas_runs(suite: SuiteSpec, temporal: set[str] | frozenset[str] = frozenset()) -> bool:
-    """Whether GX's pandas engine validates `suite` as Spark does: no SQL, no row conditions, known types, and the
-    `temporal` columns (timestamps, dates) read only for nullness or equality."""
+    """Whether GX's pandas engine validates `suite`'s expectations other than its SQL queries (SQL_TYPES, left to
+    Spark) as Spark does: no row conditions, known types, and the `temporal` columns (timestamps, dates) read only
+    for nullness or equality."""
     return all(
-        e.type in PANDAS_TYPES and "row_condition" not in e.kwargs
-        and (e.type in EQUALITY_TYPES or not temporal.intersection(_read_columns(e)))
+        e.type in SQL_TYPES or (
+            e.type in PANDAS_TYPES and "row_condition" not in e.kwargs
+            and (e.type in EQUALITY_TYPES or not temporal.intersection(_read_columns(e))))
         for e in suite.expectations
     )
+
+
+def engine_parts(suite: SuiteSpec, engine: str) -> list[tuple[SuiteSpec, str]]:
+    """The (suite, engine) validations that make up `suite` on `engine`: on pandas, its SQL queries are a suite
+    of their own on Spark (`<name>.sql`) and the others one on pandas (`<name>.rows`, or the suite itself when it
+    has no SQL)."""
+    sql = tuple(e for e in suite.expectations if e.type in SQL_TYPES)
+    if engine == "spark" or not sql:
+        return [(suite, engine)]
+    rows = tuple(e for e in suite.expectations if e.type not in SQL_TYPES)
+    parts = [(replace(suite, name=f"{suite.name}.sql", expectations=sql), "spark")]
+    return ([(replace(suite, name=f"{suite.name}.rows", expectations=rows), "pandas")] if rows else []) + parts
 
 
 def choose_engine(suite: SuiteSpec, rows: int | None, engine: str | None = None,
@@ -543,19 +565,20 @@ def run_gate(
 
     runner = _get_runner(docs_dir)
     engine = choose_engine(suite, input_rows, engine, temporal_columns(batch))
-    if engine == "pandas":
-        rows_read = input_rows if input_rows is not None else batch.count()
-        data = driver_batch(batch, suite, rows_read)
-    else:
-        data = batch
-    if all(e.severity == "block" for e in suite.expectations):
-        # Only the verdict matters until something fails: GX's BOOLEAN_ONLY skips the count queries (~40% of
-        # a structure suite's cost); a failure is validated again for the counts the results and message show.
-        gx_results = runner.validate(data, suite, run_id, BOOLEAN_ONLY, parameters, engine)
-        if not all(r.success for r in gx_results):
-            gx_results = runner.validate(data, suite, run_id, unexpected_samples, parameters, engine)
-    else:
-        gx_results = runner.validate(data, suite, run_id, unexpected_samples, parameters, engine)
+    by_spec: dict[int, Any] = {}  # id(expectation spec) -> its GX result
+    for part, part_engine in engine_parts(suite, engine):
+        data = batch if part_engine == "spark" else driver_batch(
+            batch, part, input_rows if input_rows is not None else batch.count())
+        if all(e.severity == "block" for e in part.expectations):
+            # Only the verdict matters until something fails: GX's BOOLEAN_ONLY skips the count queries (~40% of
+            # a structure suite's cost); a failure is validated again for the counts the results and message show.
+            results = runner.validate(data, part, run_id, BOOLEAN_ONLY, parameters, part_engine)
+            if not all(r.success for r in results):
+                results = runner.validate(data, part, run_id, unexpected_samples, parameters, part_engine)
+        else:
+            results = runner.validate(data, part, run_id, unexpected_samples, parameters, part_engine)
+        by_spec.update(zip(map(id, part.expectations), results, strict=True))
+    gx_results = [by_spec[id(e)] for e in suite.expectations]
     validated_at = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     block_reasons = list(missing)
@@ -600,7 +623,7 @@ def run_gate(
         seconds=round(time.perf_counter() - prepared, 3),
         input_seconds=round(prepared - started, 3),
         rows=input_rows,
-        engine=engine,
+        engine="+".join(dict.fromkeys(e for _, e in engine_parts(suite, engine))),
         _cached=cached,
     )
 

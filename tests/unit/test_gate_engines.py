@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.errors import LakehouseError
 from lakehouse.quality import gate as gate_module
-from lakehouse.quality.gate import choose_engine, driver_batch, run_gate
+from lakehouse.quality.gate import choose_engine, driver_batch, engine_parts, run_gate
 from lakehouse.quality.suites import load_suite
 
 SCHEMA = ("order_id string, line int, customer_id string, paid boolean, amount decimal(18,2), refunded decimal(18,2), "
@@ -110,9 +110,18 @@ def test_the_engine_a_batch_gets(suite_path: Path, tmp_path: Path) -> None:
         {"type": "unexpected_rows_expectation", "meta": {"severity": "block"},
          "kwargs": {"unexpected_rows_query": "SELECT * FROM {batch} WHERE a < 0"}}]}))
     sql_suite = load_suite(str(sql))
-    assert choose_engine(sql_suite, 4) == "spark"
-    with pytest.raises(LakehouseError, match="suite gold.sql has expectations GX's pandas engine cannot run"):
-        choose_engine(sql_suite, 4, "pandas")
+    assert choose_engine(sql_suite, 4) == "pandas"
+    assert [(part.name, len(part.expectations), engine) for part, engine in engine_parts(sql_suite, "pandas")] == [
+        ("gold.sql.rows", 1, "pandas"), ("gold.sql.sql", 1, "spark")]
+    assert engine_parts(sql_suite, "spark") == [(sql_suite, "spark")]
+    mean = tmp_path / "gold.mean.json"
+    mean.write_text(json.dumps({"name": "gold.mean", "expectations": [
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "min_value": 0},
+         "meta": {"severity": "block"}}]}))
+    mean_suite = load_suite(str(mean))
+    assert choose_engine(mean_suite, 4) == "spark"
+    with pytest.raises(LakehouseError, match="suite gold.mean has expectations GX's pandas engine cannot run"):
+        choose_engine(mean_suite, 4, "pandas")
     with pytest.raises(LakehouseError, match="unknown GX engine 'polars'"):
         choose_engine(suite, 4, "polars")
 
@@ -150,3 +159,39 @@ def test_a_range_on_a_timestamp_is_validated_on_spark(tmp_path: Path) -> None:
     assert choose_engine(suite, 4, temporal={"valid_to"}) == "pandas"
     nulls_only = dataclasses.replace(suite, expectations=suite.expectations[:1])
     assert choose_engine(nulls_only, 4, temporal={"placed_at"}) == "pandas"
+
+
+def test_a_suites_sql_queries_run_on_spark_beside_its_other_expectations_on_pandas(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path = tmp_path / "gold.mixed.json"
+    path.write_text(json.dumps({"name": "gold.mixed", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "order_id"},
+         "meta": {"severity": "quarantine"}},
+        {"type": "unexpected_rows_expectation", "meta": {"severity": "warn"},
+         "kwargs": {"unexpected_rows_query": "SELECT * FROM {batch} WHERE units > 5"}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "min_value": 0},
+         "meta": {"severity": "quarantine"}},
+        {"type": "unexpected_rows_expectation", "meta": {"severity": "block"},
+         "kwargs": {"unexpected_rows_query":
+                    "SELECT order_id FROM {batch} WHERE order_id IS NOT NULL GROUP BY order_id HAVING count(*) > 1"}},
+    ]}))
+    df = spark.createDataFrame(_rows(), SCHEMA)
+    on_spark = run_gate(df, str(path), "gold.mixed", "run-mixed-spark", engine="spark")
+    mixed = run_gate(df, str(path), "gold.mixed", "run-mixed")
+    try:
+        assert (on_spark.engine, mixed.engine) == ("spark", "pandas+spark")
+        assert _outcomes(mixed) == _outcomes(on_spark)
+        assert [(r["expectation"].split("(")[0], r["success"], r["observed"]) for r in mixed.results] == [
+            ("expect_column_values_to_not_be_null", False, '{"unexpected_percent": 25.0}'),
+            ("unexpected_rows_expectation", False, "1"),  # units 7
+            ("expect_column_values_to_be_between", False, '{"unexpected_percent": 33.3333}'),
+            ("unexpected_rows_expectation", False, "1"),  # ORD-00000001 twice
+        ]
+        assert mixed.blocked and mixed.block_reasons == [
+            "unexpected_rows_expectation(unexpected_rows_query=SELECT order_id FROM {batch} WHERE order_id IS NOT "
+            "NULL GROUP BY order_id HAVING count(*) > 1): observed 1"]
+        assert not spark.catalog.tableExists(gate_module.GX_QUERY_VIEW)
+    finally:
+        on_spark.release()
+        mixed.release()
