@@ -303,6 +303,7 @@ def _demo(args: argparse.Namespace) -> None:
         endpoint = demo.start_sql_endpoint(settings, started_here)  # first: its start beside 6 stages' took > 180 s
         stages = demo.start_pipeline(settings, started_here)
         dashboard = demo.start_bi(settings, started_here)
+        metrics_url = demo.start_metrics(settings, started_here)
     from lakehouse.services.superset import ADMIN_USER, admin_password_file
 
     print(f"\n== the always-on pipeline (logs {settings.logs}/pipeline-<stage>.log) ==")
@@ -310,10 +311,12 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"\nSQL endpoint: {endpoint} (BI tools, `cd dbt_project && dbt build`, `lakehouse notebooks run`)")
     print(f"BI dashboard: {dashboard} (Apache Superset; user {ADMIN_USER}, password in "
           f"{admin_password_file(settings)})")
+    print(f"Metrics (Prometheus): {metrics_url} (stages, streaming queries, each table's newest commit)")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; the pipeline, the SQL endpoint, the BI tool and "
           "the services keep running.\n"
           "  watch the pipeline: `lakehouse pipeline status`; stop it: `lakehouse pipeline stop`\n"
-          "  stop the services: `lakehouse bi stop`, `lakehouse sql-endpoint stop`, `lakehouse cdc stop`, "
+          "  stop the services: `lakehouse metrics stop`, `lakehouse bi stop`, `lakehouse sql-endpoint stop`, "
+          "`lakehouse cdc stop`, "
           "`lakehouse landing stop`, `lakehouse services stop`")
 
 
@@ -452,6 +455,24 @@ def _bi(args: argparse.Namespace) -> None:
         print(f"BI: {superset.superset_status(settings)}")
 
 
+def _metrics(args: argparse.Namespace) -> None:
+    from lakehouse import metrics
+    from lakehouse.services import process
+
+    settings = get_settings()
+    if args.action == "serve":
+        metrics.serve(settings, args.port or metrics.metrics_port())
+    elif args.action == "start":
+        metrics.start_metrics(settings)
+        print(f"metrics (Prometheus): {metrics.metrics_url()}")
+    elif args.action == "stop":
+        print("metrics: stopped" if metrics.stop_metrics(settings) else "metrics: was not running")
+    else:
+        st = process.status(metrics.SERVICE, settings)
+        print(f"metrics: running (pid {st.pid}) at {metrics.metrics_url(st.port)}" if st.running
+              else "metrics: not running")
+
+
 def _notebooks(args: argparse.Namespace) -> None:
     from lakehouse import notebooks
 
@@ -481,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bi", help="Apache Superset on the SQL endpoint (127.0.0.1): the Retail operations dashboard")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=_bi)
+
+    p = sub.add_parser("metrics", help="the pipeline's figures (stages, queries, tables) on a Prometheus endpoint, "
+                       "http://127.0.0.1:$LAKEHOUSE_METRICS_PORT/metrics")
+    p.add_argument("action", choices=["start", "stop", "status", "serve"], help="serve: in the foreground")
+    p.add_argument("--port", type=int, help="serve: the port (default $LAKEHOUSE_METRICS_PORT, 9464)")
+    p.set_defaults(func=_metrics)
 
     p = sub.add_parser("notebooks", help="run the analyst notebooks (notebooks/*.ipynb) headless on the SQL endpoint; "
                        "executed copies under $LAKEHOUSE_HOME/notebooks")

@@ -275,6 +275,15 @@ def start_bi(settings: Settings, started: StartedHere) -> str:
     return superset.dashboard_url(settings)
 
 
+def start_metrics(settings: Settings, started: StartedHere) -> str:
+    """The Prometheus endpoint of the pipeline's figures (lakehouse.metrics), left running (a no-op when it already
+    runs). Returns its URL."""
+    from lakehouse import metrics
+
+    _start_managed(started, "metrics", metrics.SERVICE, settings, lambda: metrics.start_metrics(settings))
+    return metrics.metrics_url()
+
+
 def start_pipeline(settings: Settings, started: StartedHere) -> list[dict]:
     """Start every stage of the always-on pipeline (the demo's last step: they must not run with the batch jobs),
     recorded in `started` so that a failure from here on stops them; returns `pipeline.status`."""

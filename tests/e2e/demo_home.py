@@ -63,12 +63,12 @@ def demo_home(settings) -> Iterator[DemoHome]:  # noqa: ANN001 - the session's S
     env = {k: v for k, v in os.environ.items()
            if k not in ("LAKEHOUSE_KAFKA_BOOTSTRAP", "LAKEHOUSE_TABLES_ROOT", "LAKEHOUSE_METASTORE_URL")}  # its own
     env.update(LAKEHOUSE_HOME=str(home), PYTHONPATH=str(REPO_ROOT), **{
-        f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL", "BI")})
+        f"LAKEHOUSE_{name}_PORT": str(free_port()) for name in ("BROKER", "PG", "S3", "SQL", "BI", "METRICS")})
     demo = DemoHome(home, local, env)
     try:
         yield demo
     finally:
-        for command in ("pipeline", "bi", "sql-endpoint", "cdc", "landing", "services"):
+        for command in ("pipeline", "metrics", "bi", "sql-endpoint", "cdc", "landing", "services"):
             demo.cli(command, "stop")
         destroy(pg_config(local, port=int(env["LAKEHOUSE_PG_PORT"])))
         shutil.rmtree(home, ignore_errors=True)

@@ -46,11 +46,25 @@ class DemoRuns(DemoHome):
     tables: list[dict] = dataclasses.field(default_factory=list)  # per run: name -> (rows, version)
     pipeline: list[dict] = dataclasses.field(default_factory=list)  # per run: stage -> `pipeline status` row
     stops: list[str] = dataclasses.field(default_factory=list)  # `pipeline stop` after the runs, then once more
+    metrics: list[dict] = dataclasses.field(default_factory=list)  # per run: the metrics endpoint, scraped after it
 
     def read(self, name: str):
         """`name` as the second demo run left it (tests that run the pipeline again change no other's input)."""
         version = self.tables[1][name][1]
         return DeltaTable(self.settings.table_location(name), version=version).to_pyarrow_table().to_pylist()
+
+
+def _scrape(output: str) -> dict[tuple[str, tuple], float]:
+    """The samples of the metrics URL the demo printed: (name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = next(line for line in output.splitlines() if line.startswith("Metrics (Prometheus): ")).split()[2]
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +84,7 @@ def demo(settings, spark):
             runs.outputs.append(done.stdout)
             runs.pipeline.append(runs.pipeline_status())
             runs.tables.append(tables())
+            runs.metrics.append(_scrape(done.stdout))
         # the tests below change inputs: stop the stages (six JVMs starting on 2 cores would also slow the suite)
         for _ in range(2):
             stopped = runs.cli("pipeline", "stop")
@@ -218,6 +233,18 @@ def test_each_run_leaves_every_pipeline_stage_running_and_says_how_to_watch_it(d
     assert [j.rsplit(" ", 1)[0].strip() for j in jobs.split(", ")] == [
         "bronze_landing shipment_manifests", "bronze_landing settlements", "demand models", "fraud models",
         "pipeline caught up", "dbt_marts"]
+
+
+def test_the_metrics_endpoint_shows_each_running_stage_and_every_tables_newest_version(demo):
+    for metrics, tables in zip(demo.metrics, demo.tables, strict=True):
+        assert {dict(k[1])["stage"]: v for k, v in metrics.items() if k[0] == "lakehouse_stage_running"} == {
+            s: 1.0 for s in STAGES}
+        versions = {dict(k[1])["table"]: int(v) for k, v in metrics.items() if k[0] == "lakehouse_table_version"}
+        assert set(versions) == set(tables)  # every table of the catalog, nothing else
+        # scraped after the catalog was read: the running stages may only have committed more since
+        assert [name for name, (_, version) in tables.items() if versions[name] < version] == []
+    # the second run waited until every stage had looked at its inputs: each has reported
+    assert {dict(k[1])["stage"] for k in demo.metrics[1] if k[0] == "lakehouse_stage_idle"} == set(STAGES)
 
 
 def test_pipeline_stop_ends_every_stage_downstream_first_and_a_second_stop_finds_nothing(demo):
