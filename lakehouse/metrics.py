@@ -126,10 +126,15 @@ class PipelineCollector:
                 rows.add_metric([stage], float(report["rows_total"]))
             if report.get("batch_ms") is not None:
                 batch.add_metric([stage], float(report["batch_ms"]) / 1000)
-            for query_id, query in sorted((report.get("queries") or {}).items()):
+            named = {}  # query name -> its newest entry (a stream waiting for its source, then started, has two)
+            for query_id, query in (report.get("queries") or {}).items():
+                name = query.get("name") or query_id
+                if (named.get(name) or {}).get("updated_at", 0) <= (query.get("updated_at") or 0):
+                    named[name] = query
+            for name, query in sorted(named.items()):
                 for field, family in queries.items():
                     if query.get(field) is not None:
-                        family.add_metric([stage, query.get("name") or query_id], float(query[field]))
+                        family.add_metric([stage, name], float(query[field]))
         version = GaugeMetricFamily("lakehouse_table_version", "the table's newest Delta version", labels=["table"])
         at = GaugeMetricFamily("lakehouse_table_last_commit_timestamp_seconds", "when the table's newest commit "
                                "was made (epoch seconds)", labels=["table"])

@@ -38,7 +38,9 @@ def test_the_endpoint_serves_the_stage_reports_and_the_tables_newest_commits(spa
     spark.range(3).write.format("delta").save(orders)
     spark.range(5).write.format("delta").mode("append").save(orders)  # version 1: 5 rows
     spark.range(1).write.format("delta").save(f"{local.tables_root}/_checkpoints/x/state")  # not a table
-    # what silver_events' StageListener reports for two of its queries
+    # what silver_events' StageListener reports for two of its queries, one of which waited for its source first
+    progress.report_query(local, "silver_events", "waiting:silver_orders", {
+        "state": "idle", "name": "silver_orders", "backlog_versions": 0})
     progress.report_query(local, "silver_events", "q-orders", {
         "state": "active", "name": "silver_orders", "batch_id": 7, "input_rows_per_s": 12.5,
         "processed_rows_per_s": 40.0, "backlog_versions": 2}, {"rows_total": 300, "batch_ms": 1500})
