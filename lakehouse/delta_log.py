@@ -22,25 +22,44 @@ class Commit:
     version: int
     at: float  # commit time (commitInfo.timestamp), epoch seconds
     added: tuple[str, ...]  # absolute paths of the data files the commit added
+    rows: int | None = None  # rows the commit wrote (commitInfo.operationMetrics.numOutputRows), when recorded
+
+
+_ENTRY = "[0-9]" * 20 + ".json"
+
+
+def _read_entry(root: Path, entry: Path) -> Commit:
+    """One JSON log entry of the table at `root` as a Commit."""
+    info: dict = {}
+    added = []
+    for line in entry.read_text().splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            info = action["commitInfo"]
+        if "add" in action and action["add"].get("dataChange", True):
+            added.append(str(root / unquote(action["add"]["path"])))
+    at = info["timestamp"] / 1000 if "timestamp" in info else entry.stat().st_mtime
+    rows = (info.get("operationMetrics") or {}).get("numOutputRows")
+    return Commit(int(entry.stem), at, tuple(added), int(rows) if rows is not None else None)
 
 
 def commits(location: str | Path, after: float = 0.0) -> list[Commit]:
     """The table's commits made at or after `after` (epoch seconds), oldest first."""
     root = Path(location)
-    found = []
-    for entry in sorted((root / "_delta_log").glob("[0-9]" * 20 + ".json")):
-        at, added = None, []
-        for line in entry.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "commitInfo" in action:
-                at = action["commitInfo"]["timestamp"] / 1000
-            if "add" in action and action["add"].get("dataChange", True):
-                added.append(str(root / unquote(action["add"]["path"])))
-        if at is None:
-            at = entry.stat().st_mtime
-        if at >= after:
-            found.append(Commit(int(entry.stem), at, tuple(added)))
-    return found
+    found = (_read_entry(root, entry) for entry in sorted((root / "_delta_log").glob(_ENTRY)))
+    return [commit for commit in found if commit.at >= after]
+
+
+def newest_commit(location: str | Path) -> Commit | None:
+    """The table's newest commit (None when it has none, or its log cannot be read right now)."""
+    root = Path(location)
+    entries = sorted((root / "_delta_log").glob(_ENTRY))
+    if not entries:
+        return None
+    try:
+        return _read_entry(root, entries[-1])
+    except (OSError, ValueError):  # removed or being written meanwhile
+        return None
 
 
 def first_seen(table_commits: Iterable[Commit], columns: list[str],

@@ -18,19 +18,15 @@ Port: $LAKEHOUSE_METRICS_PORT (9464). Bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from lakehouse.config import Settings, _env_int, get_settings
+from lakehouse.delta_log import Commit, newest_commit
 
 SERVICE = "metrics"
 DEFAULT_PORT = 9464
-_COMMIT = re.compile(r"^\d{20}\.json$")
 QUERY_FIELDS = {  # a query's report field -> (metric, help)
     "batch_id": ("lakehouse_query_batch_id", "id of the query's last micro-batch"),
     "input_rows_per_s": ("lakehouse_query_input_rows_per_second", "rows/s arriving, last micro-batch"),
@@ -48,45 +44,13 @@ def metrics_url(port: int | None = None) -> str:
     return f"http://127.0.0.1:{port or metrics_port()}/metrics"
 
 
-@dataclass(frozen=True)
-class TableCommit:
-    """A Delta table's newest commit, from its transaction log."""
-
-    table: str
-    version: int
-    at: float  # epoch seconds (commitInfo.timestamp)
-    rows: int | None  # rows the commit wrote (operationMetrics.numOutputRows), when recorded
-
-
-def newest_commit(location: Path, table: str) -> TableCommit | None:
-    """The newest commit of the Delta table at `location` (None when it has none)."""
-    try:
-        names = [n.name for n in (location / "_delta_log").iterdir() if _COMMIT.match(n.name)]
-    except OSError:
-        return None
-    if not names:
-        return None
-    entry = location / "_delta_log" / max(names)
-    info: dict = {}
-    try:
-        for line in entry.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "commitInfo" in action:
-                info = action["commitInfo"]
-                break
-    except (OSError, ValueError):
-        return None
-    rows = (info.get("operationMetrics") or {}).get("numOutputRows")
-    at = info["timestamp"] / 1000 if "timestamp" in info else entry.stat().st_mtime
-    return TableCommit(table, int(max(names)[:20]), at, int(rows) if rows is not None else None)
-
-
-def table_commits(settings: Settings) -> list[TableCommit]:
-    """The newest commit of every Delta table `<layer>.<table>` under a local tables root (none for a remote one)."""
+def table_commits(settings: Settings) -> list[tuple[str, Commit]]:
+    """(name, newest commit) of every Delta table `<layer>.<table>` under a local tables root (none for a remote
+    one)."""
     from lakehouse.tables.catalog import discover_tables
 
     located = sorted(discover_tables(settings.tables_root).items())
-    return [c for c in (newest_commit(Path(location), name) for name, location in located) if c is not None]
+    return [(name, c) for name, c in ((name, newest_commit(location)) for name, location in located) if c is not None]
 
 
 class PipelineCollector:
@@ -140,11 +104,11 @@ class PipelineCollector:
                                "was made (epoch seconds)", labels=["table"])
         written = GaugeMetricFamily("lakehouse_table_last_commit_rows", "rows the table's newest commit wrote",
                                     labels=["table"])
-        for commit in table_commits(self.settings):
-            version.add_metric([commit.table], float(commit.version))
-            at.add_metric([commit.table], commit.at)
+        for table, commit in table_commits(self.settings):
+            version.add_metric([table], float(commit.version))
+            at.add_metric([table], commit.at)
             if commit.rows is not None:
-                written.add_metric([commit.table], float(commit.rows))
+                written.add_metric([table], float(commit.rows))
         yield from (running, idle, age, rows, batch, *queries.values(), version, at, written)
 
 

@@ -272,9 +272,9 @@ def driver_batch(df: DataFrame, suite: SuiteSpec, rows: int) -> Any:
                 column = table.column(i)
                 table = table.set_column(i, name, column.cast("int64" if column.type.bit_width == 64 else "int32"))
         pdf = table.to_pandas(integer_object_nulls=True)
-        for field in df.select(*read).schema.fields:  # GX's pandas aggregates turn Decimals to floats: NaN, not None
-            if isinstance(field.dataType, T.DecimalType):
-                pdf[field.name] = pdf[field.name].where(pdf[field.name].notna(), float("nan"))
+        for name in read:  # GX's pandas aggregates turn Decimals to floats: NaN, not None
+            if isinstance(df.schema[name].dataType, T.DecimalType):
+                pdf[name] = pdf[name].where(pdf[name].notna(), float("nan"))
     else:
         pdf = pd.DataFrame(index=range(rows))
     for name in df.columns:
@@ -565,8 +565,9 @@ def run_gate(
 
     runner = _get_runner(docs_dir)
     engine = choose_engine(suite, input_rows, engine, temporal_columns(batch))
+    parts = engine_parts(suite, engine)
     by_spec: dict[int, Any] = {}  # id(expectation spec) -> its GX result
-    for part, part_engine in engine_parts(suite, engine):
+    for part, part_engine in parts:
         data = batch if part_engine == "spark" else driver_batch(
             batch, part, input_rows if input_rows is not None else batch.count())
         if all(e.severity == "block" for e in part.expectations):
@@ -623,7 +624,7 @@ def run_gate(
         seconds=round(time.perf_counter() - prepared, 3),
         input_seconds=round(prepared - started, 3),
         rows=input_rows,
-        engine="+".join(dict.fromkeys(e for _, e in engine_parts(suite, engine))),
+        engine="+".join(dict.fromkeys(e for _, e in parts)),
         _cached=cached,
     )
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from demo_home import DemoHome, demo_home
+from prometheus_samples import scrape
 
 from lakehouse.config import REPO_ROOT
 from lakehouse.events.generator import QUARANTINED_FAULTS
@@ -55,16 +56,8 @@ class DemoRuns(DemoHome):
 
 
 def _scrape(output: str) -> dict[tuple[str, tuple], float]:
-    """The samples of the metrics URL the demo printed: (name, sorted labels) -> value."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    url = next(line for line in output.splitlines() if line.startswith("Metrics (Prometheus): ")).split()[2]
-    with urllib.request.urlopen(url, timeout=30) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    """The samples of the metrics URL the demo printed."""
+    return scrape(next(line for line in output.splitlines() if line.startswith("Metrics (Prometheus): ")).split()[2])
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ import dataclasses
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 from deltalake import DeltaTable
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_samples import scrape
 
 from lakehouse import progress
 from lakehouse.services.process import free_port, port_in_use
@@ -22,13 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lakehouse.cli", *argv], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_the_endpoint_serves_the_stage_reports_and_the_tables_newest_commits(spark, settings, tmp_path: Path) -> None:
@@ -54,7 +46,7 @@ def test_the_endpoint_serves_the_stage_reports_and_the_tables_newest_commits(spa
         assert started.returncode == 0, started.stderr
         assert started.stdout.strip() == f"metrics (Prometheus): http://127.0.0.1:{port}/metrics"
         assert _cli(env, "metrics", "status").stdout.startswith("metrics: running (pid ")
-        samples = _scrape(port)
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
         stopped = _cli(env, "metrics", "stop")
     assert stopped.stdout.strip() == "metrics: stopped" and not port_in_use(port)
